@@ -1,0 +1,245 @@
+"""Files that stages hand to each other: atomic writes, predictions files and their JSON sidecars.
+
+Every writer goes through :func:`atomic_path`, so a crash never leaves a half-written file that a
+later stage would trust. Readers validate and fail with one line naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from distillab.errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The temp file lives in the same directory so the final ``os.replace`` is atomic on POSIX.
+    ``suffix`` keeps libraries that insist on an extension (``np.savez`` adds ``.npz``) happy.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON with sorted-free, human-diffable layout; NaN is written as null (strict JSON)."""
+    write_text_atomic(path, json.dumps(_nan_to_none(obj), indent=2, allow_nan=False) + "\n")
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _nan_to_none(obj.item())
+    if isinstance(obj, np.ndarray):
+        return _nan_to_none(obj.tolist())
+    return obj
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- predictions files
+
+
+@dataclass
+class Predictions:
+    """One model's outputs on one split: the audit's only input.
+
+    ``logits`` are raw scores before softmax, kept in the file's dtype (the audit casts to
+    float64 itself). ``meta`` is the optional ``FILE.json`` sidecar describing the model.
+    """
+
+    path: Path | None
+    logits: np.ndarray  # [n, K]
+    labels: np.ndarray  # [n] int64 in [0, K)
+    ids: np.ndarray | None = None  # [n] row identity, aligns arms and the teacher
+    tiers: np.ndarray | None = None  # [n] str "head" | "mid" | "tail"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.logits.shape[1])
+
+    def take(self, rows: np.ndarray) -> "Predictions":
+        """The same predictions restricted to (or reordered by) ``rows``."""
+        return Predictions(
+            path=self.path,
+            logits=self.logits[rows],
+            labels=self.labels[rows],
+            ids=None if self.ids is None else self.ids[rows],
+            tiers=None if self.tiers is None else self.tiers[rows],
+            meta=self.meta,
+        )
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """``preds.npz`` → ``preds.json``: where the description of the model that made the file lives."""
+    path = Path(path)
+    return path.with_suffix(".json")
+
+
+def save_predictions(
+    path: str | os.PathLike,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    ids: np.ndarray | None = None,
+    tiers: np.ndarray | None = None,
+    meta: dict | None = None,
+) -> Path:
+    """Write a predictions ``.npz`` (and its sidecar when ``meta`` is given), atomically."""
+    path = Path(path)
+    logits = np.asarray(logits)
+    labels = np.asarray(labels, dtype=np.int64)
+    arrays: dict[str, np.ndarray] = {"logits": logits, "labels": labels}
+    if ids is not None:
+        arrays["ids"] = np.asarray(ids)
+    if tiers is not None:
+        arrays["tiers"] = np.asarray(tiers, dtype=str)
+    validate_predictions(Predictions(path, logits, labels, arrays.get("ids"), arrays.get("tiers")))
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+    if meta is not None:
+        write_json_atomic(sidecar_path(path), meta)
+    return path
+
+
+def load_predictions(path: str | os.PathLike) -> Predictions:
+    """Read our layout (``logits, labels[, ids, tiers]``) or the course's (``logits, preds, labels, val_tiers``)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: predictions file not found")
+    try:
+        # allow_pickle=False: never unpickle a user's file.
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except ValueError as exc:
+        raise InputError(f"{path}: cannot read as a plain .npz ({exc}); object arrays are not accepted") from None
+    except Exception as exc:  # zipfile.BadZipFile, OSError, ...
+        raise InputError(f"{path}: cannot read as .npz ({type(exc).__name__}: {exc})") from None
+
+    for key in ("logits", "labels"):
+        if key not in arrays:
+            raise InputError(f"{path}: missing array '{key}' (found: {', '.join(sorted(arrays)) or 'none'})")
+    tiers = arrays.get("tiers", arrays.get("val_tiers"))
+    labels = arrays["labels"]
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"{path}: 'labels' must be a 1-D integer array, got shape {labels.shape} dtype {labels.dtype}")
+    meta = read_json(sidecar_path(path)) if sidecar_path(path).exists() else {}
+    preds = Predictions(
+        path=path,
+        logits=arrays["logits"],
+        labels=labels.astype(np.int64),
+        ids=arrays.get("ids"),
+        tiers=None if tiers is None else tiers.astype(str),
+        meta=meta,
+    )
+    validate_predictions(preds)
+    if "preds" in arrays:
+        _check_preds_match_argmax(path, arrays["preds"], preds.logits)
+    return preds
+
+
+def validate_predictions(pred: Predictions) -> None:
+    """Raise :class:`InputError` naming the file and the first problem found."""
+    where = str(pred.path) if pred.path is not None else "predictions"
+    logits, labels = pred.logits, pred.labels
+    if logits.ndim != 2:
+        raise InputError(f"{where}: 'logits' must be 2-D [rows, classes], got shape {logits.shape}")
+    if not np.issubdtype(logits.dtype, np.floating):
+        raise InputError(f"{where}: 'logits' must be floating point, got dtype {logits.dtype}")
+    n, k = logits.shape
+    if n == 0:
+        raise InputError(f"{where}: no rows")
+    if k < 2:
+        raise InputError(f"{where}: need at least 2 classes, got {k}")
+    if labels.shape != (n,):
+        raise InputError(f"{where}: 'labels' has {labels.shape[0]} rows but 'logits' has {n}")
+    bad = np.flatnonzero((labels < 0) | (labels >= k))
+    if bad.size:
+        raise InputError(
+            f"{where}: label {int(labels[bad[0]])} at row {int(bad[0])} is outside [0, {k}) "
+            f"({bad.size} such rows)"
+        )
+    finite = np.isfinite(logits).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise InputError(f"{where}: NaN or inf in 'logits' at row {row} ({int((~finite).sum())} such rows)")
+    for name, arr in (("ids", pred.ids), ("tiers", pred.tiers)):
+        if arr is not None and arr.shape != (n,):
+            raise InputError(f"{where}: '{name}' has shape {arr.shape}, expected ({n},)")
+    if pred.ids is not None:
+        unique, counts = np.unique(pred.ids, return_counts=True)
+        if unique.size != n:
+            raise InputError(f"{where}: duplicate row id {unique[counts > 1][0]!r} in 'ids'")
+    if pred.tiers is not None:
+        unknown = sorted(set(np.unique(pred.tiers)) - {"head", "mid", "tail"})
+        if unknown:
+            raise InputError(f"{where}: unknown tier value {unknown[0]!r} in 'tiers' (expected head, mid or tail)")
+
+
+def _check_preds_match_argmax(path: Path, preds: np.ndarray, logits: np.ndarray) -> None:
+    """The course files carry ``preds``; they must be the argmax of ``logits`` (fp16 ties excepted)."""
+    if preds.shape != (logits.shape[0],):
+        raise InputError(f"{path}: 'preds' has shape {preds.shape}, expected ({logits.shape[0]},)")
+    outside = np.flatnonzero((preds < 0) | (preds >= logits.shape[1]))
+    if outside.size:
+        raise InputError(f"{path}: 'preds' row {int(outside[0])} is {int(preds[outside[0]])}, outside [0, {logits.shape[1]})")
+    argmax = logits.argmax(axis=1)
+    differ = np.flatnonzero(preds != argmax)
+    if differ.size == 0:
+        return
+    # A row whose stored prediction also attains the maximum logit is a tie, not a mismatch.
+    tied = logits[differ, preds[differ].astype(np.int64)] == logits[differ].max(axis=1)
+    if not tied.all():
+        row = int(differ[~tied][0])
+        raise InputError(
+            f"{path}: 'preds' row {row} is {int(preds[row])} but argmax of 'logits' is {int(argmax[row])}"
+        )
