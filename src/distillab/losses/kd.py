@@ -1,0 +1,339 @@
+"""Distillation losses: pure functions of logits, labels and hyper-parameters.
+
+Conventions shared by every function here (and by :mod:`distillab.losses.reference`):
+
+- logits are ``[..., K]``; leading dimensions are flattened into rows, so a ``[B, L, V]`` language
+  model batch is ``B·L`` rows. Labels have the leading shape (``[...]``, integer class ids).
+- KL-type terms are **summed over classes and averaged over rows** (PyTorch's ``batchmean``), the
+  convention of Hinton et al. and of the reference experiment; ``reduction="mean"`` (÷ rows·K) is a
+  known silent bug, not an option.
+- Temperature divides both logit sets. Only :func:`kd_loss` (and its sparse and chunked twins)
+  multiplies the soft term by ``T²``, which keeps its gradient on the same scale as the CE term
+  when T changes; the plain divergences (:func:`kl_loss`, :func:`reverse_kl_loss`,
+  :func:`generalized_jsd_loss`) are divergences at temperature T, like TRL's.
+- Teacher inputs are targets: nothing here detaches them, but the chunked path returns no
+  gradient for them.
+
+Bad hyper-parameters raise :class:`HyperparameterError`, which is both a
+:class:`~distillab.errors.ConfigError` (the CLI prints it on one line) and a :class:`ValueError`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from distillab.errors import ConfigError, InputError
+
+TAIL_MODES = ("renormalize", "bucket")
+
+
+class HyperparameterError(ConfigError, ValueError):
+    """A loss hyper-parameter (T, alpha, beta, epsilon, tail, chunk_rows) is out of range."""
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _temperature(T) -> float:
+    value = float(T)
+    if not math.isfinite(value) or value <= 0:
+        raise HyperparameterError(
+            f"temperature T must be a finite number > 0, got {T!r}; the reference experiment uses T=4"
+        )
+    return value
+
+
+def _unit_interval(name: str, value, *, upper_open: bool = False) -> float:
+    number = float(value)
+    upper_ok = number < 1 if upper_open else number <= 1
+    if not (math.isfinite(number) and number >= 0 and upper_ok):
+        interval = "[0, 1)" if upper_open else "[0, 1]"
+        raise HyperparameterError(f"{name} must lie in {interval}, got {value!r}")
+    return number
+
+
+def _as_rows(student_logits: torch.Tensor) -> torch.Tensor:
+    if student_logits.dim() < 2:
+        raise InputError(
+            f"student_logits must be [..., K] with at least 2 dimensions, got shape {tuple(student_logits.shape)}"
+        )
+    return student_logits.reshape(-1, student_logits.shape[-1])
+
+
+def _same_rows(name: str, tensor: torch.Tensor, student_logits: torch.Tensor, trailing: tuple = ()) -> torch.Tensor:
+    expected = tuple(student_logits.shape[:-1]) + trailing
+    if tuple(tensor.shape) != expected:
+        raise InputError(f"{name} must have shape {expected} to match student_logits, got {tuple(tensor.shape)}")
+    return tensor.reshape((-1,) + trailing)
+
+
+def _labels(labels, student_logits: torch.Tensor, alpha: float) -> torch.Tensor | None:
+    """Rows of labels, or None when the hard term has zero weight (then labels may be omitted)."""
+    if labels is None:
+        if alpha < 1:
+            raise InputError("labels are required when alpha < 1 (the cross-entropy term has weight 1 - alpha)")
+        return None
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise InputError(f"labels must be integer class ids, got dtype {labels.dtype}")
+    return _same_rows("labels", labels, student_logits).long()
+
+
+# --------------------------------------------------------------------------- row-wise cores
+
+
+def _kl_rows(target_logp: torch.Tensor, input_logp: torch.Tensor) -> torch.Tensor:
+    """Per row Σ_k p_k (log p_k − log q_k) with p = exp(target_logp): KL(target ‖ input).
+
+    Classes where the target puts no mass add exactly 0 (0·log 0 = 0), which matters for the empty
+    tail bucket of a k = K cache and for float32 underflow of very peaked teachers.
+    """
+    p = target_logp.exp()
+    return torch.where(p > 0, p * (target_logp - input_logp), torch.zeros((), dtype=p.dtype, device=p.device)).sum(-1)
+
+
+def _ce_rows(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
+def _kd_rows(student: torch.Tensor, teacher: torch.Tensor, labels, T: float, alpha: float) -> torch.Tensor:
+    """Per-row Hinton KD: α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, y)."""
+    # KL argument order: the teacher is the target distribution, the student the approximation.
+    soft = _kl_rows(F.log_softmax(teacher.to(student.dtype) / T, -1), F.log_softmax(student / T, -1))
+    rows = (alpha * T * T) * soft  # T² keeps the soft gradient (which scales as 1/T²) comparable to CE
+    if alpha < 1:
+        rows = rows + (1 - alpha) * _ce_rows(student, labels)  # unsoftened logits: CE at T = 1
+    return rows
+
+
+def _topk_kd_rows(student, topk_ids, topk_logprobs, tail_logmass, labels, T: float, alpha: float, tail: str):
+    """Per-row KD against a top-k teacher; see :func:`topk_kd_loss` for the two tail treatments."""
+    ids = topk_ids.long()
+    teacher_top = topk_logprobs.to(student.dtype)  # [N, k] log p_t at temperature 1
+    if tail == "renormalize":
+        # Teacher restricted to its top-k and renormalised at T; the student keeps its full-vocab
+        # normaliser, so mass it puts outside the teacher's top-k is penalised.
+        teacher_logp = F.log_softmax(teacher_top / T, -1)
+        student_logp = F.log_softmax(student / T, -1).gather(-1, ids)  # [N, k]
+    else:
+        # k+1 buckets: the top-k classes and one tail pseudo-class whose logit is its log-mass; the
+        # temperature is applied to this (k+1)-way distribution on both sides.
+        teacher_logp = F.log_softmax(torch.cat([teacher_top, tail_logmass.to(student.dtype)[:, None]], -1) / T, -1)
+        student_logp1 = F.log_softmax(student, -1)  # [N, V]
+        in_topk = torch.zeros_like(student, dtype=torch.bool).scatter_(-1, ids, True)
+        # finfo.min, not -inf: an empty tail (k = V) must stay finite so its gradient is 0, not NaN.
+        student_tail = torch.logsumexp(student_logp1.masked_fill(in_topk, torch.finfo(student.dtype).min), -1)
+        student_buckets = torch.cat([student_logp1.gather(-1, ids), student_tail[:, None]], -1)  # [N, k+1]
+        student_logp = F.log_softmax(student_buckets / T, -1)
+    rows = (alpha * T * T) * _kl_rows(teacher_logp, student_logp)
+    if alpha < 1:
+        rows = rows + (1 - alpha) * _ce_rows(student, labels)
+    return rows
+
+
+class _RowChunkedMean(torch.autograd.Function):
+    """Mean over rows of ``rows_fn`` evaluated chunk by chunk, with bounded memory.
+
+    Forward computes each chunk's value and its gradient w.r.t. the student logits (by autograd on
+    the same row function the dense path uses), keeps only that gradient and frees the chunk's
+    softmaxes. Backward scales the stored gradient. Peak memory is one gradient the size of the
+    student logits plus one chunk's intermediates, instead of every intermediate for every row.
+    """
+
+    @staticmethod
+    def forward(ctx, rows_fn: Callable, chunk_rows: int, student: torch.Tensor, *row_tensors: torch.Tensor):
+        n = student.shape[0]
+        wants_grad = ctx.needs_input_grad[2]
+        grad = torch.empty_like(student) if wants_grad else None
+        total = torch.zeros((), dtype=student.dtype, device=student.device)
+        for start in range(0, n, chunk_rows):
+            rows = slice(start, start + chunk_rows)
+            chunk = student[rows].detach().requires_grad_(wants_grad)
+            with torch.enable_grad():
+                chunk_sum = rows_fn(chunk, *(t[rows] for t in row_tensors)).sum()
+            if wants_grad:
+                (grad[rows],) = torch.autograd.grad(chunk_sum, chunk)
+            total += chunk_sum.detach()
+        ctx.grad, ctx.n, ctx.n_rest = grad, n, len(row_tensors)
+        return total / n
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        grad, ctx.grad = ctx.grad, None  # hand the buffer over instead of copying it
+        grad.mul_(grad_output / ctx.n)
+        return (None, None, grad) + (None,) * ctx.n_rest
+
+
+def _mean_rows(rows_fn: Callable, student: torch.Tensor, row_tensors: tuple, chunk_rows: int | None):
+    if chunk_rows is None:
+        return rows_fn(student, *row_tensors).mean()
+    if int(chunk_rows) != chunk_rows or chunk_rows < 1:
+        raise HyperparameterError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    return _RowChunkedMean.apply(rows_fn, int(chunk_rows), student, *row_tensors)
+
+
+# --------------------------------------------------------------------------- public losses
+
+
+def cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy; with ε > 0 the target is (1−ε)·one-hot + ε/K (Szegedy et al. 2016)."""
+    epsilon = _unit_interval("label_smoothing (epsilon)", label_smoothing, upper_open=True)
+    student = _as_rows(student_logits)
+    return F.cross_entropy(student, _labels(labels, student_logits, 0.0), label_smoothing=epsilon)
+
+
+def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
+    """Forward KL(softmax(t/T) ‖ softmax(s/T)), batchmean, no T² factor (the teacher is the target)."""
+    T = _temperature(T)
+    student = _as_rows(student_logits)
+    teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
+    return _kl_rows(F.log_softmax(teacher.to(student.dtype) / T, -1), F.log_softmax(student / T, -1)).mean()
+
+
+def reverse_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
+    """Reverse KL(softmax(s/T) ‖ softmax(t/T)), batchmean, no T² factor: mode-seeking (Gu et al. 2024, MiniLLM)."""
+    T = _temperature(T)
+    student = _as_rows(student_logits)
+    teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
+    return _kl_rows(F.log_softmax(student / T, -1), F.log_softmax(teacher.to(student.dtype) / T, -1)).mean()
+
+
+def generalized_jsd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, beta: float = 0.5, T: float = 1.0
+) -> torch.Tensor:
+    """Generalised Jensen-Shannon divergence JSD(β), batchmean, following TRL's ``generalized_jsd_loss``.
+
+    With m = β·p_t + (1−β)·p_s (both at temperature T): JSD(β) = β·KL(p_t ‖ m) + (1−β)·KL(p_s ‖ m).
+    The endpoints are special-cased exactly as in TRL (GKDTrainer): β = 0 is the forward
+    KL(p_t ‖ p_s) = :func:`kl_loss`, β = 1 the reverse KL(p_s ‖ p_t) = :func:`reverse_kl_loss`.
+    (The formula itself tends to 0 at both ends; the endpoints are a definition, not a limit.)
+    """
+    beta = _unit_interval("beta", beta)
+    T = _temperature(T)
+    student = _as_rows(student_logits)
+    teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
+    student_logp = F.log_softmax(student / T, -1)
+    teacher_logp = F.log_softmax(teacher.to(student.dtype) / T, -1)
+    if beta == 0:
+        return _kl_rows(teacher_logp, student_logp).mean()
+    if beta == 1:
+        return _kl_rows(student_logp, teacher_logp).mean()
+    # log m computed in log space: logsumexp(log p_s + log(1−β), log p_t + log β)
+    mixture_logp = torch.logaddexp(student_logp + math.log(1 - beta), teacher_logp + math.log(beta))
+    return (beta * _kl_rows(teacher_logp, mixture_logp) + (1 - beta) * _kl_rows(student_logp, mixture_logp)).mean()
+
+
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None, T: float = 4.0, alpha: float = 0.7
+) -> torch.Tensor:
+    """Hinton KD: α·T²·KL(softmax(t/T) ‖ softmax(s/T)) + (1−α)·CE(s, y), batchmean.
+
+    The CE term uses the unsoftened student logits. Defaults are the reference experiment's
+    (T=4, α=0.7). ``labels`` may be None when α = 1.
+    """
+    T, alpha = _temperature(T), _unit_interval("alpha", alpha)
+    student = _as_rows(student_logits)
+    teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
+    labels = _labels(labels, student_logits, alpha)
+    return _kd_rows(student, teacher, labels, T, alpha).mean()
+
+
+def chunked_kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor | None,
+    T: float = 4.0,
+    alpha: float = 0.7,
+    chunk_rows: int = 1024,
+) -> torch.Tensor:
+    """:func:`kd_loss` computed ``chunk_rows`` rows at a time, for large vocabularies.
+
+    Same value and student gradient as :func:`kd_loss` (same row function); memory is the student
+    gradient plus one chunk's softmaxes. No gradient flows to the teacher logits, and the result
+    cannot be differentiated twice.
+    """
+    T, alpha = _temperature(T), _unit_interval("alpha", alpha)
+    student = _as_rows(student_logits)
+    teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
+    labels = _labels(labels, student_logits, alpha)
+    row_tensors = (teacher,) if labels is None else (teacher, labels)
+
+    def rows_fn(chunk, teacher_chunk, label_chunk=None):
+        return _kd_rows(chunk, teacher_chunk, label_chunk, T, alpha)
+
+    return _mean_rows(rows_fn, student, row_tensors, chunk_rows)
+
+
+def topk_kd_loss(
+    student_logits: torch.Tensor,
+    topk_ids: torch.Tensor,
+    topk_logprobs: torch.Tensor,
+    tail_logmass: torch.Tensor,
+    labels: torch.Tensor | None,
+    T: float = 4.0,
+    alpha: float = 0.7,
+    tail: str = "renormalize",
+    chunk_rows: int | None = None,
+) -> torch.Tensor:
+    """Hinton KD against a sparse top-k teacher cache, the tail handled explicitly.
+
+    ``topk_ids`` [..., k], ``topk_logprobs`` [..., k] (teacher log-probabilities at temperature 1;
+    for a cache captured at temperature T_c pass T / T_c) and ``tail_logmass`` [...] (log of the
+    teacher mass outside the top-k; −inf when k = K). ``tail``:
+
+    - ``"renormalize"``: the teacher is its top-k renormalised at T; the student's probabilities
+      over the same ids keep their full-vocabulary normaliser (mass outside is penalised).
+      ``tail_logmass`` is not used.
+    - ``"bucket"``: the tail is one extra pseudo-class on both sides (student tail = its mass
+      outside the teacher's top-k); temperature is applied to the (k+1)-way distributions. At T=1
+      this is the exact KL of the coarse-grained distributions.
+
+    With k = K both equal :func:`kd_loss`. ``chunk_rows`` bounds memory as in :func:`chunked_kd_loss`.
+    """
+    T, alpha = _temperature(T), _unit_interval("alpha", alpha)
+    if tail not in TAIL_MODES:
+        raise HyperparameterError(f"tail must be one of {TAIL_MODES}, got {tail!r}")
+    student = _as_rows(student_logits)
+    k = topk_ids.shape[-1] if topk_ids.dim() else 0
+    if not 1 <= k <= student.shape[-1]:
+        raise InputError(f"topk_ids must be [..., k] with 1 <= k <= K={student.shape[-1]}, got shape {tuple(topk_ids.shape)}")
+    ids = _same_rows("topk_ids", topk_ids, student_logits, (k,))
+    logprobs = _same_rows("topk_logprobs", topk_logprobs, student_logits, (k,))
+    tail_mass = _same_rows("tail_logmass", tail_logmass, student_logits)
+    labels = _labels(labels, student_logits, alpha)
+    row_tensors = (ids, logprobs, tail_mass) if labels is None else (ids, logprobs, tail_mass, labels)
+
+    def rows_fn(chunk, ids_chunk, logprobs_chunk, tail_chunk, label_chunk=None):
+        return _topk_kd_rows(chunk, ids_chunk, logprobs_chunk, tail_chunk, label_chunk, T, alpha, tail)
+
+    return _mean_rows(rows_fn, student, row_tensors, chunk_rows)
+
+
+def hard_kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None, alpha: float = 0.7
+) -> torch.Tensor:
+    """Hard-label KD: α·CE(s, argmax t) + (1−α)·CE(s, y) — the teacher's top-1 only.
+
+    This is the "synthetic labels / closed-API teacher" recipe: no soft targets, no temperature.
+    """
+    alpha = _unit_interval("alpha", alpha)
+    student = _as_rows(student_logits)
+    teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
+    labels = _labels(labels, student_logits, alpha)
+    loss = alpha * _ce_rows(student, teacher.argmax(-1)).mean()
+    if alpha < 1:
+        loss = loss + (1 - alpha) * _ce_rows(student, labels).mean()
+    return loss
+
+
+def topk_targets(teacher_logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (topk_ids int32, topk_logprobs, tail_logmass) triple a top-k cache stores, at temperature 1."""
+    logp = F.log_softmax(teacher_logits.detach(), -1)
+    top_logp, top_ids = logp.topk(k, dim=-1)
+    outside = torch.ones_like(logp, dtype=torch.bool).scatter_(-1, top_ids, False)
+    tail = torch.logsumexp(logp.masked_fill(~outside, float("-inf")), -1)  # −inf when k = K
+    return top_ids.to(torch.int32), top_logp, tail
