@@ -1,0 +1,125 @@
+"""Head / mid / tail tiers: which classes are frequent enough to learn, and which are not.
+
+The course ranks classes by training-set frequency and cuts the ranking at 20 and 60
+(head = ranks 1-20, mid = 21-60, tail = 61+). A row's tier is its true label's tier.
+Numpy only: the audit imports this module and must stay light.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from distillab.errors import InputError
+
+TIERS = ("head", "mid", "tail")
+DEFAULT_CUTOFFS = (20, 60)  # course: most_common()[:20], [20:60], [60:]
+
+
+def rank_classes(counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Class ids by descending count; equal counts keep ascending class id (a stable, documented tie rule)."""
+    counts = np.asarray(counts)
+    return np.argsort(-counts, kind="stable")
+
+
+def assign_tiers(
+    counts: Sequence[int] | np.ndarray,
+    cutoffs: tuple[int, int] | None = DEFAULT_CUTOFFS,
+    thresholds: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Per-class tier names (``[K]`` str).
+
+    ``cutoffs=(a, b)``: ranks 1..a are head, a+1..b mid, the rest tail.
+    ``thresholds=(h, m)`` (overrides cutoffs): count >= h is head, m <= count < h mid, the rest tail.
+    """
+    counts = np.asarray(counts)
+    tiers = np.full(counts.shape[0], "tail", dtype="<U4")
+    if thresholds is not None:
+        head_min, mid_min = thresholds
+        if not head_min > mid_min:
+            raise InputError(f"tier thresholds must be decreasing (head > mid), got {head_min},{mid_min}")
+        tiers[counts >= mid_min] = "mid"
+        tiers[counts >= head_min] = "head"
+        return tiers
+    head_end, mid_end = cutoffs
+    if not 0 < head_end < mid_end:
+        raise InputError(f"tier cutoffs must satisfy 0 < head < mid, got {head_end},{mid_end}")
+    order = rank_classes(counts)
+    tiers[order[:head_end]] = "head"
+    tiers[order[head_end:mid_end]] = "mid"
+    return tiers
+
+
+def tier_support(counts: np.ndarray, class_tiers: np.ndarray, names: Sequence[str]) -> list[dict]:
+    """The course's tier support table: one row per class in rank order (rank starts at 1)."""
+    return [
+        {"rank": rank, "class": int(c), "name": names[c], "count": int(counts[c]), "tier": str(class_tiers[c])}
+        for rank, c in enumerate(rank_classes(counts), start=1)
+    ]
+
+
+def load_train_counts(path: str | Path, classes: Sequence[str]) -> np.ndarray:
+    """Per-class training counts (``[K]`` int64) from a JSON list/dict or a CSV file.
+
+    JSON: a list of K counts (position = class id), or a dict keyed by class name or class id
+    (classes not listed count 0). CSV: a header with ``count`` and one of ``class``/``label``/``name``/``id``.
+    """
+    path = Path(path)
+    k = len(classes)
+    if not path.exists():
+        raise InputError(f"{path}: train counts file not found")
+    if path.suffix.lower() == ".csv":
+        pairs = _read_counts_csv(path)
+    else:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if isinstance(data, list):
+            if len(data) != k:
+                raise InputError(f"{path}: has {len(data)} counts but the predictions have {k} classes")
+            pairs = list(enumerate(data))
+        elif isinstance(data, dict):
+            pairs = list(data.items())
+        else:
+            raise InputError(f"{path}: expected a JSON list of counts or a dict class -> count")
+    return _counts_from_pairs(path, pairs, classes)
+
+
+def _read_counts_csv(path: Path) -> list[tuple[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        key = next((f for f in ("class", "label", "name", "id") if f in fields), None)
+        if key is None or "count" not in fields:
+            raise InputError(f"{path}: CSV needs a 'count' column and one of class/label/name/id (found: {fields})")
+        return [(row[key], row["count"]) for row in reader]
+
+
+def _counts_from_pairs(path: Path, pairs: list, classes: Sequence[str]) -> np.ndarray:
+    k = len(classes)
+    by_name = {name: i for i, name in enumerate(classes)}
+    counts = np.zeros(k, dtype=np.int64)
+    for key, value in pairs:
+        if isinstance(key, int):
+            cls = key
+        elif key in by_name:  # names win over digit strings: class names may themselves be digits
+            cls = by_name[key]
+        elif str(key).strip().lstrip("-").isdigit():
+            cls = int(key)
+        else:
+            raise InputError(f"{path}: unknown class {key!r} (not a class name and not an id in [0, {k}))")
+        if not 0 <= cls < k:
+            raise InputError(f"{path}: class id {cls} is outside [0, {k})")
+        try:
+            count = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: count for class {key!r} is not a number: {value!r}") from None
+        if count < 0 or count != int(count):
+            raise InputError(f"{path}: count for class {key!r} must be a non-negative integer, got {value!r}")
+        counts[cls] = int(count)
+    return counts
