@@ -136,23 +136,13 @@ def derive_r52(docs: list[ReutersDoc], name: str = "r52", source: dict | None = 
     return TextDataset(name=name, classes=classes, splits=splits, source=dict(source or {}))
 
 
-def load_r52(paths: list[str | Path], name: str = "r52", expected_sha256: dict[str, str] | None = None) -> TextDataset:
-    """Parse the raw SGML files and derive R52, checking each file's hash when ``expected_sha256`` is given.
-
-    ``expected_sha256`` maps the uncompressed file name (``reut2-000.sgm``) to its sha256.
-    """
+def load_r52(paths: list[str | Path], name: str = "r52") -> TextDataset:
+    """Parse the raw SGML files (``.sgm`` or ``.sgm.gz``) and derive R52; the source records each file's sha256."""
     docs: list[ReutersDoc] = []
-    hashes = {}
-    for path in sorted(Path(p) for p in paths):
+    files = {}
+    for path in sorted(map(Path, paths)):
         raw, digest = read_sgml(path)
-        base = path.name.removesuffix(".gz")
-        want = (expected_sha256 or {}).get(base)
-        if want is not None and digest != want:
-            raise InputError(
-                f"{path}: sha256 of the uncompressed file is {digest}, expected {want}; "
-                "this is not the Reuters-21578 Distribution 1.0 file, replace it with the original"
-            )
-        hashes[base] = digest
+        files[path.name.removesuffix(".gz")] = {"path": str(path), "sha256": digest}
         docs.extend(parse_sgml(raw, str(path)))
     newids = [doc.newid for doc in docs]
     if len(set(newids)) != len(newids):
@@ -160,8 +150,7 @@ def load_r52(paths: list[str | Path], name: str = "r52", expected_sha256: dict[s
     source = {
         "kind": "lab",
         "lab": name,
-        "derivation": "Reuters-21578 ModApte, single topic, topics with >=1 train and >=1 test doc",
-        "files": {base: {"path": str(p), "sha256": hashes[base]} for p, base in
-                  ((Path(p), Path(p).name.removesuffix(".gz")) for p in sorted(map(str, paths)))},
+        "derivation": "Reuters-21578 ModApte, exactly one topic, topics with >=1 train and >=1 test document",
+        "files": files,
     }
     return derive_r52(docs, name=name, source=source)
