@@ -1,0 +1,126 @@
+"""What every teacher runner shares: which rows to cache, the shard loop over processes, top-k maths.
+
+The loop reads top to bottom: the main process claims the output directory, every process
+computes the missing shards assigned to it (round-robin, so ``accelerate launch`` splits the work
+with no coordination beyond two barriers), and the main process writes the manifest at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from distillab.errors import InputError
+
+
+def select_rows(dataset, splits: list[str] | None) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    """(splits, ids, texts, labels) of the rows to cache: the given splits (default: all) one after another."""
+    splits = list(dataset.splits) if not splits else list(splits)
+    unknown = [s for s in splits if s not in dataset.splits]
+    if unknown:
+        raise InputError(
+            f"dataset {dataset.name!r} has no split {unknown[0]!r} (splits: {', '.join(dataset.splits)})"
+        )
+    if len(set(splits)) != len(splits):
+        raise InputError(f"split listed twice in {splits}")
+    ids = np.concatenate([np.asarray(dataset.splits[s].ids, dtype=str) for s in splits])
+    texts = [text for s in splits for text in dataset.splits[s].texts]
+    labels = np.concatenate([np.asarray(dataset.splits[s].labels, dtype=np.int64) for s in splits])
+    if ids.size == 0:
+        raise InputError(f"dataset {dataset.name!r}: splits {', '.join(splits)} hold no rows")
+    return splits, ids, texts, labels
+
+
+def device_precision(device) -> tuple[contextlib.AbstractContextManager, str]:
+    """Autocast context for the teacher's forward pass and its name for the fingerprint.
+
+    CUDA runs under bf16 autocast (fp16 where bf16 is unsupported); CPU stays fp32, because CPU
+    autocast is slow on most machines and fp32 is what the weights were validated in.
+    """
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype), f"{'bf16' if dtype == torch.bfloat16 else 'fp16'}-autocast"
+    return contextlib.nullcontext(), "fp32"
+
+
+def topk_outputs(logits, k: int) -> dict[str, np.ndarray]:
+    """Top-k log-probabilities of ``softmax(logits)`` over the last axis, plus what the tail held.
+
+    Returns float32/int32 numpy arrays: ``topk_ids``, ``topk_logprobs`` (descending), ``tail_logmass``
+    = log Σ_{i∉top-k} p_i (−inf when k covers everything), and ``tail_kl`` = KL(p‖p̂) where p̂ keeps
+    the top k and spreads the tail mass evenly over the other V−k entries, i.e.
+    m·(log(V−k) − H(tail/m)) — written that way so no small difference of large numbers appears.
+    """
+    import torch
+
+    logits = torch.as_tensor(logits, dtype=torch.float32)
+    vocab = logits.shape[-1]
+    logprobs = torch.log_softmax(logits, dim=-1)
+    top_lp, top_id = logprobs.topk(k, dim=-1, sorted=True)
+    rest = logprobs.scatter(-1, top_id, float("-inf"))  # [..., V]: -inf on the kept entries
+    tail_logmass = torch.logsumexp(rest, dim=-1)
+    if k < vocab:
+        tail_logprob = rest - tail_logmass.unsqueeze(-1)  # log of the tail renormalised to 1
+        tail_entropy = -torch.where(torch.isfinite(tail_logprob), tail_logprob.exp() * tail_logprob, 0.0).sum(-1)
+        tail_kl = tail_logmass.exp() * (math.log(vocab - k) - tail_entropy)
+        tail_kl = torch.where(torch.isfinite(tail_logmass), tail_kl, 0.0).clamp_min(0.0)
+    else:
+        tail_kl = torch.zeros_like(tail_logmass)
+    return {
+        "topk_ids": top_id.to(torch.int32).numpy(),
+        "topk_logprobs": top_lp.numpy(),
+        "tail_logmass": tail_logmass.numpy(),
+        "tail_kl": tail_kl.numpy(),
+    }
+
+
+def run_shards(
+    writer,
+    compute: Callable[[int, int, Callable[[int], None]], dict[str, np.ndarray]],
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    desc: str = "teacher",
+) -> Path:
+    """Compute and write every pending shard on this process, then finalise on the main process.
+
+    ``compute(start, stop, advance)`` returns the shard's arrays for rows ``[start, stop)`` and calls
+    ``advance(n)`` as rows finish, which drives the progress bar (rows/s).
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    state = PartialState()
+    if state.is_main_process:
+        writer.prepare(overwrite=overwrite)
+    state.wait_for_everyone()
+    pending = writer.pending_shards(state.process_index, state.num_processes)
+    todo = sum(stop - start for start, stop in map(writer.shard_range, pending))
+    if state.is_main_process and writer.complete:
+        print(f"{desc}: {writer.out} is already complete; nothing to do", file=sys.stderr)
+    elif state.is_main_process and todo < len(writer.ids) and state.num_processes == 1:
+        print(f"{desc}: resuming {writer.out}: {len(pending)} of {writer.num_shards} shards left", file=sys.stderr)
+    started = time.perf_counter()
+    with tqdm(total=todo, unit="row", desc=desc, file=sys.stderr, dynamic_ncols=True,
+              disable=not progress or not state.is_main_process or todo == 0) as bar:
+        for index in pending:
+            start, stop = writer.shard_range(index)
+            writer.write_shard(index, compute(start, stop, bar.update))
+    elapsed = time.perf_counter() - started
+    state.wait_for_everyone()
+    if state.is_main_process:
+        writer.finalize()
+        if todo:
+            rank_note = f" on rank 0 of {state.num_processes}" if state.num_processes > 1 else ""
+            print(f"{desc}: {todo} rows in {elapsed:.1f} s ({todo / max(elapsed, 1e-9):.1f} rows/s){rank_note} "
+                  f"→ {writer.out}", file=sys.stderr)
+    state.wait_for_everyone()
+    return writer.out

@@ -1,0 +1,120 @@
+"""Run any ``AutoModelForSequenceClassification`` over a dataset once and cache its logits.
+
+Single process or data-parallel under ``accelerate launch`` (each rank writes its own shards),
+CPU or GPU (autocast on CUDA). Rows inside a shard are batched longest-first to cut padding;
+the batching depends only on the shard, so a resumed run recomputes identical bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from distillab.errors import InputError
+from distillab.teacher.cache import DEFAULT_SHARD_ROWS, CacheWriter
+from distillab.teacher.capture import device_precision, run_shards, select_rows, topk_outputs
+from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint, teacher_fingerprint
+
+
+def load_classifier(name_or_path: str):
+    """(model, tokenizer) from a local folder or Hub id; a clear error when it cannot be loaded."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load a sequence-classification model from {name_or_path!r}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    return model, tokenizer
+
+
+def check_label_space(model, classes: list[str], name: str, check_names: bool = True) -> None:
+    """The teacher's output must line up with the dataset's class ids, else every cached row is wrong."""
+    config = model.config
+    if config.num_labels != len(classes):
+        raise InputError(
+            f"teacher {name!r} has {config.num_labels} output labels but the dataset has {len(classes)} classes; "
+            "use a teacher fine-tuned on this label set"
+        )
+    id2label = {int(i): str(label) for i, label in (getattr(config, "id2label", None) or {}).items()}
+    names = [id2label.get(i) for i in range(len(classes))]
+    generic = all(label is None or re.fullmatch(r"LABEL_\d+", label) for label in names)
+    if not check_names or generic or names == list(classes):
+        return
+    first = next(i for i, (a, b) in enumerate(zip(names, classes)) if a != b)
+    how = "the same names in a different order" if set(names) == set(classes) else "different names"
+    raise InputError(
+        f"teacher {name!r} id2label has {how} than the dataset's classes (class {first}: model {names[first]!r}, "
+        f"dataset {classes[first]!r}); fix the label order, or pass --ignore-label-names if ids already line up"
+    )
+
+
+def cache_classifier(
+    model,
+    dataset,
+    out: str | os.PathLike,
+    *,
+    tokenizer=None,
+    splits: list[str] | None = None,
+    temperature: float | None = None,
+    dtype: str = "fp16",
+    topk: int | None = None,
+    batch_size: int = 32,
+    max_length: int = 128,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    overwrite: bool = False,
+    check_label_names: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Cache a classifier teacher's logits (``/ temperature`` when given) for ``splits`` of ``dataset``.
+
+    ``model`` is a Hub id / local path, or an already loaded model (then pass ``tokenizer``).
+    Dense logits by default; ``topk=k`` stores the sparse top-k form instead. Returns ``out``.
+    """
+    import torch
+    from accelerate import PartialState
+
+    if batch_size < 1 or max_length < 1:
+        raise InputError(f"batch_size and max_length must be >= 1, got {batch_size} and {max_length}")
+    name = model if isinstance(model, str) else getattr(model.config, "name_or_path", "") or type(model).__name__
+    if isinstance(model, str):
+        model, tokenizer = load_classifier(model)
+    elif tokenizer is None:
+        raise InputError("pass tokenizer= along with an already loaded model")
+    classes = list(dataset.classes)
+    check_label_space(model, classes, name, check_names=check_label_names)
+    splits, ids, texts, labels = select_rows(dataset, splits)
+
+    device = PartialState().device
+    model.to(device).eval()
+    precision_ctx, precision = device_precision(device)
+    capture = {"runner": "hf_classifier", "splits": splits, "temperature": temperature, "dtype": dtype, "k": topk,
+               "max_length": max_length, "batch_size": batch_size, "precision": precision}
+    fingerprint = make_fingerprint(dataset_fingerprint(dataset, splits, ids, labels),
+                                   teacher_fingerprint(name, model, tokenizer), capture)
+    writer = CacheWriter(out, ids=ids, labels=labels, texts=texts, classes=classes, fingerprint=fingerprint,
+                         kind="topk" if topk else "dense", width=len(classes), dtype=dtype, k=topk,
+                         temperature=temperature, shard_rows=shard_rows)
+
+    def compute(start: int, stop: int, advance) -> dict[str, np.ndarray]:
+        shard_texts = texts[start:stop]
+        lengths = [len(x) for x in tokenizer(shard_texts, truncation=True, max_length=max_length)["input_ids"]]
+        order = np.argsort(-np.asarray(lengths), kind="stable")  # longest first: less padding, OOM shows early
+        logits = np.empty((stop - start, len(classes)), dtype=np.float32)
+        for begin in range(0, len(order), batch_size):
+            rows = order[begin:begin + batch_size]
+            batch = tokenizer([shard_texts[i] for i in rows], padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt").to(device)
+            with torch.inference_mode(), precision_ctx:
+                scores = model(**batch).logits.float()
+            if temperature is not None:
+                scores = scores / temperature  # post-hoc temperature, applied once here and recorded
+            logits[rows] = scores.cpu().numpy()
+            advance(len(rows))
+        return topk_outputs(logits, topk) if topk else {"logits": logits}
+
+    return run_shards(writer, compute, overwrite=overwrite, progress=progress, desc=f"teacher {Path(str(name)).name}")
