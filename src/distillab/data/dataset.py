@@ -63,16 +63,16 @@ class TextDataset:
             if bad.size:
                 row = int(bad[0])
                 raise InputError(
-                    f"{where}, split {split_name!r}, row {row} (id {split.ids[row]!r}): "
+                    f"{where}, split {split_name!r}, row {row} (id {str(split.ids[row])!r}): "
                     f"label {int(split.labels[row])} is outside [0, {k})"
                 )
             empty = next((i for i, text in enumerate(split.texts) if not isinstance(text, str) or not text.strip()), None)
             if empty is not None:
-                raise InputError(f"{where}, split {split_name!r}, row {empty} (id {split.ids[empty]!r}): empty text")
+                raise InputError(f"{where}, split {split_name!r}, row {empty} (id {str(split.ids[empty])!r}): empty text")
         all_ids = np.concatenate([s.ids for s in self.splits.values()]) if self.splits else np.array([], dtype=str)
         unique, counts = np.unique(all_ids, return_counts=True)
         if unique.size != all_ids.size:
-            dup = unique[counts > 1][0]
+            dup = str(unique[counts > 1][0])
             holders = [name for name, s in self.splits.items() if dup in set(s.ids.tolist())]
             raise InputError(f"{where}: row id {dup!r} occurs more than once (splits: {', '.join(holders)})")
 
