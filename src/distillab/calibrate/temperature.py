@@ -1,0 +1,146 @@
+"""Post-hoc temperature scaling: one scalar T fitted on a calibration split, applied as softmax(z / T).
+
+The course fits log T (init 0, i.e. T = 1) with ``torch.optim.LBFGS(lr=0.1, max_iter=200)`` on the
+mean cross-entropy of float32 logits. We minimise the same objective in float64 with scipy's
+L-BFGS-B and an exact gradient. NLL(z/T) is convex in 1/T, hence unimodal in log T, so both reach
+the same optimum (tests check against torch and a bounded scalar search). argmax is unchanged by
+any T > 0, so accuracy and F1 never move; only probabilities do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import logsumexp
+
+from distillab.audit.metrics import softmax
+from distillab.errors import InputError
+
+SPLIT_SEED = 1041  # course: np.random.RandomState(42 + 999)
+MIN_CAL_ROWS = 10  # fewer rows make T a coin toss; the audit refuses to fit on them
+# T is kept in [1e-3, 1e3]: separable data drives the optimum to T -> 0, which no caller wants.
+LOG_T_BOUNDS = (float(np.log(1e-3)), float(np.log(1e3)))
+
+
+class NotFittedError(ValueError, AttributeError):
+    """``transform``/``predict_proba`` called before ``fit`` (same bases as scikit-learn's)."""
+
+
+def mean_nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean cross-entropy of softmax(logits / T), the objective T is fitted on (no probability clip)."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    return float(np.mean(logsumexp(z, axis=1) - z[np.arange(z.shape[0]), labels]))
+
+
+def _objective(log_t: np.ndarray, z: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean NLL at T = exp(log_t) and its exact derivative in log T.
+
+    With s = z/T, d s/d log T = −s, so dNLL/dlogT = mean(s_y − Σ_k p_k s_k).
+    """
+    s = z * np.exp(-log_t[0])
+    lse = logsumexp(s, axis=1, keepdims=True)
+    p = np.exp(s - lse)
+    s_y = s[np.arange(s.shape[0]), labels]
+    value = np.mean(lse[:, 0] - s_y)
+    grad = np.mean(s_y - np.sum(p * s, axis=1))
+    return float(value), np.array([grad])
+
+
+class TemperatureScaler:
+    """scikit-learn style: ``fit(logits, labels)`` returns self; fitted state ends in ``_``.
+
+    Attributes after fit: ``temperature_``, ``log_temperature_``, ``nll_before_`` (T = 1),
+    ``nll_after_``, ``n_iter_``, ``n_samples_``.
+    """
+
+    def __init__(self, tol: float = 1e-10, max_iter: int = 200):
+        self.tol = tol
+        self.max_iter = max_iter
+
+    def fit(self, logits: np.ndarray, labels: np.ndarray) -> "TemperatureScaler":
+        z, labels = _check_logits_labels(logits, labels)
+        if z.shape[0] < MIN_CAL_ROWS:
+            raise InputError(f"cannot fit a temperature on {z.shape[0]} rows; need at least {MIN_CAL_ROWS}")
+        result = minimize(
+            _objective,
+            x0=np.zeros(1),  # log T = 0, i.e. start from the raw logits as the course does
+            args=(z, labels),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[LOG_T_BOUNDS],
+            options={"maxiter": self.max_iter, "ftol": self.tol, "gtol": self.tol},
+        )
+        self.log_temperature_ = float(result.x[0])
+        self.temperature_ = float(np.exp(self.log_temperature_))
+        self.nll_before_ = mean_nll(z, labels, 1.0)
+        self.nll_after_ = float(result.fun)
+        self.n_iter_ = int(result.nit)
+        self.n_samples_ = int(z.shape[0])
+        return self
+
+    def _require_fitted(self) -> float:
+        if not hasattr(self, "temperature_"):
+            raise NotFittedError("This TemperatureScaler is not fitted yet; call fit(logits, labels) first.")
+        return self.temperature_
+
+    def transform(self, logits: np.ndarray) -> np.ndarray:
+        """Scaled logits ``logits / T`` in float64."""
+        return np.asarray(logits, dtype=np.float64) / self._require_fitted()
+
+    def predict_proba(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities ``softmax(logits / T)`` in float64."""
+        return softmax(self.transform(logits))
+
+    def fit_transform(self, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return self.fit(logits, labels).transform(logits)
+
+
+def _check_logits_labels(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    z = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels)
+    if z.ndim != 2:
+        raise InputError(f"logits must be 2-D [rows, classes], got shape {z.shape}")
+    if labels.shape != (z.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"labels must be {z.shape[0]} integers, got shape {labels.shape} dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= z.shape[1]):
+        raise InputError(f"labels must lie in [0, {z.shape[1]})")
+    if not np.isfinite(z).all():
+        raise InputError("logits contain NaN or inf")
+    return z, labels.astype(np.int64)
+
+
+def cal_eval_split(n: int, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """The course's halves: ``RandomState(seed).permutation(n)``, first n//2 rows calibrate, the rest evaluate."""
+    perm = np.random.RandomState(seed).permutation(n)
+    return perm[: n // 2], perm[n // 2 :]
+
+
+def split_from_json(spec: dict, ids: np.ndarray | None, n: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """An explicit split ``{"cal": [...], "eval": [...]}`` of row positions (ints) or row ids (strings)."""
+    if not isinstance(spec, dict) or "cal" not in spec or "eval" not in spec:
+        raise InputError(f"{where}: expected a JSON object with 'cal' and 'eval' lists")
+    out = []
+    for part in ("cal", "eval"):
+        items = spec[part]
+        if not isinstance(items, list) or not items:
+            raise InputError(f"{where}: '{part}' must be a non-empty list of row positions or ids")
+        if all(isinstance(x, str) for x in items):
+            if ids is None:
+                raise InputError(f"{where}: '{part}' lists row ids but the predictions have no 'ids'")
+            position = {row_id: i for i, row_id in enumerate(ids.tolist())}
+            missing = [x for x in items if x not in position]
+            if missing:
+                raise InputError(f"{where}: '{part}' id {missing[0]!r} is not in the predictions ({len(missing)} missing)")
+            rows = np.array([position[x] for x in items], dtype=np.int64)
+        elif all(isinstance(x, int) and not isinstance(x, bool) for x in items):
+            rows = np.array(items, dtype=np.int64)
+            if rows.min() < 0 or rows.max() >= n:
+                raise InputError(f"{where}: '{part}' has a row position outside [0, {n})")
+        else:
+            raise InputError(f"{where}: '{part}' must be all integers (positions) or all strings (ids)")
+        if np.unique(rows).size != rows.size:
+            raise InputError(f"{where}: '{part}' lists a row twice")
+        out.append(rows)
+    if np.intersect1d(out[0], out[1]).size:
+        raise InputError(f"{where}: 'cal' and 'eval' overlap; a temperature must be judged on rows it was not fitted on")
+    return out[0], out[1]
