@@ -61,7 +61,8 @@ SPEC_KEYS = frozenset(
 EXTENSIONS = (".csv", ".jsonl", ".ndjson", ".json", ".parquet")
 # Folder discovery only takes files named like a split, so side files (categories.json, README)
 # are never mistaken for data. "train-00000-of-00002.parquet" is a shard of "train".
-_SPLIT_FILE = re.compile(r"^(?P<split>train|training|validation|valid|val|dev|test|testing)(?:-\d+-of-\d+)?$")
+SPLIT_NAMES = ("train", "training", "validation", "valid", "val", "dev", "test", "testing")  # also their order
+_SPLIT_FILE = re.compile(rf"^(?P<split>{'|'.join(SPLIT_NAMES)})(?:-\d+-of-\d+)?$")
 
 
 @dataclass
@@ -226,7 +227,7 @@ def resolve_files(root: Path, files: dict | None) -> dict[str, list[Path]]:
             f"{root}: no data files named like a split (train/validation/val/dev/test with extension "
             f"{', '.join(EXTENSIONS)}); name the files per split with 'files: {{train: FILE, test: FILE}}'"
         )
-    return found
+    return {split: found[split] for split in SPLIT_NAMES if split in found}
 
 
 def read_files(paths: list[Path], split: str, text_column: str, label_column: str, id_column: str | None,
