@@ -233,14 +233,14 @@ class CacheWriter:
         if bad.any():
             row = start + int(np.argwhere(bad)[0][0])
             raise InputError(
-                f"teacher produced NaN or inf in {name!r} for row {self.ids[row]!r} (shard {index}); "
+                f"teacher produced NaN or inf in {name!r} for row {str(self.ids[row])!r} (shard {index}); "
                 "check the model and its inputs (fp16 overflow in the model is a common cause: try fp32)"
             )
         if name in ("logits", "topk_logprobs"):
             if self.dtype == "fp16" and np.abs(value).max(initial=0.0) > FP16_MAX:
                 row = start + int(np.argwhere(np.abs(value) > FP16_MAX)[0][0])
                 raise InputError(
-                    f"teacher {name} reach {np.abs(value).max():.4g} at row {self.ids[row]!r}, beyond fp16's "
+                    f"teacher {name} reach {np.abs(value).max():.4g} at row {str(self.ids[row])!r}, beyond fp16's "
                     f"range ({FP16_MAX:g}); use --dtype bf16 or fp32"
                 )
             tensor = torch.from_numpy(value)
@@ -276,7 +276,7 @@ def _check_ids(ids: np.ndarray) -> np.ndarray:
         raise InputError(f"row ids must be a 1-D numpy str array, got dtype {ids.dtype} shape {ids.shape}")
     unique, counts = np.unique(ids, return_counts=True)
     if unique.size != ids.size:
-        raise InputError(f"duplicate row id {unique[counts > 1][0]!r}; row ids must be unique")
+        raise InputError(f"duplicate row id {str(unique[counts > 1][0])!r}; row ids must be unique")
     if any("\n" in i for i in ids.tolist()):
         raise InputError("row ids must not contain newlines")
     return ids

@@ -61,6 +61,8 @@ def topk_outputs(logits, k: int) -> dict[str, np.ndarray]:
     """
     import torch
 
+    if isinstance(logits, np.ndarray):
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
     logits = torch.as_tensor(logits, dtype=torch.float32)
     vocab = logits.shape[-1]
     logprobs = torch.log_softmax(logits, dim=-1)

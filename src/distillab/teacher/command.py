@@ -1,5 +1,165 @@
-"""CLI wiring for this stage (filled in by the stage's owner)."""
+"""``distillab teacher`` and ``distillab cache inspect|import``: thin wrappers over the Python API.
+
+Nothing heavy is imported at module level (``distillab --help`` must stay instant); each handler
+imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from distillab.teacher.cache import DEFAULT_SHARD_ROWS  # numpy only: cheap
+
+
+def resolve_data(spec: str, data_dir: str | None = None):
+    """``--data``: a lab dataset name, a YAML/JSON spec file, an inline JSON spec, a local file/folder, or a Hub id."""
+    from distillab.data import lab_dataset_names, load_dataset, load_lab_dataset
+    from distillab.errors import InputError
+
+    if spec in lab_dataset_names():
+        return load_lab_dataset(spec, data_dir=data_dir)
+    if spec.lstrip().startswith("{"):
+        try:
+            return load_dataset(json.loads(spec))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--data: inline JSON spec is not valid JSON ({exc.msg})") from None
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise InputError(f"{path}: a dataset spec must be a mapping of keys (lab/hub/path, columns, ...)")
+        return load_dataset(loaded)
+    if path.exists():
+        return load_dataset({"path": str(path)})
+    if "/" in spec and not spec.startswith((".", "/")):
+        return load_dataset({"hub": spec})
+    raise InputError(f"--data {spec!r}: not a lab dataset ({', '.join(lab_dataset_names())}), a spec file, "
+                     "an existing path or a Hub id (owner/name)")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, metavar="NAME_OR_SPEC",
+                        help="lab dataset (r52, banking77, cfpb-issue-113), dataset spec (.yaml/.json or inline JSON), "
+                             "local file/folder, or Hub id")
+    parser.add_argument("--data-dir", default=None, help="where lab dataset files are looked up first "
+                                                         "(default: $DISTILLAB_DATA_DIR)")
+    parser.add_argument("--split", nargs="+", default=None, metavar="SPLIT",
+                        help="splits to cache, stored in this order (default: all of the dataset's splits)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="cache directory (created; resumed if partial)")
+    parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16",
+                        help="storage dtype of logits / log-probs (default fp16: half the bytes, ~3 significant digits)")
+    parser.add_argument("--shard-rows", type=_positive_int, default=DEFAULT_SHARD_ROWS,
+                        help=f"rows per shard, the unit of resumption (default {DEFAULT_SHARD_ROWS})")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def register(subparsers) -> None:
-    """Add this stage's sub-commands to the ``distillab`` parser."""
+    teacher = subparsers.add_parser(
+        "teacher", help="run a teacher over a dataset once and cache its outputs",
+        description="Run a teacher model over a dataset and store its logits (dense) or top-k log-probs (sparse) in "
+                    "a fingerprinted, checksummed, resumable cache. Data-parallel with "
+                    "`accelerate launch -m distillab teacher ...`.",
+    )
+    teacher.add_argument("--model", required=True, metavar="PATH_OR_ID", help="local folder or Hugging Face Hub id")
+    _add_data_args(teacher)
+    teacher.add_argument("--temperature", type=_positive_float, default=None,
+                         help="post-hoc temperature: store logits / T (recorded in the manifest)")
+    teacher.add_argument("--batch-size", type=_positive_int, default=32)
+    teacher.add_argument("--max-length", type=_positive_int, default=128, help="tokens per text (truncated)")
+    teacher.add_argument("--topk", type=_positive_int, default=None, metavar="K",
+                         help="store the top-K log-probs + tail log-mass instead of dense logits "
+                              "(for large output spaces; required with --causal-lm)")
+    teacher.add_argument("--causal-lm", action="store_true",
+                         help="the teacher is a causal LM: cache per-token top-K next-token log-probs")
+    teacher.add_argument("--gguf-file", default=None, help="causal LM weights in this GGUF file inside --model")
+    teacher.add_argument("--ignore-label-names", action="store_true",
+                         help="do not compare the model's id2label names with the dataset's classes")
+    teacher.set_defaults(func=run_teacher)
+
+    cache = subparsers.add_parser("cache", help="inspect or import a teacher cache",
+                                  description="Inspect a teacher cache, or import existing logits as one.")
+    actions = cache.add_subparsers(dest="cache_command", metavar="ACTION")
+    inspect = actions.add_parser("inspect", help="summarise a cache (rows, classes, dtype, fingerprint, teacher scores)")
+    inspect.add_argument("dir", metavar="DIR")
+    inspect.add_argument("--verify", action="store_true", help="re-hash every shard; exit 1 on any mismatch")
+    inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
+    inspect.set_defaults(func=run_inspect)
+
+    importer = actions.add_parser("import", help="store existing logits (.npz: logits [+ labels, ids]) as a cache",
+                                  description="Import logits computed elsewhere (e.g. the course's "
+                                              "train_test_logits_*.npz) after checking rows and labels.")
+    importer.add_argument("file", metavar="FILE.npz", help="arrays: logits [rows, classes]; optional labels, ids")
+    _add_data_args(importer)
+    importer.add_argument("--teacher-name", default=None, help="teacher name for the fingerprint (default: file name)")
+    importer.add_argument("--temperature", type=_positive_float, default=None, help="divide the logits by T now")
+    importer.add_argument("--already-scaled-by", type=_positive_float, default=None, metavar="T",
+                          help="record that the file's logits were already divided by T (course: 1.2538)")
+    importer.set_defaults(func=run_import)
+    cache.set_defaults(func=lambda args: (cache.print_help(), 2)[1])
+
+
+def run_teacher(args) -> int:
+    from distillab.errors import InputError
+
+    dataset = resolve_data(args.data, args.data_dir)
+    common = dict(splits=args.split, temperature=args.temperature, dtype=args.dtype, batch_size=args.batch_size,
+                  max_length=args.max_length, shard_rows=args.shard_rows, overwrite=args.overwrite,
+                  progress=not args.no_progress)
+    if args.causal_lm:
+        from distillab.teacher.causal_lm import cache_causal_lm
+
+        if args.topk is None:
+            raise InputError("--causal-lm needs --topk K (a dense per-token vocabulary cache is too large to store)")
+        cache_causal_lm(args.model, dataset, args.out, k=args.topk, gguf_file=args.gguf_file, **common)
+    else:
+        from distillab.teacher.hf_classifier import cache_classifier
+
+        cache_classifier(args.model, dataset, args.out, topk=args.topk,
+                         check_label_names=not args.ignore_label_names, **common)
+    return 0
+
+
+def run_inspect(args) -> int:
+    from distillab.teacher.cache import TeacherCache
+    from distillab.teacher.summary import format_summary, summarize
+
+    summary = summarize(TeacherCache.open(args.dir), verify=args.verify)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    if summary.get("checksum_problems"):
+        print(f"distillab cache inspect: {len(summary['checksum_problems'])} shard(s) failed verification",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_import(args) -> int:
+    from distillab.teacher.importer import import_logits
+
+    dataset = resolve_data(args.data, args.data_dir)
+    import_logits(args.file, dataset, args.out, splits=args.split, teacher_name=args.teacher_name,
+                  temperature=args.temperature, already_scaled_by=args.already_scaled_by, dtype=args.dtype,
+                  shard_rows=args.shard_rows, overwrite=args.overwrite, progress=not args.no_progress)
+    return 0

@@ -1,0 +1,105 @@
+"""What ``distillab cache inspect`` reports: size, settings, fingerprint, and how good the cached teacher is.
+
+Scoring the teacher against the labels stored beside its outputs catches the common failure of a
+cache that is well formed but wrong (a teacher with shuffled label ids scores near chance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from distillab.teacher.cache import TeacherCache
+
+
+def macro_f1(labels: np.ndarray, preds: np.ndarray) -> float:
+    """sklearn's default macro-F1: mean over classes present in labels ∪ preds, F1 = 0 where undefined."""
+    classes = np.union1d(labels, preds)
+    scores = []
+    for c in classes:
+        tp = np.sum((preds == c) & (labels == c))
+        fp = np.sum((preds == c) & (labels != c))
+        fn = np.sum((preds != c) & (labels == c))
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def teacher_scores(cache: TeacherCache) -> dict | None:
+    """Accuracy and macro-F1 of the teacher's argmax per split and overall (None for per-token caches)."""
+    if cache.manifest["tokens"] is not None:
+        return None
+    out = {}
+    for split in [*cache.splits, None]:
+        ids = cache.ids if split is None else cache.split_ids(split)
+        preds = cache.logits(ids).argmax(axis=1) if cache.kind == "dense" else cache.topk(ids)[0][:, 0]
+        labels = cache.labels(ids)
+        out[split or "all"] = {"rows": int(len(ids)), "accuracy": float(np.mean(preds == labels)),
+                               "macro_f1": macro_f1(labels, preds)}
+    return out
+
+
+def summarize(cache: TeacherCache, verify: bool = False) -> dict:
+    """A JSON-ready description of ``cache``; ``verify`` adds the list of checksum problems."""
+    manifest = cache.manifest
+    total_bytes = sum(shard["bytes"] for shard in manifest["shards"])
+    fingerprint = manifest["fingerprint"]
+    summary = {
+        "path": str(cache.path),
+        "kind": cache.kind,
+        "rows": len(cache),
+        "splits": cache.splits,
+        "num_classes": cache.num_classes,
+        "classes": cache.classes,
+        "width": cache.width,
+        "dtype": cache.dtype,
+        "k": cache.k,
+        "tokens": manifest["tokens"],
+        "temperature": cache.temperature,
+        "shards": len(manifest["shards"]),
+        "bytes": total_bytes,
+        "bytes_per_row": total_bytes / max(len(cache), 1),
+        "dataset": fingerprint["dataset"],
+        "teacher": fingerprint["teacher"],
+        "capture": fingerprint["capture"],
+        "tool_version": fingerprint["tool_version"],
+        "truncation": manifest.get("truncation"),
+        "teacher_scores": teacher_scores(cache),
+    }
+    if verify:
+        summary["checksum_problems"] = cache.verify()
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable lines for the terminal."""
+    teacher = summary["teacher"]
+    lines = [
+        f"cache      {summary['path']}",
+        f"kind       {summary['kind']}, dtype {summary['dtype']}"
+        + (f", top-{summary['k']} of {summary['width']}" if summary["k"] else "")
+        + (f", {summary['tokens']} tokens per row" if summary["tokens"] else ""),
+        f"rows       {summary['rows']:,} ({', '.join(f'{s} {n:,}' for s, n in summary['splits'].items())})",
+        f"classes    {summary['num_classes']} ({', '.join(summary['classes'][:5])}"
+        + (", ..." if summary["num_classes"] > 5 else "") + ")",
+        f"temperature {summary['temperature'] if summary['temperature'] is not None else 'none (raw logits)'}",
+        f"size       {summary['bytes']:,} bytes in {summary['shards']} shard(s), {summary['bytes_per_row']:.1f} bytes/row",
+        f"dataset    {summary['dataset']['name']} content sha256 {summary['dataset']['content_sha256'][:16]}…",
+        f"teacher    {teacher['name']}"
+        + (f" @ {teacher['revision']}" if teacher.get("revision") else "")
+        + (f", weights sha256 {teacher['weights_sha256'][:16]}…" if teacher.get("weights_sha256") else "")
+        + (f", imported from {teacher['source_file']}" if teacher.get("source_file") else ""),
+        f"tool       distillab {summary['tool_version']}",
+    ]
+    if summary["truncation"]:
+        t = summary["truncation"]
+        if t["positions"]:
+            lines.append(f"top-k loss mass lost mean {t['mass_lost_mean']:.4g} (max {t['mass_lost_max']:.4g}), "
+                         f"KL renormalised {t['kl_renormalized_mean']:.4g}, KL uniform tail {t['kl_uniform_tail_mean']:.4g} "
+                         f"nats over {t['positions']:,} positions")
+    for split, scores in (summary["teacher_scores"] or {}).items():
+        lines.append(f"teacher vs labels [{split}] accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f} "
+                     f"({scores['rows']:,} rows)")
+    if "checksum_problems" in summary:
+        problems = summary["checksum_problems"]
+        lines.append("checksums  all shards match" if not problems else f"checksums  {len(problems)} problem(s):")
+        lines.extend(f"  {p}" for p in problems)
+    return "\n".join(lines)
