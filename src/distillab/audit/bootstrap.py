@@ -1,0 +1,196 @@
+"""Paired bootstrap of metric differences (arm − baseline), per tier and overall, vectorised.
+
+The course profile, reproduced draw for draw: one ``RandomState(seed)`` stream; tiers in the order
+head, mid, tail; per tier ``n_resamples`` draws of ``rng.choice(tier_rows, size=len(tier_rows),
+replace=True)``; every arm is scored on the same rows (paired); report the median and
+``np.quantile`` 0.025/0.975 of the differences. Our addition: after the tail, the same stream
+draws ``n_resamples`` resamples of all rows for the "overall" group, so the tier results stay
+identical to the course's whatever else is asked for.
+
+Speed: a resample is a vector of row multiplicities w (how often each row was drawn). Every
+statistic the metrics need is a sum over rows weighted by w: per-class TP / support / predicted
+counts, per-bin counts and sums, the number correct, the summed NLL. Stacking those per-row
+indicator columns into a sparse matrix A [C, m] turns all of them, for a chunk of resamples at
+once, into one sparse-dense product A @ W. Counts come out as exact integers in float64, so
+macro-F1 and accuracy equal sklearn's loop bit for bit; ECE and NLL agree to rounding (~1e-15).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+from scipy import sparse
+
+from distillab.audit.metrics import DEFAULT_BINS, confidence_bins, f1_from_counts, nll_per_row
+from distillab.data.tiers import TIERS
+
+METRICS = ("macro_f1", "accuracy", "ece", "nll")
+LOWER_IS_BETTER = frozenset({"ece", "nll"})
+GROUPS = (*TIERS, "overall")
+CI_QUANTILES = (0.025, 0.975)
+NOT_SIGNIFICANT = "cannot be distinguished from zero at this sample size"
+
+
+def verdict(ci_low: float, ci_high: float, metric: str) -> str:
+    """'significant …' only when the CI excludes 0; never 'no effect' (absence of evidence)."""
+    if ci_low > 0 or ci_high < 0:
+        higher = ci_low > 0
+        return "significant improvement" if higher != (metric in LOWER_IS_BETTER) else "significant degradation"
+    return NOT_SIGNIFICANT
+
+
+def draw_weights(
+    rng: np.random.RandomState, rows: np.ndarray, n_resamples: int, chunk: int
+) -> Iterator[np.ndarray]:
+    """Row multiplicities ``[m, r]`` for successive chunks of resamples of ``rows``.
+
+    Each resample is drawn with ``rng.choice(rows, size=m, replace=True)`` exactly as the course
+    does, so the stream is consumed identically; only the bookkeeping afterwards is vectorised.
+    """
+    m = rows.shape[0]
+    position = np.empty(rows.max() + 1, dtype=np.int64)
+    position[rows] = np.arange(m)
+    for start in range(0, n_resamples, chunk):
+        r = min(chunk, n_resamples - start)
+        drawn = np.stack([position[rng.choice(rows, size=m, replace=True)] for _ in range(r)])  # [r, m]
+        # Flat index (row, resample) in an [m, r] layout; bincount counts multiplicities.
+        flat = (drawn * r + np.arange(r)[:, None]).ravel()
+        yield np.bincount(flat, minlength=m * r).reshape(m, r).astype(np.float64)
+
+
+class _ArmColumns:
+    """Per-row indicator columns of one arm on one group, as a sparse [C, m] matrix.
+
+    Row blocks of the product with W [m, r]: predicted count per label, TP per label, count /
+    confidence sum / correct sum per ECE bin, number correct, NLL sum.
+    """
+
+    def __init__(self, probs, labels, label_set, bins):
+        m = labels.shape[0]
+        n_labels = label_set.shape[0]
+        preds = probs.argmax(axis=1)
+        conf = probs.max(axis=1)
+        correct = (preds == labels).astype(np.float64)
+        b = confidence_bins(conf, bins)
+        column_of = np.full(probs.shape[1], -1)
+        column_of[label_set] = np.arange(n_labels)
+        pred_col = column_of[preds]
+        has_pred = pred_col >= 0  # predictions outside the label set are nobody's false positive
+        rows_idx = np.arange(m)
+        blocks = [
+            (pred_col[has_pred], rows_idx[has_pred], np.ones(int(has_pred.sum()))),
+            (n_labels + column_of[labels], rows_idx, correct),
+            (2 * n_labels + b, rows_idx, np.ones(m)),
+            (2 * n_labels + bins + b, rows_idx, conf),
+            (2 * n_labels + 2 * bins + b, rows_idx, correct),
+            (np.full(m, 2 * n_labels + 3 * bins), rows_idx, correct),
+            (np.full(m, 2 * n_labels + 3 * bins + 1), rows_idx, nll_per_row(probs, labels)),
+        ]
+        r_idx, c_idx, vals = (np.concatenate(parts) for parts in zip(*blocks))
+        self.matrix = sparse.csr_matrix((vals, (r_idx, c_idx)), shape=(2 * n_labels + 3 * bins + 2, m))
+        self.n_labels, self.bins, self.m = n_labels, bins, m
+
+    def statistics(self, weights: np.ndarray, support: np.ndarray, overall: bool) -> dict[str, np.ndarray]:
+        """Metric values ``[r]`` for each resample (columns of ``weights``)."""
+        L, B, m = self.n_labels, self.bins, self.m
+        sums = np.ascontiguousarray((self.matrix @ weights).T)  # [r, C]
+        predicted, tp = sums[:, :L], sums[:, L : 2 * L]
+        f1 = f1_from_counts(tp, support, predicted)  # [r, L], C-contiguous so each row's mean sums as sklearn's
+        if overall:
+            # sklearn default: average over labels present in this resample's y_true ∪ y_pred.
+            present = (support + predicted) > 0
+            macro = np.array([row[mask].mean() for row, mask in zip(f1, present)])
+        else:
+            macro = f1.mean(axis=1)
+        count = sums[:, 2 * L : 2 * L + B]
+        conf_sum = sums[:, 2 * L + B : 2 * L + 2 * B]
+        acc_sum = sums[:, 2 * L + 2 * B : 2 * L + 3 * B]
+        safe = np.maximum(count, 1.0)  # empty bins contribute 0 either way
+        ece = np.sum(count / m * np.abs(acc_sum / safe - conf_sum / safe), axis=1)
+        return {
+            "macro_f1": macro,
+            "accuracy": sums[:, -2] / m,
+            "ece": ece,
+            "nll": sums[:, -1] / m,
+        }
+
+
+def paired_bootstrap(
+    probs: dict[str, np.ndarray],
+    labels: np.ndarray,
+    row_tiers: np.ndarray,
+    baseline: str,
+    arms: Sequence[str] | None = None,
+    metrics: Sequence[str] = METRICS,
+    n_resamples: int = 1000,
+    seed: int = 42,
+    bins: int = DEFAULT_BINS,
+    chunk: int = 125,
+    progress: bool = False,
+) -> list[dict]:
+    """Bootstrap records ``{arm, baseline, tier, metric, median, ci_low, ci_high, ci_width, ...}``.
+
+    ``probs`` maps arm name to probabilities ``[n, K]``; ``arms`` (default: all but the baseline)
+    are compared with ``baseline``. Tier label sets are fixed from the full evaluated set, so a
+    tier class absent from a resample contributes F1 0, as in the course.
+    """
+    arms = [a for a in probs if a != baseline] if arms is None else list(arms)
+    names = [baseline, *arms]
+    num_classes = probs[baseline].shape[1]
+    rng = np.random.RandomState(seed)
+    groups = [(t, np.flatnonzero(row_tiers == t)) for t in TIERS] + [("overall", np.arange(labels.shape[0]))]
+    n_chunks = -(-n_resamples // chunk)
+    bar = _progress(len(groups) * n_chunks, progress)
+    records = []
+    for group, rows in groups:
+        if rows.size == 0:
+            raise ValueError(f"tier '{group}' has no rows")  # callers validate tiers first
+        y = labels[rows]
+        overall = group == "overall"
+        label_set = np.arange(num_classes) if overall else np.unique(y)
+        columns = {a: _ArmColumns(probs[a][rows], y, label_set, bins) for a in names}
+        position = np.full(num_classes, -1)
+        position[label_set] = np.arange(label_set.shape[0])
+        truth = sparse.csr_matrix(
+            (np.ones(rows.size), (position[y], np.arange(rows.size))), shape=(label_set.shape[0], rows.size)
+        )
+        values = {a: {k: [] for k in metrics} for a in names}
+        for weights in draw_weights(rng, rows, n_resamples, chunk):
+            support = np.ascontiguousarray((truth @ weights).T)  # [r, L] true count per label
+            for a in names:
+                stats = columns[a].statistics(weights, support, overall)
+                for k in metrics:
+                    values[a][k].append(stats[k])
+            bar.update(1)
+        for a in arms:
+            for k in metrics:
+                deltas = np.concatenate(values[a][k]) - np.concatenate(values[baseline][k])
+                records.append(_record(a, baseline, group, k, deltas, seed))
+    bar.close()
+    return records
+
+
+def _record(arm: str, baseline: str, group: str, metric: str, deltas: np.ndarray, seed: int) -> dict:
+    low, high = (float(np.quantile(deltas, q)) for q in CI_QUANTILES)
+    return {
+        "arm": arm,
+        "baseline": baseline,
+        "tier": group,
+        "metric": metric,
+        "median": float(np.median(deltas)),
+        "ci_low": low,
+        "ci_high": high,
+        "ci_width": high - low,
+        "excludes_zero": bool(low > 0 or high < 0),
+        "verdict": verdict(low, high, metric),
+        "better": "lower" if metric in LOWER_IS_BETTER else "higher",
+        "n_resamples": int(deltas.shape[0]),
+        "seed": seed,
+    }
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm  # light, but only needed when a bar is shown
+
+    return tqdm(total=total, desc="bootstrap", unit="chunk", disable=not enabled, leave=False)
