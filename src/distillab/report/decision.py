@@ -1,0 +1,508 @@
+"""Deployment recommendations: for each scenario, a recipe, a threshold policy, a rule and a flip.
+
+Decisions read numbers only from the report's tables (:class:`~distillab.report.tables.Table`
+cells) and cite them as :class:`~distillab.report.tables.Cite` fragments, so every number a reader
+sees in a recommendation is a link to the table row it came from. Nothing here recomputes a metric.
+
+Scenarios are data (YAML or JSON); the defaults are the reference experiment's three (A throughput-
+bound triage, B regulated escalation, C long-tail monitoring).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from distillab.errors import ConfigError, InputError
+from distillab.report.tables import (
+    CANDIDATE_METRICS,
+    Cite,
+    Table,
+    baseline_arm,
+    candidate_key,
+)
+
+Fragment = Union[str, Cite]
+
+DEFAULT_SCENARIOS: list[dict] = [
+    {
+        "id": "A",
+        "name": "High-throughput batch triage",
+        "constraints": [{"metric": "ms_per_example", "max": 10.0}],
+        "objective": {"metric": "macro_f1", "goal": "max"},
+        "secondary": {"metric": "ms_per_example", "goal": "min"},
+        "threshold": {"accuracy_target": 0.95},
+        "rule": "Route each example by the argmax of {recipe} when its max probability is at least {threshold} "
+        "(coverage {coverage}, accuracy {accuracy}); queue every other example for manual triage.",
+        "rule_no_threshold": "Route every example by the argmax of {recipe} and spot-check: no threshold reaches "
+        "accuracy {target} (the best is {best_accuracy} at threshold {best_threshold}, coverage {best_coverage}).",
+        "flip_alternative": "a smaller or quantised student, measured on the same hardware",
+    },
+    {
+        "id": "B",
+        "name": "Regulated escalation review",
+        "constraints": [{"metric": "ece", "max": 0.05}],
+        "objective": {"metric": "nll", "goal": "min"},
+        "secondary": {"metric": "macro_f1", "goal": "max"},
+        "threshold": {"accuracy_target": 0.95},
+        "rule": "Auto-approve a case when the max probability of {recipe} is at least {threshold} (coverage "
+        "{coverage}, accuracy {accuracy}); escalate every other case to a reviewer, who sees the confidence.",
+        "rule_no_threshold": "Escalate every case to a reviewer with the confidence of {recipe}: no threshold "
+        "reaches accuracy {target} (the best is {best_accuracy} at threshold {best_threshold}, coverage "
+        "{best_coverage}).",
+        "flip_alternative": "recalibrating on a larger calibration split before shipping any model",
+    },
+    {
+        "id": "C",
+        "name": "Long-tail rare-class monitoring",
+        "constraints": [{"significant_lift": "tail"}],
+        "objective": {"metric": "tail_f1", "goal": "max"},
+        "secondary": {"metric": "macro_f1", "goal": "max"},
+        "threshold": None,
+        "rule": "Use {recipe} for aggregate per-class counts only; no confidence threshold applies to this "
+        "scenario.",
+        "flip_alternative": "more labelled tail examples (a data change, not a recipe change)",
+    },
+]
+
+_TIER_OF_METRIC = {"macro_f1": "overall", "head_f1": "head", "mid_f1": "mid", "tail_f1": "tail"}
+_METRIC_NAMES = {
+    "macro_f1": "macro-F1",
+    "ece": "ECE",
+    "nll": "NLL",
+    "head_f1": "head-tier macro-F1",
+    "mid_f1": "mid-tier macro-F1",
+    "tail_f1": "tail-tier macro-F1",
+    "ms_per_example": "latency (ms per example)",
+}
+
+
+# --------------------------------------------------------------------------- scenario config
+
+
+def load_scenarios(path: str | Path | None) -> list[dict]:
+    """Scenarios from a YAML/JSON file (a list, or ``{"scenarios": [...]}``); the defaults when ``path`` is None."""
+    if path is None:
+        return copy.deepcopy(DEFAULT_SCENARIOS)
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: scenarios file not found") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError: both are the user's file
+        raise ConfigError(f"{path}: cannot parse scenarios ({type(exc).__name__}: {exc})") from None
+    scenarios = data.get("scenarios") if isinstance(data, dict) else data
+    return validate_scenarios(scenarios, where=str(path))
+
+
+def validate_scenarios(scenarios: Any, where: str = "scenarios") -> list[dict]:
+    """Check every scenario and report every problem at once (ConfigError)."""
+    if not isinstance(scenarios, list) or not scenarios:
+        raise ConfigError(f"{where}: expected a non-empty list of scenarios (or a mapping with key 'scenarios')")
+    problems: list[str] = []
+    seen: set[str] = set()
+    metrics = ", ".join(CANDIDATE_METRICS)
+    for i, s in enumerate(scenarios):
+        at = f"{where}: scenario {i + 1}"
+        if not isinstance(s, dict):
+            problems.append(f"{at}: must be a mapping")
+            continue
+        if not s.get("id"):
+            problems.append(f"{at}: missing 'id'")
+        elif str(s["id"]) in seen:
+            problems.append(f"{at}: duplicate id {s['id']!r}")
+        seen.add(str(s.get("id")))
+        for j, c in enumerate(s.get("constraints") or []):
+            if not isinstance(c, dict):
+                problems.append(f"{at}: constraint {j + 1} must be a mapping")
+            elif "significant_lift" in c:
+                if c["significant_lift"] not in ("overall", "head", "mid", "tail"):
+                    problems.append(f"{at}: significant_lift must be overall, head, mid or tail, got {c['significant_lift']!r}")
+            elif c.get("metric") not in CANDIDATE_METRICS:
+                problems.append(f"{at}: constraint metric must be one of {metrics}, got {c.get('metric')!r}")
+            elif ("max" in c) == ("min" in c) or not isinstance(c.get("max", c.get("min")), (int, float)):
+                problems.append(f"{at}: constraint on {c['metric']} needs exactly one numeric 'max' or 'min'")
+        for key in ("objective", "secondary"):
+            goal = s.get(key)
+            if goal is None and key == "secondary":
+                continue
+            if not isinstance(goal, dict) or goal.get("metric") not in CANDIDATE_METRICS:
+                problems.append(f"{at}: '{key}' must be {{metric: one of {metrics}, goal: max|min}}")
+            elif goal.get("goal", "max") not in ("max", "min"):
+                problems.append(f"{at}: '{key}.goal' must be max or min, got {goal.get('goal')!r}")
+        threshold = s.get("threshold")
+        if threshold is not None:
+            target = threshold.get("accuracy_target") if isinstance(threshold, dict) else None
+            if not isinstance(target, (int, float)) or not 0 < target <= 1:
+                problems.append(f"{at}: 'threshold' must be null or {{accuracy_target: a number in (0, 1]}}")
+        if not isinstance(s.get("rule", ""), str):
+            problems.append(f"{at}: 'rule' must be a string")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    out = []
+    for s in scenarios:
+        merged = {"name": str(s["id"]), "constraints": [], "secondary": None, "threshold": None,
+                  "rule": "Use {recipe}.", "flip_alternative": "another recipe"}
+        merged.update(s)
+        if merged["threshold"] and "rule_no_threshold" not in merged:
+            merged["rule_no_threshold"] = ("Use {recipe} without a threshold: none reaches accuracy {target} "
+                                           "(the best is {best_accuracy} at threshold {best_threshold}).")
+        out.append(merged)
+    return out
+
+
+# --------------------------------------------------------------------------- recommendations
+
+
+@dataclass
+class Recommendation:
+    scenario: dict
+    candidate: str | None  # key of the chosen row in the candidates table
+    recipe: str  # human label, or "none"
+    feasible: bool
+    items: list[tuple[str, list[Fragment]]] = field(default_factory=list)  # (label, sentence fragments)
+
+
+def recommend(audit: dict, tables: dict[str, Table], scenarios: list[dict]) -> list[Recommendation]:
+    """One recommendation per scenario, every number cited from ``tables``."""
+    return [_recommend_one(audit, tables, s) for s in scenarios]
+
+
+def _candidates(tables: dict[str, Table], scenario: dict) -> list[str]:
+    table = tables.get("candidates")
+    if table is None:
+        return []
+    keys = []
+    for row in table.rows:
+        arm = row.cells["arm"].value if row.cells["arm"].value is not None else row.cells["arm"].text
+        if arm == "teacher" and not scenario.get("include_teacher"):
+            continue
+        keys.append(candidate_key(arm, bool(row.cells["scaled"].value)))
+    return keys
+
+
+def _arm(tables: dict[str, Table], key: str) -> str:
+    return tables["candidates"].row(key).cells["arm"].text
+
+
+def _value(tables: dict[str, Table], key: str, metric: str) -> float | None:
+    v = tables["candidates"].value(key, metric)
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
+
+
+def _cite(tables: dict[str, Table], key: str, metric: str) -> Cite:
+    return tables["candidates"].cite(key, metric)
+
+
+def _recipe(tables: dict[str, Table], key: str) -> str:
+    return tables["candidates"].row(key).cells["recipe"].text
+
+
+def _bootstrap_key(arm: str, tier: str) -> str:
+    return f"{arm}-{tier}-macro_f1"
+
+
+def _sort_key(tables, key: str, scenario: dict):
+    """Objective, then secondary, then ECE and NLL (a calibrated tie beats an uncalibrated one)."""
+    parts = []
+    for goal in (scenario["objective"], scenario.get("secondary"), {"metric": "ece", "goal": "min"},
+                 {"metric": "nll", "goal": "min"}):
+        if not goal:
+            continue
+        v = _value(tables, key, goal["metric"])
+        if v is None:
+            parts.append(math.inf)
+        else:
+            parts.append(-v if goal.get("goal", "max") == "max" else v)
+    return tuple(parts)
+
+
+def _recommend_one(audit: dict, tables: dict[str, Table], s: dict) -> Recommendation:
+    scen_table = tables["scenarios"]
+    candidates = _candidates(tables, s)
+    base = baseline_arm(audit)
+    items: list[tuple[str, list[Fragment]]] = []
+    notes: list[list[Fragment]] = []
+
+    feasible = list(candidates)
+    failed: list[tuple[int, dict]] = []  # constraints that emptied the set
+    for i, c in enumerate(s["constraints"]):
+        bound = scen_table.cite(f"{s['id']}-{i}", "bound")
+        if "significant_lift" in c:
+            tier = c["significant_lift"]
+            boot = tables.get("bootstrap")
+            passing = [k for k in feasible if boot is not None and boot.has(_bootstrap_key(_arm(tables, k), tier))
+                       and _excludes_zero_up(boot, _arm(tables, k), tier)]
+        else:
+            known = [k for k in feasible if _value(tables, k, c["metric"]) is not None]
+            if not known:
+                notes.append([f"The constraint on {_METRIC_NAMES[c['metric']]} (", bound,
+                              ") cannot be checked: no candidate reports it (for latency, add serving.ms_per_example "
+                              "to the predictions' sidecar)."])
+                continue
+            if len(known) < len(feasible):
+                missing = sorted({_arm(tables, k) for k in feasible if k not in known})
+                notes.append([f"Excluded because {_METRIC_NAMES[c['metric']]} is unknown: {', '.join(missing)}."])
+            passing = [k for k in known if _meets(_value(tables, k, c["metric"]), c)]
+        if not passing:
+            failed.append((i, c))
+        feasible = passing
+
+    ranked = sorted(feasible, key=lambda k: _sort_key(tables, k, s))
+    if not ranked:
+        rec = _infeasible(audit, tables, s, candidates, failed, base)
+        rec.items.extend(("Note", n) for n in notes)
+        return rec
+
+    chosen = ranked[0]
+    arm = _arm(tables, chosen)
+    recipe = _recipe(tables, chosen)
+    items.append(("Recipe", [f"{recipe} (arm {arm})."]))
+    items.append(("Why", _why(tables, s, chosen)))
+    policy, rule_values = _threshold_policy(tables, s, chosen)
+    if policy:
+        items.append(("Threshold", policy))
+    items.append(("Rule", _fill(s["rule_no_threshold"] if rule_values.get("_none") else s["rule"],
+                                {"recipe": recipe, **rule_values})))
+    items.append(("Flip", _flip(tables, s, chosen, candidates)))
+    noise = _noise_note(audit, tables, s, chosen, ranked)
+    if noise:
+        items.append(("Noise floor", noise))
+    items.extend(("Note", n) for n in notes)
+    return Recommendation(s, chosen, recipe, True, items)
+
+
+def _meets(value: float, c: dict) -> bool:
+    return value <= c["max"] if "max" in c else value >= c["min"]
+
+
+def _excludes_zero_up(boot: Table, arm: str, tier: str) -> bool:
+    low = boot.value(_bootstrap_key(arm, tier), "ci_low")
+    return low is not None and low > 0
+
+
+def _why(tables, s: dict, chosen: str) -> list[Fragment]:
+    goal = s["objective"]
+    frags: list[Fragment] = [
+        f"Best {_METRIC_NAMES[goal['metric']]} (", _cite(tables, chosen, goal["metric"]),
+        ") among the candidates that meet every constraint",
+    ]
+    for i, c in enumerate(s["constraints"]):
+        bound = tables["scenarios"].cite(f"{s['id']}-{i}", "bound")
+        if "significant_lift" in c:
+            tier = c["significant_lift"]
+            row = _bootstrap_key(_arm(tables, chosen), tier)
+            if tables.get("bootstrap") is not None and tables["bootstrap"].has(row):
+                frags += [f"; its {tier} lift over the baseline has 95% CI ", tables["bootstrap"].cite(row, "ci")]
+            continue
+        value = _value(tables, chosen, c["metric"])
+        if value is None:
+            continue
+        frags += [f"; {_METRIC_NAMES[c['metric']]} ", _cite(tables, chosen, c["metric"]),
+                  " ≤ " if "max" in c else " ≥ ", bound]
+    frags.append(".")
+    return frags
+
+
+def _threshold_policy(tables, s: dict, chosen: str) -> tuple[list[Fragment] | None, dict[str, Any]]:
+    """The lowest coverage-table threshold whose covered accuracy meets the scenario's target."""
+    if not s.get("threshold"):
+        return [f"Not applicable to scenario {s['id']} (no confidence threshold is used)."], {}
+    target = tables["scenarios"].cite(f"{s['id']}-0", "accuracy_target")
+    cov = tables.get("coverage")
+    arm = _arm(tables, chosen)
+    rows = [r for r in (cov.rows if cov else []) if r.cells["arm"].text == arm]
+    if not rows:
+        return [f"No coverage table for {arm}, so no threshold can be set."], {"_none": True, "target": target,
+                                                                             "best_accuracy": "—", "best_threshold": "—",
+                                                                             "best_coverage": "—"}
+    scaled_note = (" Thresholds apply to the raw softmax of the arm (the coverage table is computed before "
+                   "temperature scaling)." if tables["candidates"].value(chosen, "scaled") else "")
+    meeting = [r for r in rows if r.cells["accuracy"].value is not None and r.cells["accuracy"].value >= s["threshold"]["accuracy_target"]]
+    if meeting:
+        r = min(meeting, key=lambda r: r.cells["threshold"].value)
+        c = {k: Cite(r.cells[k].text, r.id, r.cells[k].value) for k in ("threshold", "coverage", "accuracy", "n_covered")}
+        return ([f"Lowest threshold of {arm} whose covered accuracy reaches ", target, ": ", c["threshold"],
+                 " — coverage ", c["coverage"], ", accuracy ", c["accuracy"], ", ", c["n_covered"], " rows covered."
+                 + scaled_note], {"threshold": c["threshold"], "coverage": c["coverage"], "accuracy": c["accuracy"]})
+    best = max((r for r in rows if r.cells["accuracy"].value is not None),
+               key=lambda r: (r.cells["accuracy"].value, -r.cells["threshold"].value), default=None)
+    if best is None:
+        return [f"No threshold of {arm} covers any row."], {"_none": True, "target": target, "best_accuracy": "—",
+                                                           "best_threshold": "—", "best_coverage": "—"}
+    c = {k: Cite(best.cells[k].text, best.id, best.cells[k].value) for k in ("threshold", "coverage", "accuracy")}
+    return ([f"None: no threshold of {arm} reaches covered accuracy ", target, "; the best is ", c["accuracy"],
+             " at threshold ", c["threshold"], " (coverage ", c["coverage"], ")." + scaled_note],
+            {"_none": True, "target": target, "best_accuracy": c["accuracy"], "best_threshold": c["threshold"],
+             "best_coverage": c["coverage"]})
+
+
+def _fill(template: str, values: dict[str, Any]) -> list[Fragment]:
+    """Split a rule template into text and cited fragments (placeholders become citations)."""
+    frags: list[Fragment] = []
+    for literal, name, _spec, _conv in string.Formatter().parse(template):
+        if literal:
+            frags.append(literal)
+        if name is None:
+            continue
+        if name not in values:
+            raise ConfigError(f"scenario rule uses unknown placeholder {{{name}}}; available: "
+                              f"{', '.join(sorted(k for k in values if not k.startswith('_')))}")
+        frags.append(values[name])
+    return frags
+
+
+def _flip(tables, s: dict, chosen: str, candidates: list[str]) -> list[Fragment]:
+    """The constraint that would flip the decision, its switch point (the chosen value) and the alternative."""
+    for i, c in enumerate(s["constraints"]):
+        if "significant_lift" in c:
+            continue
+        value = _value(tables, chosen, c["metric"])
+        if value is None:
+            continue
+        name = _METRIC_NAMES[c["metric"]]
+        # Tighten this bound past the chosen value: who still qualifies (meeting every other constraint)?
+        tighter = {**c, ("max" if "max" in c else "min"): value}
+        alt = [k for k in candidates if k != chosen and (v := _value(tables, k, c["metric"])) is not None
+               and _meets(v, tighter) and v != value and _meets_others(tables, s, k, i)]
+        alt.sort(key=lambda k: _sort_key(tables, k, s))
+        frags: list[Fragment] = [f"If the {name} bound tightened past ", _cite(tables, chosen, c["metric"]),
+                                 f" ({'below' if 'max' in c else 'above'} the chosen recipe's value), it would no "
+                                 "longer qualify; "]
+        if alt:
+            frags += ["the alternative would be ", f"{_recipe(tables, alt[0])} ({name} ",
+                      _cite(tables, alt[0], c["metric"]), ")."]
+        else:
+            frags += [f"no measured candidate would remain — the alternative is {s['flip_alternative']}."]
+        return frags
+    goal = s["objective"]
+    others = [k for k in candidates if _arm(tables, k) != _arm(tables, chosen)]
+    others = [k for k in others if _meets_others(tables, s, k, None)]
+    others.sort(key=lambda k: _sort_key(tables, k, s))
+    if not others:
+        return [f"No other candidate meets this scenario's constraints; the alternative is {s['flip_alternative']}."]
+    runner = others[0]
+    return [f"If {_METRIC_NAMES[goal['metric']]} of {_recipe(tables, chosen)} fell to ",
+            _cite(tables, runner, goal["metric"]), f" (the runner-up's value), the decision would flip to "
+            f"{_recipe(tables, runner)}."]
+
+
+def _meets_others(tables, s: dict, key: str, skip: int | None) -> bool:
+    for j, c in enumerate(s["constraints"]):
+        if j == skip:
+            continue
+        if "significant_lift" in c:
+            boot = tables.get("bootstrap")
+            row = _bootstrap_key(_arm(tables, key), c["significant_lift"])
+            if boot is None or not boot.has(row) or not _excludes_zero_up(boot, _arm(tables, key), c["significant_lift"]):
+                return False
+            continue
+        v = _value(tables, key, c["metric"])
+        if v is None or not _meets(v, c):
+            return False
+    return True
+
+
+def _noise_note(audit, tables, s: dict, chosen: str, ranked: list[str]) -> list[Fragment] | None:
+    """When the objective is an F1 and the runner-up is within the bootstrap CI width, say so."""
+    metric = s["objective"]["metric"]
+    tier = _TIER_OF_METRIC.get(metric)
+    boot = tables.get("bootstrap")
+    if tier is None or boot is None:
+        return None
+    runner = next((k for k in ranked if _arm(tables, k) != _arm(tables, chosen)), None)
+    if runner is None:
+        return None
+    width_row = next((r for r in boot.rows if r.cells["tier"].text == tier and r.cells["metric"].text == "macro_f1"
+                      and r.cells["arm"].text in (_arm(tables, chosen), _arm(tables, runner))), None)
+    if width_row is None or width_row.cells["ci_width"].value is None:
+        return None
+    a, b = _value(tables, chosen, metric), _value(tables, runner, metric)
+    if a is None or b is None or abs(a - b) >= width_row.cells["ci_width"].value:
+        return None
+    return [f"{_recipe(tables, chosen)} (", _cite(tables, chosen, metric), f") and {_recipe(tables, runner)} (",
+            _cite(tables, runner, metric), f") differ by less than the {tier} bootstrap CI width (",
+            Cite(width_row.cells["ci_width"].text, width_row.id, width_row.cells["ci_width"].value),
+            f"), so the data cannot tell them apart on {_METRIC_NAMES[metric]}; prefer the cheaper or simpler one "
+            "if they differ in cost."]
+
+
+def _infeasible(audit, tables, s: dict, candidates: list[str], failed: list[tuple[int, dict]], base: str) -> Recommendation:
+    """Nothing meets a constraint: say so, say what kind of problem it is, cite the ceiling."""
+    items: list[tuple[str, list[Fragment]]] = [("Recipe", ["None of the measured recipes meets this scenario."])]
+    i, c = failed[0] if failed else (0, {})
+    bound = tables["scenarios"].cite(f"{s['id']}-{i}", "bound") if s["constraints"] else None
+    boot = tables.get("bootstrap")
+    if "significant_lift" in c:
+        tier = c["significant_lift"]
+        rows = [(k, _bootstrap_key(_arm(tables, k), tier)) for k in candidates]
+        rows = [(k, r) for k, r in rows if boot is not None and boot.has(r)]
+        why: list[Fragment] = [f"No recipe's {tier} macro-F1 lift over the baseline ({base}) has a 95% CI that "
+                               "excludes 0"]
+        if rows:
+            k, r = max(rows, key=lambda kr: boot.value(kr[1], "ci_low") if boot.value(kr[1], "ci_low") is not None else -math.inf)
+            why += ["; the closest is ", f"{_arm(tables, k)} with CI ", boot.cite(r, "ci")]
+        why.append(" — it cannot be distinguished from zero at this sample size.")
+        items.append(("Why", why))
+        flip: list[Fragment] = [f"The decision flips when a recipe's {tier} lift CI excludes 0"]
+        if rows:
+            flip += [" (the closest lower bound now is ", boot.cite(r, "ci_low"), ")"]
+        items.append(("Flip", flip + [f"; the alternative is {s['flip_alternative']}."]))
+        items.append(("Ceiling", _ceiling(audit, tables, tier)))
+    elif c:
+        metric = c["metric"]
+        name = _METRIC_NAMES[metric]
+        known = [k for k in candidates if _value(tables, k, metric) is not None]
+        best = min(known, key=lambda k: _value(tables, k, metric) * (1 if "max" in c else -1))
+        items.append(("Why", [f"No candidate meets {name} {'≤' if 'max' in c else '≥'} ", bound,
+                              f"; the closest is {_recipe(tables, best)} at ", _cite(tables, best, metric), "."]))
+        items.append(("Flip", ["Loosening the bound to ", _cite(tables, best, metric),
+                               f" would admit {_recipe(tables, best)}; otherwise the alternative is "
+                               f"{s['flip_alternative']}."]))
+        tier = _TIER_OF_METRIC.get(metric)
+        if tier is not None:
+            items.append(("Ceiling", _ceiling(audit, tables, tier)))
+        elif metric == "ms_per_example":
+            items.append(("Ceiling", ["This is a serving-cost problem, not a data or recipe one: every measured "
+                                      "model is slower than the budget."]))
+        else:
+            items.append(("Ceiling", ["Post-hoc temperature scaling was already among the candidates, so no "
+                                      "recipe measured here reaches this calibration target."]))
+    if s.get("threshold") is None:
+        items.append(("Threshold", [f"Not applicable to scenario {s['id']} (no confidence threshold is used)."]))
+    ranked = sorted(candidates, key=lambda k: _sort_key(tables, k, s))
+    if ranked:
+        k = ranked[0]
+        goal = s["objective"]["metric"]
+        items.append(("If forced", [f"If a model must ship anyway, the best {_METRIC_NAMES[goal]} is "
+                                    f"{_recipe(tables, k)} (", _cite(tables, k, goal), "), knowing it does not "
+                                    "meet the constraint."]))
+    return Recommendation(s, None, "none", False, items)
+
+
+def _ceiling(audit, tables, tier: str) -> list[Fragment]:
+    """A data problem: cite the teacher's own score on the tier as the ceiling, and the tier's support."""
+    frags: list[Fragment] = ["This is a data problem, not a recipe one"]
+    metrics = tables.get("tier-metrics")
+    if metrics is not None and metrics.has(f"teacher-{tier}"):
+        frags += [f": the teacher itself reaches only ", metrics.cite(f"teacher-{tier}", "macro_f1"),
+                  f" macro-F1 on the {tier} tier, which bounds what any student distilled from it can learn"]
+    else:
+        frags.append(": no teacher predictions were given, so the ceiling cannot be cited from a teacher score")
+    summary = tables.get("tier-summary")
+    if tier in ("head", "mid", "tail") and summary is not None and summary.has(tier):
+        frags += [f"; {tier} classes have a median of ", summary.cite(tier, "median_count"), " training examples"]
+    frags.append(". More labelled examples for these classes, not a different loss, is what would move it.")
+    return frags

@@ -1,0 +1,779 @@
+"""Every table of the report, built once as data (rows of formatted cells) from ``audit.json``.
+
+HTML and Markdown render the same :class:`Table` objects, and the deployment recommendation cites
+their cells (:meth:`Table.cite`), so a number in the prose is by construction the text of a table
+cell with a stable anchor — never a second computation that could drift from the table.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+TIERS = ("head", "mid", "tail")
+SCOPES = ("overall",) + TIERS  # "overall" = every evaluated row
+# Per-class views list every class up to this K; above it they summarise (top/bottom rows + CSV).
+PER_CLASS_FULL_MAX = 200
+PER_CLASS_EDGE_ROWS = 25
+
+RECIPE_NAMES = {
+    "vanilla": "vanilla",
+    "kd": "KD",
+    "hard_kd": "hard KD",
+    "label_smoothing": "label smoothing",
+    "reverse_kl": "reverse-KL KD",
+    "generalized_jsd": "GKD",
+    "topk_kd": "top-k KD",
+}
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt_float(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    return f"{float(x):.{digits}f}"
+
+
+def fmt_signed(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    return f"{float(x):+.{digits}f}"
+
+
+def fmt_int(x: Any) -> str:
+    return "—" if x is None else f"{int(x):,}"
+
+
+def fmt_pct(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    return f"{100 * float(x):.0f}%"
+
+
+def fmt_ms(x: Any) -> str:
+    return "—" if x is None else f"{float(x):.2f}"
+
+
+def fmt_threshold(x: Any) -> str:
+    return "none" if x is None else f"{float(x):.2f}"
+
+
+def slug(text: str) -> str:
+    """An anchor-safe fragment of ``text``; distinct arm names stay distinct in practice."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "x"
+
+
+# --------------------------------------------------------------------------- table model
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    value: Any = None  # the unformatted value the text came from (for decisions and plots)
+    href: str | None = None  # anchor of the row this cell was copied from, if any
+
+
+@dataclass(frozen=True)
+class Cite:
+    """A number in prose: the text of one table cell and the anchor of its row."""
+
+    text: str
+    anchor: str
+    value: Any = None
+
+
+@dataclass
+class Row:
+    id: str
+    cells: dict[str, Cell]
+
+
+@dataclass
+class Table:
+    id: str
+    title: str
+    columns: list[tuple[str, str]]  # (key, header)
+    rows: list[Row] = field(default_factory=list)
+    note: str = ""
+    csv_name: str | None = None  # full data written beside the report when rows are a summary
+
+    def add(self, row_key: str, /, **cells: Any) -> Row:
+        row_id = f"{self.id}-{slug(row_key)}"
+        if any(r.id == row_id for r in self.rows):
+            raise ValueError(f"duplicate row id {row_id!r} in table {self.id!r}")
+        row = Row(row_id, {k: v if isinstance(v, Cell) else Cell(str(v), v) for k, v in cells.items()})
+        self.rows.append(row)
+        return row
+
+    def row(self, key: str) -> Row:
+        row_id = f"{self.id}-{slug(key)}"
+        for row in self.rows:
+            if row.id == row_id:
+                return row
+        raise KeyError(f"table {self.id!r} has no row {key!r}")
+
+    def has(self, key: str) -> bool:
+        return any(r.id == f"{self.id}-{slug(key)}" for r in self.rows)
+
+    def cite(self, key: str, column: str) -> Cite:
+        row = self.row(key)
+        cell = row.cells[column]
+        return Cite(cell.text, row.id, cell.value)
+
+    def value(self, key: str, column: str) -> Any:
+        return self.row(key).cells[column].value
+
+
+def _num(x: Any, fmt=fmt_float) -> Cell:
+    return Cell(fmt(x), x)
+
+
+# --------------------------------------------------------------------------- audit accessors
+
+
+def baseline_arm(audit: dict) -> str:
+    """The arm every Δ is taken against: settings, then Test B, then the bootstrap rows, then the first arm."""
+    for candidate in (
+        audit.get("settings", {}).get("baseline"),
+        (audit.get("transfer_tests") or {}).get("test_b", {}).get("baseline"),
+        next((r.get("baseline") for r in audit.get("bootstrap", [])), None),
+    ):
+        if candidate in audit["arms"]:
+            return candidate
+    return next(a for a in audit["arms"] if a != "teacher")
+
+
+def distilled_arm(audit: dict) -> str | None:
+    """The arm the "what transferred" section compares with the baseline (None with a single student)."""
+    base = baseline_arm(audit)
+    for candidate in (
+        audit.get("settings", {}).get("distilled"),
+        (audit.get("transfer_tests") or {}).get("test_b", {}).get("distilled"),
+    ):
+        if candidate in audit["arms"] and candidate != base:
+            return candidate
+    others = [a for a in student_arms(audit) if a != base]
+    kd = [a for a in others if recipe_of(audit, a).get("loss") == "kd"]
+    return (kd or others or [None])[0]
+
+
+def student_arms(audit: dict) -> list[str]:
+    return [a for a in audit["arms"] if a != "teacher"]
+
+
+def has_teacher(audit: dict) -> bool:
+    return "teacher" in audit["arms"]
+
+
+def meta_of(audit: dict, arm: str) -> dict:
+    return ((audit.get("inputs") or {}).get(arm) or {}).get("meta") or {}
+
+
+def recipe_of(audit: dict, arm: str) -> dict:
+    return meta_of(audit, arm).get("recipe") or {}
+
+
+def recipe_label(audit: dict, arm: str) -> str:
+    """Human name of how an arm was trained, e.g. ``KD (T=4, α=0.7)``; the arm name when unknown."""
+    if arm == "teacher":
+        return "teacher"
+    recipe = recipe_of(audit, arm)
+    loss = recipe.get("loss")
+    if loss is None:
+        return arm
+    name = RECIPE_NAMES.get(loss, loss)
+    params = []
+    if recipe.get("T") is not None:
+        params.append(f"T={float(recipe['T']):g}")
+    if recipe.get("alpha") is not None:
+        params.append(f"α={float(recipe['alpha']):g}")
+    if recipe.get("epsilon") is not None:
+        params.append(f"ε={float(recipe['epsilon']):g}")
+    return f"{name} ({', '.join(params)})" if params else name
+
+
+def role_of(audit: dict, arm: str) -> str:
+    if arm == "teacher":
+        return "teacher"
+    if arm == baseline_arm(audit):
+        return "baseline"
+    if arm == distilled_arm(audit):
+        return "distilled"
+    if any(g.get("arm") == arm for g in audit.get("grid") or []):
+        return "grid point"
+    return "student"
+
+
+def bootstrap_rows(audit: dict, metric: str = "macro_f1") -> list[dict]:
+    return [r for r in audit.get("bootstrap") or [] if r.get("metric", "macro_f1") == metric]
+
+
+def verdict_text(row: dict) -> str:
+    """The honest wording: "significant" only when the CI excludes 0 — never "no effect"."""
+    lo, hi = row.get("ci_low"), row.get("ci_high")
+    excludes = row.get("excludes_zero")
+    if excludes is None and lo is not None and hi is not None:
+        excludes = lo > 0 or hi < 0
+    if excludes:
+        direction = "gain" if (row.get("median") or 0) > 0 else "loss"
+        return f"significant {direction} (95% CI excludes 0)"
+    return "cannot be distinguished from zero at this sample size"
+
+
+# --------------------------------------------------------------------------- the tables
+
+
+def build_tables(audit: dict, scenarios: list[dict] | None = None) -> dict[str, Table]:
+    """Every table of the report, in page order, keyed by anchor id."""
+    builders = [
+        _inputs_table,
+        _settings_table,
+        _transfer_table,
+        _tier_metrics_table,
+        _bootstrap_table,
+        _calibration_table,
+        _test_b_table,
+        _coverage_table,
+        _sla_table,
+        _grid_table,
+        _lift_table,
+        _tier_summary_table,
+        _tier_support_table,
+        _per_class_table,
+        _candidates_table,
+    ]
+    tables = [b(audit) for b in builders]
+    if scenarios is not None:
+        tables.append(scenarios_table(scenarios))
+    return {t.id: t for t in tables if t is not None and t.rows}
+
+
+def _inputs_table(audit: dict) -> Table:
+    t = Table(
+        "inputs",
+        "Inputs and fingerprints",
+        [("arm", "Arm"), ("role", "Role"), ("model", "Model"), ("recipe", "Recipe"), ("params", "Params"),
+         ("ms", "ms / example"), ("device", "Serving device"), ("sha256", "sha256"), ("path", "File")],
+        note="sha256 of each predictions file as read by the audit; serving cost from the file's sidecar "
+        "(batch 32, median of timed runs).",
+    )
+    inputs = audit.get("inputs") or {}
+    for arm in audit["arms"]:
+        entry = inputs.get(arm) or {}
+        meta = entry.get("meta") or {}
+        serving = meta.get("serving") or {}
+        t.add(
+            arm,
+            arm=arm,
+            role=role_of(audit, arm),
+            model=meta.get("model") or "—",
+            recipe=recipe_label(audit, arm),
+            params=_num(meta.get("params"), fmt_int),
+            ms=_num(serving.get("ms_per_example"), fmt_ms),
+            device=serving.get("device") or "—",
+            sha256=Cell(entry.get("sha256") or "—", entry.get("sha256")),
+            path=entry.get("path") or "—",
+        )
+    return t
+
+
+def _flatten(prefix: str, obj: Any) -> Iterable[tuple[str, Any]]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _flatten(f"{prefix}.{k}" if prefix else str(k), v)
+    else:
+        yield prefix, obj
+
+
+def _settings_table(audit: dict) -> Table:
+    t = Table("settings", "Audit settings", [("key", "Setting"), ("value", "Value")],
+              note="Every resolved setting the audit ran with (audit.json `settings`).")
+    for key, value in _flatten("", audit.get("settings") or {}):
+        text = ", ".join(map(str, value)) if isinstance(value, list) else ("—" if value is None else str(value))
+        t.add(key, key=key, value=Cell(text, value))
+    t.add("tier_source", key="tier_source", value=str(audit.get("tier_source") or "—"))
+    return t
+
+
+def _transfer_table(audit: dict) -> Table | None:
+    """"What transferred": one row per property, distilled arm vs baseline."""
+    base, dist = baseline_arm(audit), distilled_arm(audit)
+    t = Table(
+        "transfer",
+        "What transferred",
+        [("property", "Property"), ("measure", "Measure"), ("baseline", f"{base}"), ("distilled", f"{dist}"),
+         ("delta", "Δ (median)"), ("ci", "95% CI"), ("ci_width", "CI width"), ("verdict", "Verdict"),
+         ("tscaling", "Does T-scaling reproduce it?")],
+        note="Capacity Δ = paired bootstrap of macro-F1 (distilled − baseline). ECE and NLL on the calibration "
+        "eval half. A difference smaller than the CI width is within the noise floor.",
+    )
+    if dist is None:
+        return t
+    arms = audit["arms"]
+    boot = {(r["arm"], r["tier"]): r for r in bootstrap_rows(audit) if r.get("baseline") == base}
+    for scope in SCOPES:
+        b_m = arms[base]["overall"] if scope == "overall" else arms[base]["tiers"].get(scope)
+        d_m = arms[dist]["overall"] if scope == "overall" else arms[dist]["tiers"].get(scope)
+        if b_m is None or d_m is None:
+            continue
+        row = boot.get((dist, scope))
+        t.add(
+            f"capacity-{scope}",
+            property=f"Capacity, {scope}",
+            measure="macro-F1",
+            baseline=_num(b_m.get("macro_f1")),
+            distilled=_num(d_m.get("macro_f1")),
+            delta=_num(row and row.get("median"), fmt_signed),
+            ci=Cell(_ci_text(row), row and (row.get("ci_low"), row.get("ci_high"))),
+            ci_width=_num(row and _width(row)),
+            verdict=verdict_text(row) if row else "no bootstrap for this tier",
+            tscaling="no — temperature scaling never changes the argmax",
+        )
+    test_b = (audit.get("transfer_tests") or {}).get("test_b") or {}
+    cal = audit.get("calibration") or {}
+    for metric, prop in (("ece", "Top-1 calibration"), ("nll", "Full-distribution calibration")):
+        block = test_b.get(metric) or {}
+        b_raw = block.get("baseline_raw", _cal_metric(cal, base, "raw", metric))
+        d_raw = block.get("distilled", _cal_metric(cal, dist, "raw", metric))
+        b_scaled = block.get("baseline_scaled", _cal_metric(cal, base, "scaled", metric))
+        fraction = test_b.get(f"{metric}_fraction")
+        t.add(
+            f"calibration-{metric}",
+            property=prop,
+            measure=f"{metric.upper()} (eval half)",
+            baseline=_num(b_raw),
+            distilled=_num(d_raw),
+            delta=Cell("—"),
+            ci=Cell("—"),
+            ci_width=Cell("—"),
+            verdict=_direction_text(b_raw, d_raw, lower_is_better=True) + " (no CI: descriptive)",
+            tscaling=_tscaling_text(fraction, b_scaled),
+        )
+    test_a = (audit.get("transfer_tests") or {}).get("test_a") or {}
+    if not has_teacher(audit):
+        t.add("fidelity", property="Teacher fidelity", measure="JS to teacher, agreement", baseline="—",
+              distilled="—", delta="—", ci="—", ci_width="—",
+              verdict="not measured: no teacher predictions were given", tscaling="—")
+        return t
+    for scope in SCOPES:
+        b_a, d_a = (test_a.get(base) or {}).get(scope), (test_a.get(dist) or {}).get(scope)
+        if b_a is None or d_a is None:
+            b_src = arms[base]["overall"] if scope == "overall" else arms[base]["tiers"].get(scope) or {}
+            d_src = arms[dist]["overall"] if scope == "overall" else arms[dist]["tiers"].get(scope) or {}
+            b_a, d_a = b_src, d_src
+        for key, measure, lower in (("js_to_teacher", "JS to teacher", True), ("agreement", "top-1 agreement", False)):
+            t.add(
+                f"fidelity-{key}-{scope}",
+                property=f"Teacher fidelity, {scope}",
+                measure=measure,
+                baseline=_num(b_a.get(key)),
+                distilled=_num(d_a.get(key)),
+                delta=Cell("—"),
+                ci=Cell("—"),
+                ci_width=Cell("—"),
+                verdict=_direction_text(b_a.get(key), d_a.get(key), lower_is_better=lower) + " (no CI: descriptive)",
+                tscaling="no — a single temperature cannot move the student's ranking towards the teacher's",
+            )
+    return t
+
+
+def _ci_text(row: dict | None) -> str:
+    if not row or row.get("ci_low") is None:
+        return "—"
+    return f"[{fmt_signed(row['ci_low'])}, {fmt_signed(row['ci_high'])}]"
+
+
+def _width(row: dict) -> float | None:
+    if row.get("ci_low") is None or row.get("ci_high") is None:
+        return None
+    return float(row["ci_high"]) - float(row["ci_low"])
+
+
+def _cal_metric(cal: dict, arm: str, which: str, metric: str) -> float | None:
+    try:
+        return cal[arm]["eval"][which]["overall"][metric]
+    except (KeyError, TypeError):
+        return None
+
+
+def _direction_text(base: Any, dist: Any, lower_is_better: bool) -> str:
+    if base is None or dist is None:
+        return "not measured"
+    if dist == base:
+        return "unchanged"
+    better = (dist < base) if lower_is_better else (dist > base)
+    return "distilled better" if better else "distilled worse"
+
+
+def _tscaling_text(fraction: Any, scaled: Any) -> str:
+    if fraction is None:
+        return "no Test B (needs calibration of both arms)"
+    pct = fmt_pct(fraction)
+    if fraction >= 1:
+        return f"yes — baseline + T recovers {pct} of the distilled gain (Test B)"
+    if fraction > 0:
+        return f"partly — baseline + T recovers {pct} of the distilled gain (Test B)"
+    return f"no — baseline + T recovers {pct} of the distilled gain (Test B)"
+
+
+def _tier_metrics_table(audit: dict) -> Table:
+    teacher = has_teacher(audit)
+    columns = [("arm", "Arm"), ("tier", "Tier"), ("n", "n"), ("macro_f1", "Macro-F1"), ("accuracy", "Accuracy"),
+               ("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier")]
+    if teacher:
+        columns += [("js_to_teacher", "JS to teacher"), ("agreement", "Agreement")]
+    t = Table("tier-metrics", "Per-tier metrics per arm (raw probabilities, full evaluation set)", columns,
+              note="A row's tier is its true label's tier; per-tier macro-F1 averages over the tier's classes only.")
+    tiers_n = {k: (v or {}).get("n") for k, v in (audit.get("tiers") or {}).items()}
+    for arm, block in audit["arms"].items():
+        for scope in SCOPES:
+            m = block["overall"] if scope == "overall" else (block.get("tiers") or {}).get(scope)
+            if m is None:
+                continue
+            cells = {key: _num(m.get(key)) for key, _ in columns[3:]}
+            t.add(f"{arm}-{scope}", arm=arm, tier=scope,
+                  n=_num(audit.get("n") if scope == "overall" else tiers_n.get(scope), fmt_int), **cells)
+    return t
+
+
+def _bootstrap_table(audit: dict) -> Table:
+    t = Table(
+        "bootstrap",
+        "Paired bootstrap: Δ = arm − baseline",
+        [("arm", "Arm"), ("baseline", "Baseline"), ("tier", "Tier"), ("metric", "Metric"), ("median", "Median Δ"),
+         ("ci", "95% CI"), ("ci_low", "CI low"), ("ci_high", "CI high"), ("ci_width", "CI width"),
+         ("verdict", "Verdict"), ("n_resamples", "Resamples"), ("seed", "Seed")],
+        note="Same resampled rows for both arms; \"significant\" only when the 95% CI excludes 0.",
+    )
+    for r in audit.get("bootstrap") or []:
+        t.add(
+            f"{r['arm']}-{r['tier']}-{r.get('metric', 'macro_f1')}",
+            arm=r["arm"], baseline=r.get("baseline", "—"), tier=r["tier"], metric=r.get("metric", "macro_f1"),
+            median=_num(r.get("median"), fmt_signed), ci=Cell(_ci_text(r), (r.get("ci_low"), r.get("ci_high"))),
+            ci_low=_num(r.get("ci_low"), fmt_signed), ci_high=_num(r.get("ci_high"), fmt_signed),
+            ci_width=_num(_width(r)), verdict=verdict_text(r),
+            n_resamples=_num(r.get("n_resamples"), fmt_int), seed=str(r.get("seed", "—")),
+        )
+    return t
+
+
+def _calibration_table(audit: dict) -> Table:
+    t = Table(
+        "calibration",
+        "Temperature scaling (fit on the cal half, evaluated on the eval half)",
+        [("arm", "Arm"), ("temperature", "T"), ("fit_split", "Fit on"), ("eval_split", "Evaluated on"),
+         ("ece_raw", "ECE raw"), ("ece_scaled", "ECE + T"), ("nll_raw", "NLL raw"), ("nll_scaled", "NLL + T"),
+         ("macro_f1", "Macro-F1 (eval half)")],
+        note="Temperature scaling leaves the argmax, hence F1 and accuracy, unchanged.",
+    )
+    for arm, c in (audit.get("calibration") or {}).items():
+        ev = c.get("eval") or {}
+        raw, scaled = (ev.get("raw") or {}).get("overall") or {}, (ev.get("scaled") or {}).get("overall") or {}
+        t.add(arm, arm=arm, temperature=_num(c.get("temperature")), fit_split=str(c.get("fit_split", "—")),
+              eval_split=str(c.get("eval_split", "—")), ece_raw=_num(raw.get("ece")), ece_scaled=_num(scaled.get("ece")),
+              nll_raw=_num(raw.get("nll")), nll_scaled=_num(scaled.get("nll")), macro_f1=_num(raw.get("macro_f1")))
+    return t
+
+
+def _test_b_table(audit: dict) -> Table:
+    test_b = (audit.get("transfer_tests") or {}).get("test_b") or {}
+    t = Table(
+        "test-b",
+        "Test B: how much of the distilled arm's calibration gain does temperature scaling reproduce?",
+        [("metric", "Metric"), ("baseline_raw", f"{test_b.get('baseline', 'baseline')} raw"),
+         ("baseline_scaled", f"{test_b.get('baseline', 'baseline')} + T"),
+         ("distilled", f"{test_b.get('distilled', 'distilled')} raw"), ("fraction", "Fraction")],
+        note="Fraction = (baseline raw − baseline + T) / (baseline raw − distilled); ≥ 100% means post-hoc "
+        "temperature scaling alone matches or beats what distillation did for this metric.",
+    )
+    for metric in ("ece", "nll"):
+        block = test_b.get(metric)
+        if not block and test_b.get(f"{metric}_fraction") is None:
+            continue
+        block = block or {}
+        t.add(metric, metric=metric.upper(), baseline_raw=_num(block.get("baseline_raw")),
+              baseline_scaled=_num(block.get("baseline_scaled")), distilled=_num(block.get("distilled")),
+              fraction=_num(test_b.get(f"{metric}_fraction"), fmt_pct))
+    return t
+
+
+def _coverage_table(audit: dict) -> Table:
+    t = Table(
+        "coverage",
+        "Coverage and selective accuracy (raw max probability ≥ threshold, full evaluation set)",
+        [("arm", "Arm"), ("threshold", "Threshold"), ("coverage", "Coverage"), ("accuracy", "Accuracy on covered"),
+         ("n_covered", "n covered")],
+        note="Thresholds apply to the raw (uncalibrated) softmax; accuracy on few covered rows is noisy.",
+    )
+    for arm, block in audit["arms"].items():
+        for r in block.get("coverage") or []:
+            t.add(f"{arm}-{fmt_threshold(r['threshold'])}", arm=arm, threshold=_num(r["threshold"], fmt_threshold),
+                  coverage=_num(r.get("coverage")), accuracy=_num(r.get("accuracy")),
+                  n_covered=_num(r.get("n_covered"), fmt_int))
+    return t
+
+
+def _sla_table(audit: dict) -> Table:
+    t = Table(
+        "sla",
+        "Accuracy SLA: the lowest threshold whose covered accuracy meets the target",
+        [("arm", "Arm"), ("target", "Target"), ("threshold", "Threshold"), ("coverage", "Coverage"),
+         ("accuracy", "Accuracy"), ("n_covered", "n covered"), ("best_accuracy", "Best accuracy at any threshold")],
+        note="\"none\": no threshold in the coverage table reaches the target.",
+    )
+    for arm, block in audit["arms"].items():
+        s = block.get("sla")
+        if not s:
+            continue
+        t.add(arm, arm=arm, target=_num(s.get("target"), fmt_threshold), threshold=_num(s.get("threshold"), fmt_threshold),
+              coverage=_num(s.get("coverage")), accuracy=_num(s.get("accuracy")),
+              n_covered=_num(s.get("n_covered"), fmt_int), best_accuracy=_num(s.get("best_accuracy")))
+    return t
+
+
+def _grid_table(audit: dict) -> Table:
+    t = Table(
+        "grid",
+        "T × α grid (KD arms) with ranks per metric",
+        [("arm", "Arm"), ("T", "T"), ("alpha", "α"), ("macro_f1", "Macro-F1"), ("rank_macro_f1", "Rank F1"),
+         ("ece", "ECE"), ("rank_ece", "Rank ECE"), ("nll", "NLL"), ("rank_nll", "Rank NLL"),
+         ("head_f1", "Head F1"), ("mid_f1", "Mid F1"), ("tail_f1", "Tail F1")],
+    )
+    rows = audit.get("grid") or []
+    for g in rows:
+        t.add(g["arm"], arm=g["arm"], T=Cell(f"{float(g['T']):g}", g["T"]), alpha=Cell(f"{float(g['alpha']):g}", g["alpha"]),
+              **{k: _num(g.get(k)) for k in ("macro_f1", "ece", "nll", "head_f1", "mid_f1", "tail_f1")},
+              **{k: _num(g.get(k), fmt_int) for k in ("rank_macro_f1", "rank_ece", "rank_nll")})
+    if rows:
+        floor = (audit.get("noise_floor") or {}).get("overall")
+        spreads = {k: max(g[k] for g in rows) - min(g[k] for g in rows) for k in ("macro_f1", "ece", "nll")}
+        t.note = (
+            f"Spread across the grid: macro-F1 {fmt_float(spreads['macro_f1'])}, ECE {fmt_float(spreads['ece'])}, "
+            f"NLL {fmt_float(spreads['nll'])}. Noise floor (overall macro-F1 bootstrap CI width): {fmt_float(floor)}; "
+            + ("the macro-F1 ranking is within the noise floor." if floor is not None and spreads["macro_f1"] < floor
+               else "compare macro-F1 ranks with the noise floor.")
+        )
+    return t
+
+
+def _lift_table(audit: dict) -> Table | None:
+    lift = audit.get("lift_table")
+    if not lift:
+        return None
+    t = Table("lift", "Data lift vs KD lift (data confound)",
+              [("quantity", "Quantity"), ("value", "Value")],
+              note="Data lift = baseline − reference; KD lift = distilled − baseline; ratio = data lift / KD lift.")
+    for key, label, fmt in (("reference_score", "Reference (earlier recipe)", fmt_float),
+                            ("baseline_score", "Baseline", fmt_float), ("distilled_score", "Distilled", fmt_float),
+                            ("data_lift", "Data lift", fmt_signed), ("kd_lift", "KD lift", fmt_signed),
+                            ("ratio", "Ratio data / KD", lambda x: "—" if x is None else f"{float(x):.2f}×")):
+        t.add(key, quantity=label, value=_num(lift.get(key), fmt))
+    return t
+
+
+def _tier_summary_table(audit: dict) -> Table:
+    t = Table("tier-summary", "Tiers: classes, evaluated rows and training support",
+              [("tier", "Tier"), ("classes", "Classes"), ("n", "Evaluated rows"), ("max_count", "Max support"),
+               ("median_count", "Median support"), ("min_count", "Min support")],
+              note=f"Tier source: {audit.get('tier_source') or 'unknown'}. Support = examples per class "
+              "in the counts the tiers were ranked by.")
+    support = audit.get("tier_support") or []
+    for tier in TIERS:
+        info = (audit.get("tiers") or {}).get(tier)
+        if info is None:
+            continue
+        counts = sorted(r["count"] for r in support if r.get("tier") == tier)
+        median = None
+        if counts:
+            mid = len(counts) // 2
+            median = counts[mid] if len(counts) % 2 else (counts[mid - 1] + counts[mid]) / 2
+        t.add(tier, tier=tier, classes=_num(len(info.get("classes") or []), fmt_int), n=_num(info.get("n"), fmt_int),
+              max_count=_num(counts[-1] if counts else None, fmt_int),
+              median_count=Cell("—" if median is None else f"{median:,.1f}".rstrip("0").rstrip("."), median),
+              min_count=_num(counts[0] if counts else None, fmt_int))
+    return t
+
+
+def _tier_support_table(audit: dict) -> Table:
+    support = audit.get("tier_support") or []
+    t = Table("tier-support", "Class support by rank", [("rank", "Rank"), ("class", "Class id"), ("name", "Class"),
+                                                         ("count", "Support"), ("tier", "Tier")])
+    picked = _support_ranks(support)
+    if len(picked) < len(support):
+        t.note = ("Top 5, the classes around each tier boundary, and the rarest 5 of "
+                  f"{len(support):,} classes; every class is in the tier-support figure.")
+    for r in picked:
+        t.add(str(r["rank"]), rank=_num(r["rank"], fmt_int), **{"class": _num(r["class"], str)},
+              name=str(r.get("name", r["class"])), count=_num(r["count"], fmt_int), tier=r.get("tier", "—"))
+    return t
+
+
+def _support_ranks(support: list[dict]) -> list[dict]:
+    if len(support) <= 30:
+        return support
+    keep = set(range(5)) | set(range(len(support) - 5, len(support)))
+    for i in range(1, len(support)):
+        if support[i].get("tier") != support[i - 1].get("tier"):
+            keep |= set(range(max(0, i - 2), min(len(support), i + 2)))
+    return [support[i] for i in sorted(keep)]
+
+
+def per_class_columns(audit: dict) -> list[tuple[str, str]]:
+    base = baseline_arm(audit)
+    delta_arms = list((audit.get("per_class_delta_f1") or {}).keys())
+    cols = [("rank", "Rank"), ("class", "Class id"), ("name", "Class"), ("tier", "Tier"), ("count", "Support")]
+    cols += [(f"f1:{a}", f"F1 {a}") for a in audit["arms"]]
+    cols += [(f"delta:{a}", f"Δ F1 {a} − {base}") for a in delta_arms]
+    return cols
+
+
+def per_class_records(audit: dict) -> list[dict[str, Any]]:
+    """One record per class in frequency-rank order (the CSV and the table share this)."""
+    k = int(audit["num_classes"])
+    classes = audit.get("classes") or [str(c) for c in range(k)]
+    support = {int(r["class"]): r for r in audit.get("tier_support") or []}
+    order = [int(r["class"]) for r in audit.get("tier_support") or []] or list(range(k))
+    order += [c for c in range(k) if c not in support]
+    deltas = audit.get("per_class_delta_f1") or {}
+    records = []
+    for position, c in enumerate(order, 1):
+        s = support.get(c, {})
+        rec = {"rank": s.get("rank", position), "class": c, "name": classes[c], "tier": s.get("tier"),
+               "count": s.get("count")}
+        for arm, block in audit["arms"].items():
+            rec[f"f1:{arm}"] = block["per_class_f1"][c]
+        for arm, values in deltas.items():
+            rec[f"delta:{arm}"] = values[c]
+        records.append(rec)
+    return records
+
+
+def _per_class_table(audit: dict) -> Table:
+    columns = per_class_columns(audit)
+    t = Table("per-class", "Per-class F1 in order of class frequency", columns)
+    records = per_class_records(audit)
+    dist = distilled_arm(audit)
+    key = f"delta:{dist}" if dist and f"delta:{dist}" in records[0] else None
+    if len(records) > PER_CLASS_FULL_MAX:
+        t.csv_name = "per_class.csv"
+        if key:
+            ranked = sorted(records, key=lambda r: (-(r[key] if r[key] is not None else -math.inf), r["rank"]))
+            records = ranked[:PER_CLASS_EDGE_ROWS] + ranked[-PER_CLASS_EDGE_ROWS:]
+            t.note = (f"The {PER_CLASS_EDGE_ROWS} classes with the largest and the {PER_CLASS_EDGE_ROWS} with the "
+                      f"smallest Δ F1 ({dist}) of {int(audit['num_classes']):,}; every class is in per_class.csv.")
+        else:
+            records = records[:2 * PER_CLASS_EDGE_ROWS]
+            t.note = f"The {2 * PER_CLASS_EDGE_ROWS} most frequent classes; every class is in per_class.csv."
+    for rec in records:
+        cells = {}
+        for col, _ in columns:
+            v = rec.get(col)
+            if col.startswith("delta:"):
+                cells[col] = _num(v, fmt_signed)
+            elif col.startswith("f1:"):
+                cells[col] = _num(v)
+            elif col in ("rank", "count"):
+                cells[col] = _num(v, fmt_int)
+            else:
+                cells[col] = Cell("—" if v is None else str(v), v)
+        t.add(f"class-{rec['class']}", **cells)
+    return t
+
+
+# --------------------------------------------------------------------------- deployment candidates
+
+
+CANDIDATE_METRICS = ("macro_f1", "ece", "nll", "head_f1", "mid_f1", "tail_f1", "ms_per_example")
+
+
+def candidate_key(arm: str, scaled: bool) -> str:
+    return f"{arm}+T" if scaled else arm
+
+
+def _candidates_table(audit: dict) -> Table:
+    """The recipe shortlist the decisions choose from: every arm raw, and + T where it was calibrated.
+
+    Each cell is copied from (and links to) the row of the table it comes from, so a decision that
+    cites a candidate's number cites a number that is also in its source table.
+    """
+    t = Table(
+        "candidates",
+        "Deployment candidates (recipe shortlist)",
+        [("recipe", "Recipe"), ("arm", "Arm"), ("scaled", "Post-hoc T"), ("macro_f1", "Macro-F1"),
+         ("ece", "ECE"), ("nll", "NLL"), ("head_f1", "Head F1"), ("mid_f1", "Mid F1"), ("tail_f1", "Tail F1"),
+         ("ms_per_example", "ms / example")],
+        note="F1 on the full evaluation set (temperature scaling does not change it); ECE and NLL from the "
+        "calibration table (eval half) when the arm was calibrated, else from the per-tier table.",
+    )
+    cal = audit.get("calibration") or {}
+    for arm in audit["arms"]:
+        calibrated = arm in cal
+        for scaled in (False, True) if calibrated else (False,):
+            cells: dict[str, Cell] = {
+                "recipe": Cell(recipe_label(audit, arm) + (" + T" if scaled else "")),
+                "arm": Cell(arm),
+                "scaled": Cell("yes" if scaled else "no", scaled),
+            }
+            overall_row = f"tier-metrics-{slug(arm)}-overall"
+            cells["macro_f1"] = _copy(audit["arms"][arm]["overall"].get("macro_f1"), overall_row)
+            for tier in TIERS:
+                m = (audit["arms"][arm].get("tiers") or {}).get(tier) or {}
+                cells[f"{tier}_f1"] = _copy(m.get("macro_f1"), f"tier-metrics-{slug(arm)}-{tier}")
+            for metric in ("ece", "nll"):
+                if calibrated:
+                    value = _cal_metric(cal, arm, "scaled" if scaled else "raw", metric)
+                    cells[metric] = _copy(value, f"calibration-{slug(arm)}")
+                else:
+                    cells[metric] = _copy(audit["arms"][arm]["overall"].get(metric), overall_row)
+            ms = (meta_of(audit, arm).get("serving") or {}).get("ms_per_example")
+            cells["ms_per_example"] = Cell(fmt_ms(ms), ms, f"inputs-{slug(arm)}")
+            t.add(candidate_key(arm, scaled), **cells)
+    return t
+
+
+def _copy(value: Any, href: str) -> Cell:
+    return Cell(fmt_float(value), value, href)
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def scenarios_table(scenarios: list[dict]) -> Table:
+    """The scenarios as configured, so every constant a recommendation uses is a table cell too."""
+    t = Table("scenarios", "Deployment scenarios (configuration)",
+              [("id", "Scenario"), ("name", "Name"), ("constraint", "Hard constraint"), ("bound", "Bound"),
+               ("objective", "Primary"), ("secondary", "Secondary"), ("accuracy_target", "Threshold accuracy target")])
+    for s in scenarios:
+        constraints = s.get("constraints") or [{}]
+        for i, c in enumerate(constraints):
+            metric = c.get("metric") or (f"{c['significant_lift']} F1 lift" if c.get("significant_lift") else "—")
+            if "max" in c:
+                bound = Cell(_bound_text(c["max"]), c["max"])
+                constraint = f"{metric} ≤ bound"
+            elif "min" in c:
+                bound = Cell(_bound_text(c["min"]), c["min"])
+                constraint = f"{metric} ≥ bound"
+            elif c.get("significant_lift"):
+                bound, constraint = Cell("CI excludes 0"), f"{metric} over the baseline is significant"
+            else:
+                bound, constraint = Cell("—"), "none"
+            threshold = s.get("threshold") or {}
+            target = threshold.get("accuracy_target")
+            t.add(f"{s['id']}-{i}", id=s["id"], name=s.get("name", ""), constraint=constraint, bound=bound,
+                  objective=_goal_text(s.get("objective")), secondary=_goal_text(s.get("secondary")),
+                  accuracy_target=Cell("not applicable" if not threshold else _bound_text(target), target))
+    return t
+
+
+def _bound_text(x: Any) -> str:
+    return "—" if x is None else f"{float(x):g}"
+
+
+def _goal_text(goal: dict | None) -> str:
+    if not goal:
+        return "—"
+    return f"{goal['metric']} ({'higher' if goal.get('goal', 'max') == 'max' else 'lower'} is better)"
