@@ -256,7 +256,7 @@ def download(url: str, target: Path, expected: str, what: str = "") -> Path:
                     "nothing was saved (the source changed or the transfer was corrupted)"
                 )
     except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+        reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else getattr(exc, "reason", exc)
         raise InputError(
             f"{what}: not found locally and the download from {url} failed ({reason}). On an offline machine, "
             f"copy the file into {target.parent} or a folder on DISTILLAB_DATA_DIR"
