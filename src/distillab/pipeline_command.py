@@ -1,5 +1,50 @@
-"""CLI wiring for this stage (filled in by the stage's owner)."""
+"""``distillab run [CONFIG]`` and ``distillab validate CONFIG``."""
+
+from __future__ import annotations
+
+import argparse
 
 
 def register(subparsers) -> None:
-    """Add this stage's sub-commands to the ``distillab`` parser."""
+    run = subparsers.add_parser(
+        "run",
+        help="run every stage of an experiment from one YAML config (default: the embedded R52 demo)",
+        description="Run data → teacher cache → students → calibration → audit → report from one config. "
+        "Stages whose outputs exist and match their inputs are skipped, so an interrupted run resumes.",
+    )
+    run.add_argument("config", nargs="?", default=None,
+                     help="experiment YAML (default: the embedded demo, see `distillab run --show-default`)")
+    run.add_argument("--out", default=None, help="override the config's output_dir")
+    run.add_argument("--show-default", action="store_true", help="print the embedded default config and exit")
+    run.set_defaults(func=_run)
+
+    validate = subparsers.add_parser(
+        "validate", help="check an experiment config without running it (lists every problem at once)",
+    )
+    validate.add_argument("config", help="experiment YAML")
+    validate.set_defaults(func=_validate)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from distillab.config import DEFAULT_CONFIG, load_config
+
+    if args.show_default:
+        print(DEFAULT_CONFIG.read_text(encoding="utf-8"), end="")
+        return 0
+    config = load_config(args.config)
+    if args.out:
+        config.output_dir = args.out
+    from distillab.pipeline import run
+
+    report = run(config)
+    print(f"report: {report}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from distillab.config import load_config
+
+    config = load_config(args.config)
+    arms = config.parsed_arms()
+    print(f"{args.config}: valid ({len(arms)} arms: {', '.join(a.name for a in arms)}; output: {config.output_dir})")
+    return 0
