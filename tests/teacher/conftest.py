@@ -61,6 +61,8 @@ def build_tiny_bert(path, num_labels: int = len(CLASSES), id2label: dict | None 
         config.id2label = id2label
         config.label2id = {v: k for k, v in id2label.items()}
     model = BertForSequenceClassification(config).eval()
+    with torch.no_grad():  # random init gives logits ~1e-3; spread them so argmax and top-k mean something
+        model.classifier.weight.mul_(100.0)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
@@ -69,6 +71,25 @@ def build_tiny_bert(path, num_labels: int = len(CLASSES), id2label: dict | None 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), id2label=dict(enumerate(CLASSES)))
+
+
+def build_tiny_llama(path, seed: int = 0):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = make_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0)
+    model = LlamaForCausalLM(config).eval()
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture
