@@ -189,12 +189,14 @@ def read_hub(hub_id: str, config: str | None, revision: str | None, text_column:
     for split, table in dataset_dict.items():
         where = f"Hub dataset {hub_id!r} split {split!r}"
         check_columns(where, list(table.column_names), text_column, label_column, id_column)
-        labels = table[label_column]
+        # Whole columns through Arrow: iterating a datasets Column row by row is ~1000x slower.
+        arrow = table.with_format("arrow")
+        labels = arrow[label_column].to_pylist()
         feature = table.features[label_column]
         if isinstance(feature, datasets.ClassLabel):
             labels = [feature.int2str(int(v)) if v is not None else None for v in labels]
-        ids = table[id_column] if id_column else None
-        raw[split] = make_raw(where, table[text_column], labels, ids, split, prefix, label_column, id_column)
+        ids = arrow[id_column].to_pylist() if id_column else None
+        raw[split] = make_raw(where, arrow[text_column].to_pylist(), labels, ids, split, prefix, label_column, id_column)
     source = {"kind": "hub", "hub": hub_id, "config": config, "revision": revision,
               "splits": {split: len(r.texts) for split, r in raw.items()}}
     return raw, source
