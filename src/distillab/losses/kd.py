@@ -139,7 +139,7 @@ class _RowChunkedMean(torch.autograd.Function):
 
     Forward computes each chunk's value and its gradient w.r.t. the student logits (by autograd on
     the same row function the dense path uses), keeps only that gradient and frees the chunk's
-    softmaxes. Backward scales the stored gradient. Peak memory is one gradient the size of the
+    softmaxes. Backward hands the stored gradient on. Peak memory is one gradient the size of the
     student logits plus one chunk's intermediates, instead of every intermediate for every row.
     """
 
@@ -153,18 +153,22 @@ class _RowChunkedMean(torch.autograd.Function):
             rows = slice(start, start + chunk_rows)
             chunk = student[rows].detach().requires_grad_(wants_grad)
             with torch.enable_grad():
-                chunk_sum = rows_fn(chunk, *(t[rows] for t in row_tensors)).sum()
+                chunk_mean = rows_fn(chunk, *(t[rows] for t in row_tensors)).sum() / n  # its share of the mean
             if wants_grad:
-                (grad[rows],) = torch.autograd.grad(chunk_sum, chunk)
-            total += chunk_sum.detach()
-        ctx.grad, ctx.n, ctx.n_rest = grad, n, len(row_tensors)
-        return total / n
+                (grad[rows],) = torch.autograd.grad(chunk_mean, chunk)
+            total += chunk_mean.detach()
+        ctx.grad, ctx.n_rest = grad, len(row_tensors)
+        return total
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        grad, ctx.grad = ctx.grad, None  # hand the buffer over instead of copying it
-        grad.mul_(grad_output / ctx.n)
+        # The usual case (the loss itself is backpropagated) returns the stored buffer without a
+        # copy; anything else scales out of place, so retain_graph / repeated backward stay correct.
+        if bool(grad_output == 1):
+            grad = ctx.grad
+        else:
+            grad = ctx.grad * grad_output
         return (None, None, grad) + (None,) * ctx.n_rest
 
 
