@@ -198,21 +198,35 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DISTILLAB_CACHE_DIR") or Path.home() / ".cache" / "distillab" / "data").expanduser()
 
 
-def locate(lab: LabDataset, lab_file: LabFile, data_dir: str | os.PathLike | None = None) -> Path:
-    """The verified local path of ``lab_file``; downloads it into the cache when no local copy exists."""
-    candidates = []
+def candidates(lab: LabDataset, lab_file: LabFile, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where ``lab_file`` may be, in search order (each also as ``.gz``)."""
+    found = []
     for root in search_dirs(data_dir):
-        candidates += [root / lab.folder / lab_file.path, root / lab_file.path]
-    candidates.append(cache_dir() / lab.folder / lab_file.path)
-    for candidate in candidates:
+        found += [root / lab.folder / lab_file.path, root / lab_file.path]
+    found.append(cache_dir() / lab.folder / lab_file.path)
+    return found
+
+
+def find_local(lab: LabDataset, lab_file: LabFile, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The first local copy of ``lab_file`` (not yet verified), or None."""
+    for candidate in candidates(lab, lab_file, data_dir):
         for path in (candidate, candidate.with_name(candidate.name + ".gz")):
             if path.is_file():
-                verify(path, lab_file.sha256)
                 return path
+    return None
+
+
+def locate(lab: LabDataset, lab_file: LabFile, data_dir: str | os.PathLike | None = None) -> Path:
+    """The verified local path of ``lab_file``; downloads it into the cache when no local copy exists."""
+    path = find_local(lab, lab_file, data_dir)
+    if path is not None:
+        verify(path, lab_file.sha256)
+        return path
     target = cache_dir() / lab.folder / lab_file.path
     if os.environ.get("DISTILLAB_OFFLINE") == "1":
+        searched = ", ".join(map(str, candidates(lab, lab_file, data_dir)))
         raise InputError(
-            f"lab dataset {lab.name!r}: {lab_file.path} not found (looked in {', '.join(map(str, candidates))}) "
+            f"lab dataset {lab.name!r}: {lab_file.path} not found (looked in {searched}) "
             f"and DISTILLAB_OFFLINE=1; copy it from {lab_file.url} into {target.parent} or a DISTILLAB_DATA_DIR folder"
         )
     return download(lab_file.url, target, lab_file.sha256, what=f"lab dataset {lab.name!r}: {lab_file.path}")

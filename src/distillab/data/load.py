@@ -168,6 +168,46 @@ def load_dataset(spec: dict) -> TextDataset:
     return TextDataset(name=name, classes=classes, splits=dataset_splits, source=source)
 
 
+def spec_from_argument(text: str, data_dir: str | None = None) -> dict:
+    """A command-line ``--data`` value as a spec: lab name, spec file (YAML/JSON mapping), inline JSON, path or Hub id."""
+    from distillab.data.lab import LAB_DATASETS
+
+    if text in LAB_DATASETS:
+        return {"lab": text, "data_dir": data_dir} if data_dir else {"lab": text}
+    if text.lstrip().startswith("{"):
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"inline JSON dataset spec is not valid JSON ({exc.msg})") from None
+        return spec_mapping(spec, "inline JSON dataset spec")
+    path = Path(text)
+    if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        import yaml  # safe_load only: a spec file never runs code
+
+        try:
+            return spec_mapping(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: not valid YAML ({exc})") from None
+    if path.is_file() and path.suffix.lower() == ".json":
+        loaded = read_json(path)
+        if isinstance(loaded, dict):  # a spec; a JSON *list* is a data file of records
+            return spec_mapping(loaded, str(path))
+    if path.exists():
+        return {"path": str(path)}
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", text):
+        return {"hub": text}
+    raise InputError(
+        f"{text!r}: not a lab dataset ({', '.join(LAB_DATASETS)}), a spec file, inline JSON, an existing path "
+        "or a Hub id (owner/name)"
+    )
+
+
+def spec_mapping(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: a dataset spec must be a mapping (lab / hub / path plus options)")
+    return value
+
+
 # --------------------------------------------------------------------------- reading
 
 
