@@ -55,9 +55,12 @@ def assign_tiers(
 
 
 def tier_support(counts: np.ndarray, class_tiers: np.ndarray, names: Sequence[str]) -> list[dict]:
-    """The course's tier support table: one row per class in rank order (rank starts at 1)."""
+    """The course's tier support table: one row per class in rank order (rank starts at 1).
+
+    A class with tier "" (absent from per-row tiers read from a file) gets tier None.
+    """
     return [
-        {"rank": rank, "class": int(c), "name": names[c], "count": int(counts[c]), "tier": str(class_tiers[c])}
+        {"rank": rank, "class": int(c), "name": names[c], "count": int(counts[c]), "tier": str(class_tiers[c]) or None}
         for rank, c in enumerate(rank_classes(counts), start=1)
     ]
 

@@ -1,0 +1,334 @@
+"""The audit: predictions in, ``audit.json`` + ``audit.md`` out. Reads top to bottom.
+
+load and align inputs → class names → tiers → per-arm metrics (full set) → temperature scaling
+(cal half fits, eval half judges) → paired bootstrap → transfer tests → write, atomically, only
+after everything is computed, so bad input never leaves a partial ``audit.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+import distillab
+from distillab.audit import metrics as M
+from distillab.audit import transfer
+from distillab.audit.bootstrap import METRICS, paired_bootstrap
+from distillab.audit.coverage import DEFAULT_SLA, DEFAULT_THRESHOLDS, coverage_table, sla
+from distillab.calibrate.temperature import MIN_CAL_ROWS, SPLIT_SEED, TemperatureScaler, cal_eval_split, split_from_json
+from distillab.data.tiers import DEFAULT_CUTOFFS, TIERS, assign_tiers, load_train_counts, tier_support
+from distillab.errors import InputError
+from distillab.io import Predictions, load_predictions, read_json, sha256_file, write_json_atomic, write_text_atomic
+
+SCHEMA_VERSION = 1
+TEACHER = "teacher"
+
+PredictionsLike = str | os.PathLike | Predictions
+
+
+def audit(
+    arms: Mapping[str, PredictionsLike],
+    baseline: str,
+    teacher: PredictionsLike | None = None,
+    distilled: str | None = None,
+    calibrate: Sequence[str] | None = None,
+    train_counts: str | os.PathLike | Sequence[int] | None = None,
+    tier_cutoffs: tuple[int, int] = DEFAULT_CUTOFFS,
+    tier_thresholds: tuple[float, float] | None = None,
+    bins: int = M.DEFAULT_BINS,
+    n_resamples: int = 1000,
+    seed: int = 42,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    sla_target: float = DEFAULT_SLA,
+    cal_split: str | os.PathLike | None = None,
+    classes: str | os.PathLike | Sequence[str] | None = None,
+    reference_score: float | None = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> dict:
+    """Audit student ``arms`` against ``baseline`` (and the teacher, when given); return the audit dict.
+
+    Every argument mirrors a ``distillab audit`` flag. ``calibrate=None`` fits a temperature for
+    every arm; the baseline is always fitted because Test B needs it. With ``out``, writes
+    ``out/audit.json`` and ``out/audit.md``.
+    """
+    _check_settings(bins, n_resamples, thresholds, sla_target)
+
+    # ---- inputs: load, check names, align rows to the reference (teacher, else first arm)
+    sources = dict(arms)
+    if teacher is not None:
+        if TEACHER in sources:
+            raise InputError(f"arm name '{TEACHER}' is reserved for --teacher; rename the arm")
+        sources = {TEACHER: teacher, **sources}
+    if not arms:
+        raise InputError("no arms given; pass at least one --arm NAME=FILE.npz")
+    preds = {name: _load(src) for name, src in sources.items()}
+    students = [name for name in preds if name != TEACHER]
+    if baseline not in students:
+        raise InputError(f"--baseline {baseline!r} is not an arm (arms: {', '.join(students)})")
+    if distilled is None:
+        distilled = next((name for name in students if name != baseline), None)
+    elif distilled not in students or distilled == baseline:
+        raise InputError(f"--distilled {distilled!r} must be an arm other than the baseline (arms: {', '.join(students)})")
+    calibrated = list(preds) if calibrate is None else list(dict.fromkeys([*calibrate, baseline]))
+    unknown = [name for name in calibrated if name not in preds]
+    if unknown:
+        raise InputError(f"--calibrate {unknown[0]!r} is not an arm (arms: {', '.join(preds)})")
+    preds = _align(preds)
+    reference = next(iter(preds.values()))
+    labels, ids, n, k = reference.labels, reference.ids, reference.n, reference.num_classes
+
+    # ---- class names and tiers
+    class_names, classes_source = _class_names(classes, preds, k)
+    if train_counts is not None:
+        counts = (
+            np.asarray(train_counts, dtype=np.int64)
+            if isinstance(train_counts, (list, tuple, np.ndarray))
+            else load_train_counts(train_counts, class_names)
+        )
+        if counts.shape != (k,):
+            raise InputError(f"train counts have {counts.shape[0]} entries but the predictions have {k} classes")
+        class_tiers, tier_source = assign_tiers(counts, tier_cutoffs, tier_thresholds), "train_counts"
+    elif any(p.tiers is not None for p in preds.values()):
+        counts = np.bincount(labels, minlength=k)
+        class_tiers, tier_source = _tiers_from_files(preds, labels, k), "file"
+    else:
+        counts = np.bincount(labels, minlength=k)
+        class_tiers, tier_source = assign_tiers(counts, tier_cutoffs, tier_thresholds), "eval_labels"
+    row_tiers = class_tiers[labels]
+    for tier in TIERS:
+        if not (row_tiers == tier).any():
+            raise InputError(
+                f"tier '{tier}' has no rows (tiers from {tier_source}, K={k}, cutoffs {tier_cutoffs}"
+                f"{'' if tier_thresholds is None else f', thresholds {tier_thresholds}'}); "
+                "pass --tier-cutoffs or --tier-thresholds that give every tier some classes"
+            )
+
+    # ---- cal/eval split, checked before any heavy work
+    if cal_split is None:
+        cal_rows, eval_rows = cal_eval_split(n, SPLIT_SEED)
+        split_source = f"RandomState({SPLIT_SEED}).permutation({n}): first half cal, second half eval"
+    else:
+        cal_rows, eval_rows = split_from_json(read_json(cal_split), ids, n, str(cal_split))
+        split_source = f"file {cal_split}"
+    if cal_rows.size < MIN_CAL_ROWS:
+        where = cal_split if cal_split is not None else f"the seeded split of {n} rows"
+        raise InputError(f"{where}: cal split has {cal_rows.size} rows; fitting a temperature needs at least {MIN_CAL_ROWS}")
+
+    # ---- per-arm metrics on the full evaluated set (raw probabilities)
+    probs = {name: M.softmax(p.logits) for name, p in preds.items()}
+    teacher_probs = probs.get(TEACHER)
+    arm_results = {name: _arm_metrics(probs[name], labels, row_tiers, k, teacher_probs, bins, thresholds, sla_target) for name in preds}
+
+    # ---- temperature scaling: fit on cal, judge raw vs scaled on eval
+    calibration = {}
+    for name in calibrated:
+        scaler = TemperatureScaler().fit(preds[name].logits[cal_rows], labels[cal_rows])
+        eval_teacher = None if teacher_probs is None else teacher_probs[eval_rows]
+        y_eval, tiers_eval = labels[eval_rows], row_tiers[eval_rows]
+        calibration[name] = {
+            "temperature": scaler.temperature_,
+            "fit_split": "cal",
+            "eval_split": "eval",
+            "n_cal": int(cal_rows.size),
+            "n_eval": int(eval_rows.size),
+            "nll_cal_before": scaler.nll_before_,
+            "nll_cal_after": scaler.nll_after_,
+            "eval": {
+                "raw": _split_metrics(probs[name][eval_rows], y_eval, tiers_eval, k, eval_teacher, bins),
+                "scaled": _split_metrics(scaler.predict_proba(preds[name].logits[eval_rows]), y_eval, tiers_eval, k, eval_teacher, bins),
+            },
+        }
+
+    # ---- paired bootstrap of every arm against the baseline
+    bootstrap = paired_bootstrap(
+        probs, labels, row_tiers, baseline=baseline, metrics=METRICS, n_resamples=n_resamples, seed=seed, bins=bins, progress=progress
+    )
+
+    # ---- transfer tests and derived tables
+    meta = {name: p.meta for name, p in preds.items()}
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": distillab.__version__,
+        "settings": {
+            "baseline": baseline,
+            "distilled": distilled,
+            "teacher": teacher is not None,
+            "calibrate": calibrated,
+            "tier_cutoffs": None if tier_thresholds is not None else list(tier_cutoffs),
+            "tier_thresholds": None if tier_thresholds is None else list(tier_thresholds),
+            "train_counts": None if train_counts is None or not isinstance(train_counts, (str, os.PathLike)) else str(train_counts),
+            "bins": bins,
+            "n_resamples": n_resamples,
+            "seed": seed,
+            "bootstrap_metrics": list(METRICS),
+            "bootstrap_overall": "all rows, drawn from the same stream after head, mid, tail",
+            "thresholds": [float(t) for t in thresholds],
+            "sla": sla_target,
+            "cal_split": split_source,
+            "classes": classes_source,
+            "reference_score": reference_score,
+            "softmax": "float64, max-subtracted (course: float32)",
+            "preds": "argmax of logits (first index on ties)",
+        },
+        "inputs": {name: _input_record(p) for name, p in preds.items()},
+        "n": n,
+        "num_classes": k,
+        "classes": class_names,
+        "tier_source": tier_source,
+        "tiers": {
+            tier: {
+                "classes": np.flatnonzero(class_tiers == tier).tolist(),
+                "classes_evaluated": np.unique(labels[row_tiers == tier]).tolist(),
+                "n": int((row_tiers == tier).sum()),
+            }
+            for tier in TIERS
+        },
+        "tier_support": tier_support(counts, class_tiers, class_names),
+        "arms": arm_results,
+        "bootstrap": bootstrap,
+        "calibration": calibration,
+        "transfer_tests": {
+            "test_a": transfer.run_test_a(arm_results, baseline, TEACHER),
+            "test_b": None if distilled is None else transfer.run_test_b(calibration, baseline, distilled),
+        },
+        "per_class_delta_f1": transfer.per_class_delta_f1(arm_results, baseline),
+        "grid": transfer.grid_table(arm_results, meta),
+        "noise_floor": None if distilled is None else transfer.noise_floor(bootstrap, distilled),
+        "lift_table": transfer.lift_table(
+            reference_score,
+            arm_results[baseline]["overall"]["macro_f1"],
+            None if distilled is None else arm_results[distilled]["overall"]["macro_f1"],
+        ),
+    }
+    if out is not None:
+        from distillab.audit.markdown import render
+
+        out = Path(out)
+        markdown = render(result)  # render before writing: a rendering bug must not leave half the output
+        write_json_atomic(out / "audit.json", result)
+        write_text_atomic(out / "audit.md", markdown)
+    return result
+
+
+def _check_settings(bins: int, n_resamples: int, thresholds: Sequence[float], sla_target: float) -> None:
+    if bins < 1:
+        raise InputError(f"--bins must be >= 1, got {bins}")
+    if n_resamples < 1:
+        raise InputError(f"--n-resamples must be >= 1, got {n_resamples}")
+    if not thresholds or any(not 0 <= t <= 1 for t in thresholds):
+        raise InputError(f"--thresholds must be probabilities in [0, 1], got {list(thresholds)}")
+    if not 0 < sla_target <= 1:
+        raise InputError(f"--sla must be in (0, 1], got {sla_target}")
+
+
+def _load(source: PredictionsLike) -> Predictions:
+    return source if isinstance(source, Predictions) else load_predictions(source)
+
+
+def _where(p: Predictions) -> str:
+    return str(p.path) if p.path is not None else "predictions"
+
+
+def _align(preds: dict[str, Predictions]) -> dict[str, Predictions]:
+    """Reorder every input to the first one's rows: by ``ids`` when all have them, else by position.
+
+    Either way the labels must then agree row for row, so a shuffled file without ids is caught.
+    """
+    names = list(preds)
+    ref = preds[names[0]]
+    by_id = all(p.ids is not None for p in preds.values())
+    aligned = {names[0]: ref}
+    for name in names[1:]:
+        p = preds[name]
+        if p.num_classes != ref.num_classes:
+            raise InputError(f"{_where(p)}: has {p.num_classes} classes but {_where(ref)} has {ref.num_classes}")
+        if p.n != ref.n:
+            raise InputError(f"{_where(p)}: has {p.n} rows but {_where(ref)} has {ref.n}; every arm must cover the same rows")
+        if by_id:
+            position = {row_id: i for i, row_id in enumerate(p.ids.tolist())}
+            missing = [row_id for row_id in ref.ids.tolist() if row_id not in position]
+            if missing:
+                raise InputError(f"{_where(p)}: row id {missing[0]!r} of {_where(ref)} is missing ({len(missing)} missing)")
+            p = p.take(np.array([position[row_id] for row_id in ref.ids.tolist()]))
+        differ = np.flatnonzero(p.labels != ref.labels)
+        if differ.size:
+            row = int(differ[0])
+            how = "by id" if by_id else "by row order (not every file has 'ids')"
+            raise InputError(
+                f"{_where(p)}: label at row {row} is {int(p.labels[row])} but {_where(ref)} has {int(ref.labels[row])} "
+                f"when aligned {how} ({differ.size} rows differ)"
+            )
+        aligned[name] = p
+    return aligned
+
+
+def _class_names(classes, preds: dict[str, Predictions], k: int) -> tuple[list[str], str]:
+    if classes is not None:
+        if isinstance(classes, (str, os.PathLike)):
+            data = read_json(classes)
+            names = data.get("classes") if isinstance(data, dict) else data
+            source = str(classes)
+        else:
+            names, source = list(classes), "argument"
+        if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+            raise InputError(f"{source}: expected a JSON list of class names (or {{\"classes\": [...]}})")
+        if len(names) != k:
+            raise InputError(f"{source}: lists {len(names)} classes but the predictions have {k}")
+        return names, source
+    for p in preds.values():
+        names = p.meta.get("classes")
+        if isinstance(names, list) and len(names) == k:
+            return [str(c) for c in names], f"sidecar of {_where(p)}"
+    return [str(i) for i in range(k)], "class ids (no names given)"
+
+
+def _tiers_from_files(preds: dict[str, Predictions], labels: np.ndarray, k: int) -> np.ndarray:
+    """Per-class tiers from per-row ``tiers`` arrays; all files that carry them must agree."""
+    with_tiers = [p for p in preds.values() if p.tiers is not None]
+    first = with_tiers[0]
+    for p in with_tiers[1:]:
+        differ = np.flatnonzero(p.tiers != first.tiers)
+        if differ.size:
+            raise InputError(f"{_where(p)}: 'tiers' at row {int(differ[0])} differs from {_where(first)}")
+    class_tiers = np.full(k, "", dtype="<U4")  # "" = class absent from the evaluated rows: no tier
+    for c in np.unique(labels):
+        found = np.unique(first.tiers[labels == c])
+        if found.size > 1:
+            raise InputError(f"{_where(first)}: class {int(c)} has rows in tiers {', '.join(found)}; a class belongs to one tier")
+        class_tiers[c] = found[0]
+    return class_tiers
+
+
+def _split_metrics(probs, labels, row_tiers, k, teacher_probs, bins) -> dict:
+    """Overall and per-tier metrics of one arm on one set of rows, with its reliability data."""
+    tiers = {}
+    for tier in TIERS:
+        mask = row_tiers == tier
+        tiers[tier] = M.summary(
+            probs[mask], labels[mask], k, None if teacher_probs is None else teacher_probs[mask],
+            label_set=np.unique(labels[mask]), bins=bins,
+        )
+    return {
+        "overall": M.summary(probs, labels, k, teacher_probs, bins=bins),
+        "tiers": tiers,
+        "reliability": M.reliability(probs, labels, bins),
+    }
+
+
+def _arm_metrics(probs, labels, row_tiers, k, teacher_probs, bins, thresholds, sla_target) -> dict:
+    result = _split_metrics(probs, labels, row_tiers, k, teacher_probs, bins)
+    table = coverage_table(probs, labels, thresholds)
+    result["per_class_f1"] = M.per_class_f1(labels, probs.argmax(axis=1), k).tolist()
+    result["coverage"] = table
+    result["sla"] = sla(table, sla_target)
+    return result
+
+
+def _input_record(p: Predictions) -> dict:
+    """Where an input came from, its checksum (for "is this the file I think it is"), and its sidecar."""
+    has_file = p.path is not None and Path(p.path).exists()
+    return {"path": None if p.path is None else str(p.path), "sha256": sha256_file(p.path) if has_file else None, "meta": p.meta}
