@@ -17,6 +17,7 @@ from distillab.errors import DistillabError
 # Data-flow order, which is also the order ``--help`` lists them in.
 COMMAND_MODULES = (
     "distillab.pipeline_command",  # run, validate
+    "distillab.data.command",  # data list|fetch|inspect
     "distillab.teacher.command",  # teacher, cache inspect|import
     "distillab.train.command",  # train, grid
     "distillab.calibrate.command",  # calibrate
