@@ -196,3 +196,42 @@ def test_spec_errors():
         load_dataset({"path": "x", "label_list": ["a"], "min_class_count": 2})
     with pytest.raises(InputError, match="a lab dataset takes only data_dir"):
         load_dataset({"lab": "r52", "text_column": "t"})
+
+
+def test_more_bad_files(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["ok", None], "label": ["a", "b"]}), tmp_path / "p.parquet")
+    with pytest.raises(InputError, match=r"p\.parquet, row 1: empty text"):
+        load_dataset({"path": str(tmp_path / "p.parquet")})
+    (tmp_path / "latin.csv").write_bytes("text,label\ncaf\xe9,a\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin\.csv: not UTF-8 text"):
+        load_dataset({"path": str(tmp_path / "latin.csv")})
+    (tmp_path / "ragged.csv").write_text("text,label\nok,a\nextra,b,c\n")
+    with pytest.raises(InputError, match=r"ragged\.csv, row 1: 3 fields but the header has 2"):
+        load_dataset({"path": str(tmp_path / "ragged.csv")})
+    (tmp_path / "bad.jsonl").write_text('{"text": "a", "label": "x"}\n{"text": "b", \n')
+    with pytest.raises(InputError, match=r"bad\.jsonl, line 2: not valid JSON"):
+        load_dataset({"path": str(tmp_path / "bad.jsonl")})
+    (tmp_path / "d.tsv").write_text("text\tlabel\n")
+    with pytest.raises(InputError, match=r"unsupported file type '\.tsv'"):
+        load_dataset({"path": str(tmp_path / "d.tsv")})
+    write_csv(tmp_path / "ok.csv", ROWS)
+    with pytest.raises(InputError, match="unknown_labels must be one of error, drop"):
+        load_dataset({"path": str(tmp_path / "ok.csv"), "unknown_labels": "ignore"})
+    with pytest.raises(InputError, match="a merge map must be a JSON object"):
+        load_dataset({"path": str(tmp_path / "ok.csv"), "merge_map": ["a"]})
+    with pytest.raises(InputError, match="label 'pos' is listed more than once"):
+        load_dataset({"path": str(tmp_path / "ok.csv"), "label_list": ["pos", "neg", "pos"]})
+
+
+def test_source_is_plain_json(tmp_path):
+    """The provenance goes into manifests and reports: it must serialise without custom encoders."""
+    write_csv(tmp_path / "train.csv", ROWS)
+    merge = tmp_path / "m.json"
+    merge.write_text('{"positive": "pos"}')
+    ds = load_dataset({"path": str(tmp_path), "merge_map": str(merge), "min_class_count": 2,
+                       "stratified_split": {"into": {"train": 0.5, "val": 0.5}, "seed": 3}})
+    assert json.loads(json.dumps(ds.source)) == ds.source
+    assert ds.source["stratified_split"] == {"split": "train", "into": {"train": 0.5, "val": 0.5}, "seed": 3}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import hashlib
 import http.server
 import shutil
@@ -142,6 +143,7 @@ def test_banking77(shared, monkeypatch):
     assert counts["card_payment_fee_charged"] == 187 and counts["contactless_not_working"] == 35
     assert ds.splits["test"].ids[0] == "banking77-test-0"
     assert ds.source["lab"] == "banking77" and "train.csv" in ds.source["lab_files"]
+    assert json.loads(json.dumps(ds.source)) == ds.source
 
 
 def test_r52_from_a_cache_holding_plain_sgm_files(r52, shared, isolated, monkeypatch):

@@ -56,7 +56,8 @@ def test_r52_source_records_every_raw_file_hash(r52):
     files = r52.source["files"]
     assert sorted(files) == [f"reut2-{i:03d}.sgm" for i in range(22)]
     assert all(len(entry["sha256"]) == 64 for entry in files.values())
-    assert r52.source["lab"] == "r52"
+    assert r52.source["lab"] == "r52" and set(r52.source["lab_files"]) == {f"raw/{name}" for name in files}
+    assert json.loads(json.dumps(r52.source)) == r52.source
 
 
 SGML = """<!DOCTYPE lewis SYSTEM "lewis.dtd">
