@@ -173,7 +173,7 @@ def make_audit_dict(
                            for t in ("overall",) + TIERS}
 
     return {
-        "_fixture": "SYNTHETIC FIXTURE for report tests (tests/report/synthetic.py); numbers are random, not metrics",
+        "_fixture": "SYNTHETIC FIXTURE for report tests (tests/report/report_synthetic.py); numbers are random, not metrics",
         "schema_version": 1,
         "tool_version": "0.1.0",
         "settings": {"baseline": baseline, "distilled": distilled, "split": "val", "bootstrap_seed": 42,

@@ -70,6 +70,10 @@ DEFAULT_SCENARIOS: list[dict] = [
     },
 ]
 
+# Placeholders a scenario's rule templates may use (filled with cited numbers).
+RULE_FIELDS = ("recipe", "threshold", "coverage", "accuracy")
+NO_THRESHOLD_FIELDS = ("recipe", "target", "best_accuracy", "best_threshold", "best_coverage")
+
 _TIER_OF_METRIC = {"macro_f1": "overall", "head_f1": "head", "mid_f1": "mid", "tail_f1": "tail"}
 _METRIC_NAMES = {
     "macro_f1": "macro-F1",
@@ -88,7 +92,7 @@ _METRIC_NAMES = {
 def load_scenarios(path: str | Path | None) -> list[dict]:
     """Scenarios from a YAML/JSON file (a list, or ``{"scenarios": [...]}``); the defaults when ``path`` is None."""
     if path is None:
-        return copy.deepcopy(DEFAULT_SCENARIOS)
+        return validate_scenarios(copy.deepcopy(DEFAULT_SCENARIOS), where="default scenarios")
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -147,8 +151,19 @@ def validate_scenarios(scenarios: Any, where: str = "scenarios") -> list[dict]:
             target = threshold.get("accuracy_target") if isinstance(threshold, dict) else None
             if not isinstance(target, (int, float)) or not 0 < target <= 1:
                 problems.append(f"{at}: 'threshold' must be null or {{accuracy_target: a number in (0, 1]}}")
-        if not isinstance(s.get("rule", ""), str):
-            problems.append(f"{at}: 'rule' must be a string")
+        for key, allowed in (("rule", RULE_FIELDS if threshold else ("recipe",)),
+                             ("rule_no_threshold", NO_THRESHOLD_FIELDS)):
+            template = s.get(key, "")
+            if not isinstance(template, str):
+                problems.append(f"{at}: '{key}' must be a string")
+                continue
+            try:
+                names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+            except ValueError as exc:
+                problems.append(f"{at}: '{key}' is not a valid template ({exc})")
+                continue
+            for name in sorted(names - set(allowed)):
+                problems.append(f"{at}: '{key}' uses unknown placeholder {{{name}}}; available: {', '.join(allowed)}")
     if problems:
         raise ConfigError("; ".join(problems))
     out = []
@@ -305,7 +320,7 @@ def _why(tables, s: dict, chosen: str) -> list[Fragment]:
             tier = c["significant_lift"]
             row = _bootstrap_key(_arm(tables, chosen), tier)
             if tables.get("bootstrap") is not None and tables["bootstrap"].has(row):
-                frags += [f"; its {tier} lift over the baseline has 95% CI ", tables["bootstrap"].cite(row, "ci")]
+                frags += [f"; its {tier} lift over the baseline has confidence interval ", tables["bootstrap"].cite(row, "ci")]
             continue
         value = _value(tables, chosen, c["metric"])
         if value is None:
@@ -449,14 +464,14 @@ def _infeasible(audit, tables, s: dict, candidates: list[str], failed: list[tupl
         tier = c["significant_lift"]
         rows = [(k, _bootstrap_key(_arm(tables, k), tier)) for k in candidates]
         rows = [(k, r) for k, r in rows if boot is not None and boot.has(r)]
-        why: list[Fragment] = [f"No recipe's {tier} macro-F1 lift over the baseline ({base}) has a 95% CI that "
-                               "excludes 0"]
+        why: list[Fragment] = [f"No recipe's {tier} macro-F1 lift over the baseline ({base}) has a confidence "
+                               "interval that excludes zero"]
         if rows:
             k, r = max(rows, key=lambda kr: boot.value(kr[1], "ci_low") if boot.value(kr[1], "ci_low") is not None else -math.inf)
             why += ["; the closest is ", f"{_arm(tables, k)} with CI ", boot.cite(r, "ci")]
         why.append(" — it cannot be distinguished from zero at this sample size.")
         items.append(("Why", why))
-        flip: list[Fragment] = [f"The decision flips when a recipe's {tier} lift CI excludes 0"]
+        flip: list[Fragment] = [f"The decision flips when a recipe's {tier} lift confidence interval excludes zero"]
         if rows:
             flip += [" (the closest lower bound now is ", boot.cite(r, "ci_low"), ")"]
         items.append(("Flip", flip + [f"; the alternative is {s['flip_alternative']}."]))

@@ -115,7 +115,8 @@ def ece_nll_scatter(
     ax.set_xlabel("NLL (lower is better)")
     ax.set_ylabel("ECE (lower is better)")
     ax.margins(0.15)
-    ax.legend(fontsize=7, loc="best", ncol=2 if len(names) > 5 else 1)
+    # A fixed legend corner: loc="best" scans every artist and is slow with many arms.
+    ax.legend(fontsize=7, loc="upper right", ncol=2 if len(names) > 5 else 1)
     return ax
 
 
@@ -295,5 +296,5 @@ def tier_support(counts: Sequence[int], tiers: Sequence[str], ax: Axes | None = 
         ax.set_xscale("log")
     ax.set_xlabel("class rank (1 = most frequent)")
     ax.set_ylabel("examples per class (log)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper right")
     return ax

@@ -306,10 +306,11 @@ def _transfer_table(audit: dict) -> Table | None:
         "transfer",
         "What transferred",
         [("property", "Property"), ("measure", "Measure"), ("baseline", f"{base}"), ("distilled", f"{dist}"),
-         ("delta", "Δ (median)"), ("ci", "95% CI"), ("ci_width", "CI width"), ("verdict", "Verdict"),
-         ("tscaling", "Does T-scaling reproduce it?")],
-        note="Capacity Δ = paired bootstrap of macro-F1 (distilled − baseline). ECE and NLL on the calibration "
-        "eval half. A difference smaller than the CI width is within the noise floor.",
+         ("delta", "Δ"), ("ci", "95% CI"), ("ci_width", "CI width"), ("floor", "Noise floor"),
+         ("verdict", "Verdict"), ("tscaling", "Does T-scaling reproduce it?")],
+        note="Capacity Δ = median of the paired bootstrap of macro-F1 (distilled − baseline); other Δ are plain "
+        "differences without a CI (descriptive). ECE and NLL on the calibration eval half. A difference smaller "
+        "than its CI width is within the noise floor.",
     )
     if dist is None:
         return t
@@ -330,6 +331,7 @@ def _transfer_table(audit: dict) -> Table | None:
             delta=_num(row and row.get("median"), fmt_signed),
             ci=Cell(_ci_text(row), row and (row.get("ci_low"), row.get("ci_high"))),
             ci_width=_num(row and _width(row)),
+            floor=floor_text(row),
             verdict=verdict_text(row) if row else "no bootstrap for this tier",
             tscaling="no — temperature scaling never changes the argmax",
         )
@@ -347,16 +349,17 @@ def _transfer_table(audit: dict) -> Table | None:
             measure=f"{metric.upper()} (eval half)",
             baseline=_num(b_raw),
             distilled=_num(d_raw),
-            delta=Cell("—"),
+            delta=_num(_diff(d_raw, b_raw), fmt_signed),
             ci=Cell("—"),
             ci_width=Cell("—"),
+            floor=Cell("no CI"),
             verdict=_direction_text(b_raw, d_raw, lower_is_better=True) + " (no CI: descriptive)",
             tscaling=_tscaling_text(fraction, b_scaled),
         )
     test_a = (audit.get("transfer_tests") or {}).get("test_a") or {}
     if not has_teacher(audit):
         t.add("fidelity", property="Teacher fidelity", measure="JS to teacher, agreement", baseline="—",
-              distilled="—", delta="—", ci="—", ci_width="—",
+              distilled="—", delta="—", ci="—", ci_width="—", floor="—",
               verdict="not measured: no teacher predictions were given", tscaling="—")
         return t
     for scope in SCOPES:
@@ -372,13 +375,26 @@ def _transfer_table(audit: dict) -> Table | None:
                 measure=measure,
                 baseline=_num(b_a.get(key)),
                 distilled=_num(d_a.get(key)),
-                delta=Cell("—"),
+                delta=_num(_diff(d_a.get(key), b_a.get(key)), fmt_signed),
                 ci=Cell("—"),
                 ci_width=Cell("—"),
+                floor=Cell("no CI"),
                 verdict=_direction_text(b_a.get(key), d_a.get(key), lower_is_better=lower) + " (no CI: descriptive)",
                 tscaling="no — a single temperature cannot move the student's ranking towards the teacher's",
             )
     return t
+
+
+def _diff(a: Any, b: Any) -> float | None:
+    return None if a is None or b is None else float(a) - float(b)
+
+
+def floor_text(row: dict | None) -> str:
+    """Label a bootstrap Δ against its own CI width (the noise floor at this sample size)."""
+    width = _width(row) if row else None
+    if width is None or row.get("median") is None:
+        return "—"
+    return "within noise floor" if abs(row["median"]) < width else "exceeds noise floor"
 
 
 def _ci_text(row: dict | None) -> str:
@@ -446,7 +462,7 @@ def _bootstrap_table(audit: dict) -> Table:
         "Paired bootstrap: Δ = arm − baseline",
         [("arm", "Arm"), ("baseline", "Baseline"), ("tier", "Tier"), ("metric", "Metric"), ("median", "Median Δ"),
          ("ci", "95% CI"), ("ci_low", "CI low"), ("ci_high", "CI high"), ("ci_width", "CI width"),
-         ("verdict", "Verdict"), ("n_resamples", "Resamples"), ("seed", "Seed")],
+         ("floor", "Noise floor"), ("verdict", "Verdict"), ("n_resamples", "Resamples"), ("seed", "Seed")],
         note="Same resampled rows for both arms; \"significant\" only when the 95% CI excludes 0.",
     )
     for r in audit.get("bootstrap") or []:
@@ -455,7 +471,7 @@ def _bootstrap_table(audit: dict) -> Table:
             arm=r["arm"], baseline=r.get("baseline", "—"), tier=r["tier"], metric=r.get("metric", "macro_f1"),
             median=_num(r.get("median"), fmt_signed), ci=Cell(_ci_text(r), (r.get("ci_low"), r.get("ci_high"))),
             ci_low=_num(r.get("ci_low"), fmt_signed), ci_high=_num(r.get("ci_high"), fmt_signed),
-            ci_width=_num(_width(r)), verdict=verdict_text(r),
+            ci_width=_num(_width(r)), floor=floor_text(r), verdict=verdict_text(r),
             n_resamples=_num(r.get("n_resamples"), fmt_int), seed=str(r.get("seed", "—")),
         )
     return t
