@@ -193,7 +193,13 @@ def audit(
         "calibration": calibration,
         "transfer_tests": {
             "test_a": transfer.run_test_a(arm_results, baseline, TEACHER),
-            "test_b": None if distilled is None else transfer.run_test_b(calibration, baseline, distilled),
+            "test_b": None if distilled is None else transfer.run_test_b(
+                baseline,
+                distilled,
+                calibration[baseline]["eval"]["raw"]["overall"],
+                calibration[baseline]["eval"]["scaled"]["overall"],
+                M.summary(probs[distilled][eval_rows], labels[eval_rows], k, bins=bins),
+            ),
         },
         "per_class_delta_f1": transfer.per_class_delta_f1(arm_results, baseline),
         "grid": transfer.grid_table(arm_results, meta),

@@ -18,6 +18,10 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def _short(value) -> str:
+    return "–" if value is None else f"{value:g}"
+
+
 def _signed(value, digits: int = 4) -> str:
     return "–" if value is None else f"{value:+.{digits}f}"
 
@@ -123,7 +127,7 @@ def render(result: dict) -> str:
     if result["grid"]:
         lines += ["## KD grid (full set; rank 1 = best)", ""]
         rows = [
-            [g["arm"], _fmt(g["T"]), _fmt(g["alpha"]), _fmt(g["macro_f1"]), _fmt(g["ece"]), _fmt(g["nll"]),
+            [g["arm"], _short(g["T"]), _short(g["alpha"]), _fmt(g["macro_f1"]), _fmt(g["ece"]), _fmt(g["nll"]),
              _fmt(g["head_f1"]), _fmt(g["mid_f1"]), _fmt(g["tail_f1"]), f"{g['rank_macro_f1']}/{g['rank_ece']}/{g['rank_nll']}"]
             for g in result["grid"]
         ]

@@ -50,15 +50,16 @@ def gain_fraction(raw: float, scaled: float, distilled: float) -> float:
     return (raw - scaled) / max(raw - distilled, GAP_FLOOR)
 
 
-def run_test_b(calibration: dict, baseline: str, distilled: str) -> dict:
-    """Test B on the eval split: baseline raw vs baseline + T vs distilled raw, for ECE and NLL."""
-    raw = calibration[baseline]["eval"]["raw"]["overall"]
-    scaled = calibration[baseline]["eval"]["scaled"]["overall"]
-    kd = calibration[distilled]["eval"]["raw"]["overall"]
+def run_test_b(baseline: str, distilled: str, baseline_raw: dict, baseline_scaled: dict, distilled_raw: dict) -> dict:
+    """Test B on the eval split: baseline raw vs baseline + T vs distilled raw, for ECE and NLL.
+
+    Each metrics dict is an arm's overall metrics on the eval split.
+    """
     out = {"baseline": baseline, "distilled": distilled, "split": "eval"}
     for metric in ("ece", "nll"):
-        out[f"{metric}_fraction"] = gain_fraction(raw[metric], scaled[metric], kd[metric])
-        out[metric] = {"baseline_raw": raw[metric], "baseline_scaled": scaled[metric], "distilled": kd[metric]}
+        raw, scaled, kd = baseline_raw[metric], baseline_scaled[metric], distilled_raw[metric]
+        out[f"{metric}_fraction"] = gain_fraction(raw, scaled, kd)
+        out[metric] = {"baseline_raw": raw, "baseline_scaled": scaled, "distilled": kd}
     return out
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import logsumexp
 
 from distillab.audit.metrics import softmax
 from distillab.errors import InputError
@@ -26,24 +25,30 @@ class NotFittedError(ValueError, AttributeError):
     """``transform``/``predict_proba`` called before ``fit`` (same bases as scikit-learn's)."""
 
 
+def _nll_and_grad(z: np.ndarray, labels: np.ndarray, log_t: float) -> tuple[float, float]:
+    """Mean NLL of softmax(z / T) at T = exp(log_t), and its exact derivative in log T.
+
+    With s = z/T, ds/dlogT = −s, so dNLL/dlogT = mean(s_y − Σ_k p_k s_k). One exp pass serves both.
+    """
+    s = z * np.exp(-log_t)
+    top = s.max(axis=1, keepdims=True)
+    e = np.exp(s - top)  # max-subtracted: no overflow for any T in bounds
+    total = e.sum(axis=1)
+    s_y = s[np.arange(s.shape[0]), labels]
+    value = np.mean(top[:, 0] + np.log(total) - s_y)
+    grad = np.mean(s_y - np.einsum("ij,ij->i", e, s) / total)
+    return float(value), float(grad)
+
+
 def mean_nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean cross-entropy of softmax(logits / T), the objective T is fitted on (no probability clip)."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    return float(np.mean(logsumexp(z, axis=1) - z[np.arange(z.shape[0]), labels]))
+    z = np.asarray(logits, dtype=np.float64)
+    return _nll_and_grad(z, np.asarray(labels), float(np.log(temperature)))[0]
 
 
 def _objective(log_t: np.ndarray, z: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean NLL at T = exp(log_t) and its exact derivative in log T.
-
-    With s = z/T, d s/d log T = −s, so dNLL/dlogT = mean(s_y − Σ_k p_k s_k).
-    """
-    s = z * np.exp(-log_t[0])
-    lse = logsumexp(s, axis=1, keepdims=True)
-    p = np.exp(s - lse)
-    s_y = s[np.arange(s.shape[0]), labels]
-    value = np.mean(lse[:, 0] - s_y)
-    grad = np.mean(s_y - np.sum(p * s, axis=1))
-    return float(value), np.array([grad])
+    value, grad = _nll_and_grad(z, labels, log_t[0])
+    return value, np.array([grad])
 
 
 class TemperatureScaler:
