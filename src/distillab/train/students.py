@@ -1,0 +1,323 @@
+"""Students: a model plus the featuriser that turns raw texts into its inputs.
+
+Two kinds share one small interface (``featurize`` once per split, ``collate`` rows into a batch,
+``new_model`` for each arm, ``save``), so the trainer never asks which kind it holds:
+
+- :class:`HFStudent`: any ``AutoModelForSequenceClassification`` — from a local folder or Hub id
+  (pretrained weights, fresh head), from a folder holding only ``config.json`` + tokenizer (random
+  init), or layer-truncated from a deeper checkpoint (DistilBERT-style).
+- :class:`BowStudent`: a fastText-style bag of hashed word uni/bi-grams (``nn.EmbeddingBag`` mean
+  → linear) with its own tokenizer-free featuriser; trains in seconds on a CPU. Saved as
+  ``config.json`` + ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from distillab.errors import InputError
+from distillab.io import atomic_path, write_json_atomic
+
+BOW_MODEL_TYPE = "distillab-bow"
+
+
+# --------------------------------------------------------------------------- bag of n-grams
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+# fastText's n-gram hash multiplier: bigram bucket = (h(w1) * P + h(w2)) mod buckets.
+_NGRAM_MULTIPLIER = np.uint64(116049371)
+
+
+@dataclass(frozen=True)
+class NgramHasher:
+    """Texts → hashed word n-gram ids. Stable across processes and machines (crc32, not ``hash``)."""
+
+    buckets: int = 2**18
+    ngrams: int = 2
+    lowercase: bool = True
+
+    def ids(self, text: str, cache: dict[str, int] | None = None) -> np.ndarray:
+        """Bucket ids of every word n-gram (n = 1..ngrams) of ``text``, int64 [count]."""
+        words = _WORD.findall(text.lower() if self.lowercase else text)
+        if cache is None:
+            cache = {}
+        hashes = np.empty(len(words), dtype=np.uint64)
+        for i, word in enumerate(words):
+            h = cache.get(word)
+            if h is None:
+                h = cache[word] = zlib.crc32(word.encode("utf-8"))
+            hashes[i] = h
+        parts = [hashes]
+        gram = hashes
+        for n in range(2, self.ngrams + 1):
+            # uint64 arithmetic wraps on overflow, which is what a hash wants.
+            gram = gram[:-1] * _NGRAM_MULTIPLIER + hashes[n - 1 :] + np.uint64(n)
+            parts.append(gram)
+        return (np.concatenate(parts) % np.uint64(self.buckets)).astype(np.int64)
+
+
+@dataclass
+class BowFeatures:
+    """All n-gram ids of a split in one flat array; row i is ``flat[offsets[i]:offsets[i+1]]``."""
+
+    flat: np.ndarray  # [total] int64
+    offsets: np.ndarray  # [n + 1] int64
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
+class BowClassifier(nn.Module):
+    """Mean of hashed n-gram embeddings → linear. The embedding has sparse gradients (lazy Adam)."""
+
+    def __init__(self, num_labels: int, buckets: int = 2**18, dim: int = 64):
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(buckets, dim, mode="mean", sparse=True)
+        self.classifier = nn.Linear(dim, num_labels)
+        # fastText's initialisation: small uniform embeddings, so early logits are near zero.
+        nn.init.uniform_(self.embedding.weight, -1.0 / dim, 1.0 / dim)
+
+    def forward(self, input_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embedding(input_ids, offsets))  # [batch, num_labels]
+
+
+class BowStudent:
+    """The built-in CPU student. ``config`` is what ``config.json`` stores."""
+
+    kind = "bow"
+
+    def __init__(self, num_labels: int, buckets: int = 2**18, dim: int = 64, ngrams: int = 2,
+                 classes: list[str] | None = None, weights: Path | None = None):
+        self.num_labels = num_labels
+        self.hasher = NgramHasher(buckets=buckets, ngrams=ngrams)
+        self.dim = dim
+        self.classes = classes
+        self.weights = weights
+        self.name = f"bow-{ngrams}gram-{dim}d"
+
+    @property
+    def config(self) -> dict:
+        return {
+            "model_type": BOW_MODEL_TYPE,
+            "num_labels": self.num_labels,
+            "buckets": self.hasher.buckets,
+            "dim": self.dim,
+            "ngrams": self.hasher.ngrams,
+            "lowercase": self.hasher.lowercase,
+            "classes": self.classes,
+        }
+
+    def featurize(self, texts: list[str]) -> BowFeatures:
+        cache: dict[str, int] = {}
+        rows = [self.hasher.ids(text, cache) for text in texts]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=offsets[1:])
+        flat = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        return BowFeatures(flat=flat, offsets=offsets)
+
+    def collate(self, features: BowFeatures, rows) -> dict[str, torch.Tensor]:
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = features.offsets[rows], features.offsets[rows + 1]
+        ids = np.concatenate([features.flat[s:e] for s, e in zip(starts, ends)]) if len(rows) else np.zeros(0, np.int64)
+        offsets = np.concatenate([[0], np.cumsum(ends - starts)[:-1]]).astype(np.int64)
+        return {"input_ids": torch.from_numpy(ids), "offsets": torch.from_numpy(offsets)}
+
+    def new_model(self) -> BowClassifier:
+        """A fresh model (seed the global RNG first) or, if loaded from a folder, its weights."""
+        model = BowClassifier(self.num_labels, self.hasher.buckets, self.dim)
+        if self.weights is not None:
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(self.weights))
+        return model
+
+    def save(self, model: nn.Module, directory: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        with atomic_path(directory / "model.safetensors", suffix=".safetensors") as tmp:
+            save_file(state, str(tmp))
+        write_json_atomic(directory / "config.json", self.config)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "BowStudent":
+        directory = Path(directory)
+        config = json.loads((directory / "config.json").read_text())
+        return cls(config["num_labels"], config["buckets"], config["dim"], config["ngrams"],
+                   classes=config.get("classes"), weights=directory / "model.safetensors")
+
+
+def load_bow_model(directory: str | Path) -> tuple[BowStudent, BowClassifier]:
+    """A saved bow student and its trained model, ready for ``model.eval()``."""
+    student = BowStudent.load(directory)
+    return student, student.new_model()
+
+
+# --------------------------------------------------------------------------- Hugging Face
+
+
+class HFStudent:
+    """A transformers sequence classifier with its tokenizer.
+
+    ``source`` is a folder or Hub id. If it holds weights they are loaded (the classification
+    head is fresh unless the checkpoint already is a classifier with ``num_labels`` labels);
+    a folder with only ``config.json`` gives a randomly initialised model (tests, from-scratch runs).
+    """
+
+    kind = "hf"
+
+    def __init__(self, source: str, num_labels: int, classes: list[str] | None = None,
+                 layers: str | None = None, max_length: int = 128):
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.source = str(source)
+        self.num_labels = num_labels
+        self.max_length = max_length
+        self.layers = layers
+        try:
+            self.config = AutoConfig.from_pretrained(self.source)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.source)
+        except OSError as exc:
+            raise InputError(f"student {self.source!r}: cannot load config/tokenizer ({exc})") from None
+        trained_labels = _trained_head_labels(self.config)
+        if trained_labels is not None and trained_labels != num_labels:
+            raise InputError(
+                f"student {self.source!r} is a classifier with {trained_labels} labels but the data has "
+                f"{num_labels} classes; use a checkpoint without a trained head, or one trained on these classes"
+            )
+        self.config.num_labels = num_labels
+        if classes is not None:
+            self.config.id2label = dict(enumerate(classes))
+            self.config.label2id = {c: i for i, c in enumerate(classes)}
+        self.has_weights = _has_weights(self.source)
+        self.name = Path(self.source).name if Path(self.source).exists() else self.source
+        if layers:
+            self.name += f"-layers[{layers}]"
+
+    def featurize(self, texts: list[str]) -> list[dict]:
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        keys = list(encoded.keys())
+        return [{k: encoded[k][i] for k in keys} for i in range(len(texts))]
+
+    def collate(self, features: list[dict], rows) -> dict[str, torch.Tensor]:
+        return dict(self.tokenizer.pad([features[int(r)] for r in rows], return_tensors="pt"))
+
+    def new_model(self) -> nn.Module:
+        from transformers import AutoModelForSequenceClassification
+
+        if self.has_weights:
+            model = AutoModelForSequenceClassification.from_pretrained(self.source, config=self.config)
+        else:
+            model = AutoModelForSequenceClassification.from_config(self.config)
+        if self.layers:
+            truncate_layers(model, self.layers)
+        return model
+
+    def save(self, model: nn.Module, directory: str | Path) -> None:
+        directory = Path(directory)
+        tmp = directory.with_name(f".{directory.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)
+
+
+def _has_weights(source: str) -> bool:
+    path = Path(source)
+    if not path.is_dir():
+        return True  # a Hub id: from_pretrained fetches (or finds cached) weights
+    patterns = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")
+    return any(any(path.glob(p)) for p in patterns)
+
+
+def _trained_head_labels(config) -> int | None:
+    """Label count of a checkpoint that already is a sequence classifier, else None (fresh head)."""
+    architectures = getattr(config, "architectures", None) or []
+    if any(a.endswith("ForSequenceClassification") for a in architectures):
+        return int(config.num_labels)
+    return None
+
+
+def parse_layers(spec: str, total: int) -> list[int]:
+    """``'first:3'`` → [0, 1, 2]; ``'every_other'`` → [0, 2, 4, ...]; ``'0,2,5'`` → [0, 2, 5]."""
+    spec = spec.strip()
+    if spec.startswith("first:"):
+        count = spec.split(":", 1)[1]
+        if not count.isdigit() or not 1 <= int(count) <= total:
+            raise InputError(f"student layers {spec!r}: N must be an integer in [1, {total}]")
+        return list(range(int(count)))
+    if spec in ("every_other", "every-other"):
+        return list(range(0, total, 2))
+    try:
+        keep = [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise InputError(f"student layers {spec!r}: use 'first:N', 'every_other' or '0,2,4'") from None
+    if not keep or sorted(set(keep)) != keep or keep[0] < 0 or keep[-1] >= total:
+        raise InputError(f"student layers {spec!r}: need increasing, distinct indices in [0, {total})")
+    return keep
+
+
+def truncate_layers(model: nn.Module, spec: str) -> list[int]:
+    """Keep only some encoder layers, in place (DistilBERT-style init). Returns the kept indices.
+
+    The layer stack is found as the ``nn.ModuleList`` whose length is ``num_hidden_layers``, which
+    covers BERT/RoBERTa/MPNet (``encoder.layer``), DistilBERT (``transformer.layer``) and
+    ModernBERT (``layers``).
+    """
+    total = model.config.num_hidden_layers
+    stacks = [m for m in model.base_model.modules() if isinstance(m, nn.ModuleList) and len(m) == total]
+    if not stacks:
+        raise InputError(f"cannot find the {total}-layer stack of {type(model).__name__} to truncate")
+    keep = parse_layers(spec, total)
+    stack = stacks[0]
+    kept = [stack[i] for i in keep]
+    for owner in model.base_model.modules():
+        for attr, child in list(owner.named_children()):
+            if child is stack:
+                setattr(owner, attr, nn.ModuleList(kept))
+    model.config.num_hidden_layers = len(keep)
+    return keep
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def load_student(config, num_labels: int, classes: list[str] | None = None):
+    """The student a :class:`~distillab.train.config.TrainConfig` asks for.
+
+    ``'bow'`` is the built-in student (sized by ``bow_*``); a folder whose ``config.json`` says
+    ``model_type: distillab-bow`` is a saved one; anything else goes to transformers.
+    """
+    if config.student == "bow":
+        return BowStudent(num_labels, config.bow_buckets, config.bow_dim, config.bow_ngrams, classes=classes)
+    path = Path(config.student)
+    if (path / "config.json").is_file():
+        saved = json.loads((path / "config.json").read_text())
+        if saved.get("model_type") == BOW_MODEL_TYPE:
+            student = BowStudent.load(path)
+            if student.num_labels != num_labels:
+                raise InputError(
+                    f"student {path}: has {student.num_labels} labels but the data has {num_labels} classes"
+                )
+            return student
+    elif path.exists() or config.student.startswith((".", "/", "~")):
+        raise InputError(f"student {config.student!r}: no config.json there; give a model folder, a Hub id or 'bow'")
+    return HFStudent(config.student, num_labels, classes=classes, layers=config.student_layers,
+                     max_length=config.max_length)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))

@@ -1,0 +1,458 @@
+"""Train students arm by arm: one Accelerate loop, read top to bottom. Only the loss differs per arm.
+
+What every arm of one experiment shares (the controlled comparison):
+- the student's initial weights (the global RNG is seeded with ``seed`` right before building it);
+- the data order: epoch ``e`` visits the training rows in ``default_rng([seed, e]).permutation(n)``,
+  a generator of its own that no arm, process count or accumulation setting can disturb;
+- every hyper-parameter in :class:`~distillab.train.config.TrainConfig`.
+
+``batch_size`` is the number of rows per optimizer step over *all* processes; each step's rows are
+cut into ``gradient_accumulation_steps`` micro-batches and each micro-batch into one slice per
+process. Each slice's mean loss is weighted by its share of the step's rows, so the gradient is the
+step's batch mean whatever the process count (DDP averages over processes).
+
+Checkpoints (``checkpoint_every``) hold the weights, optimizer and scheduler states, every
+process's torch RNG state, the step and the loss curve; the data position follows from the step.
+A rerun of the same command resumes from the newest complete checkpoint and, on CPU, ends with
+the same weights and predictions as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from distillab import __version__
+from distillab.errors import ConfigError, FingerprintMismatch, InputError
+from distillab.io import read_json, write_json_atomic
+from distillab.train.arms import Arm, check_arms, parse_arm
+from distillab.train.config import TrainConfig
+from distillab.train.lazy_adam import LazyAdam
+from distillab.train.predict import model_logits, predict_logits, serving_cost, write_split_predictions
+from distillab.train.students import count_parameters, load_student
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class Prepared:
+    """What the arms of one experiment share, computed once: student, featurised splits, teacher rows."""
+
+    dataset: object
+    config: TrainConfig
+    student: object
+    features: dict  # split name -> the student's features for that split
+    teacher: dict | None  # numpy arrays aligned with the training split's rows
+    cache_info: dict | None
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def prepare(dataset, config: TrainConfig, cache=None, arms: list[Arm] = ()) -> Prepared:
+    """Check everything that can be wrong before any training, then featurise once for all arms.
+
+    Raises one :class:`ConfigError`/:class:`InputError`/:class:`FingerprintMismatch` naming the
+    problem: invalid settings, unknown splits, a cache made from other data or labels, a KD arm
+    without a cache, a student with the wrong number of labels.
+    """
+    config.validate()
+    check_arms(list(arms), cache)
+    missing = [s for s in (config.train_split, *config.eval_splits) if s not in dataset.splits]
+    if missing:
+        raise ConfigError(
+            f"dataset {dataset.name!r} has no split(s) {', '.join(missing)} (it has {', '.join(dataset.splits)})"
+        )
+    cache = _open_cache(cache)
+    teacher = cache_info = None
+    train = dataset.splits[config.train_split]
+    if cache is not None:
+        if cache.num_classes != len(dataset.classes):
+            raise FingerprintMismatch(
+                f"teacher cache {cache.path} has {cache.num_classes} classes but dataset {dataset.name!r} "
+                f"has {len(dataset.classes)}; build the cache from this dataset"
+            )
+        cache.check_matches(dataset)
+        if cache.kind == "dense":
+            teacher = {"logits": cache.logits(train.ids)}
+        else:
+            topk_ids, topk_logprobs, tail_logmass = cache.topk(train.ids)
+            teacher = {"topk_ids": topk_ids, "topk_logprobs": topk_logprobs, "tail_logmass": tail_logmass}
+        cache_info = {"path": str(cache.path), "kind": cache.kind, "temperature": cache.temperature,
+                      "fingerprint_sha256": _sha256_json(cache.manifest["fingerprint"])}
+    student = load_student(config, len(dataset.classes), classes=list(dataset.classes))
+    features = {}
+    for split in dict.fromkeys((config.train_split, *config.eval_splits)):
+        features[split] = student.featurize(dataset.splits[split].texts)
+    return Prepared(dataset, config, student, features, teacher, cache_info)
+
+
+def train_arm(dataset, arm: Arm | str, config: TrainConfig, out_dir, cache=None, *,
+              prepared: Prepared | None = None, accelerator=None) -> dict:
+    """Train one arm into ``out_dir/<arm.name>/`` and return its summary.
+
+    ``arm`` is an :class:`Arm` or its text form (``"kd:T=4,alpha=0.7"``); ``cache`` a
+    :class:`~distillab.teacher.cache.TeacherCache` or its directory. Writes ``model/``,
+    ``predictions/<split>.npz`` + ``.json``, ``train_log.json`` and ``resolved_config.json``.
+    """
+    arm = parse_arm(arm) if isinstance(arm, str) else arm
+    if prepared is None:
+        prepared = prepare(dataset, config, cache, [arm])
+    else:
+        check_arms([arm], cache if cache is not None else prepared.cache_info)
+    accelerator = accelerator or make_accelerator(prepared.config)
+    return _run_arm(prepared, arm, Path(out_dir) / arm.name, accelerator)
+
+
+def train_arms(dataset, arms: list[Arm | str], config: TrainConfig, out_dir, cache=None) -> dict[str, dict]:
+    """Train several arms under one controlled comparison; returns ``{arm name: summary}``.
+
+    Everything is validated before the first arm starts; features and teacher rows are computed
+    once and shared. An arm whose outputs already exist with the same settings is skipped.
+    """
+    arms = [parse_arm(a) if isinstance(a, str) else a for a in arms]
+    prepared = prepare(dataset, config, cache, arms)
+    accelerator = make_accelerator(prepared.config)
+    return {arm.name: _run_arm(prepared, arm, Path(out_dir) / arm.name, accelerator) for arm in arms}
+
+
+def make_accelerator(config: TrainConfig):
+    from accelerate import Accelerator
+
+    return Accelerator(mixed_precision=resolve_precision(config.precision))
+
+
+def resolve_precision(precision: str) -> str:
+    """Accelerate's name for the autocast dtype: 'no' (fp32), 'bf16' or 'fp16'."""
+    if precision == "auto":
+        if not torch.cuda.is_available():
+            return "no"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The training rows' order in ``epoch``: the same for every arm of an experiment."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+# --------------------------------------------------------------------------- one arm
+
+
+def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
+    config, dataset, student = prepared.config, prepared.dataset, prepared.student
+    train = dataset.splits[config.train_split]
+    n = len(train)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
+    lr = config.resolved_learning_rate(student.kind)
+    resolved = {
+        **config.to_dict(),
+        "learning_rate": lr,
+        "arm": arm.name,
+        "recipe": arm.recipe(),
+        "student_name": student.name,
+        "dataset": {"name": dataset.name, "content_sha256": dataset.content_hash(),
+                    "num_classes": len(dataset.classes), "train_rows": n},
+        "teacher_cache": prepared.cache_info if arm.needs_teacher else None,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "precision_resolved": accelerator.mixed_precision,
+        "tool_version": __version__,
+    }
+    if _finished(arm_dir, resolved):
+        summary = read_json(arm_dir / "train_log.json")["summary"]
+        _say(accelerator, f"{arm.name}: already trained in {arm_dir} (same settings); skipped")
+        return summary
+
+    # -- setup: the same initial weights for every arm
+    torch.manual_seed(config.seed)
+    model = student.new_model()
+    sparse, dense = _split_parameters(model)
+    optimizers = [torch.optim.AdamW(_decay_groups(model, dense, config.weight_decay), lr=lr)]
+    if sparse:  # Adam on just the embedding rows a batch touches (bow student)
+        optimizers.append(LazyAdam(sparse, lr=lr))
+    warmup = math.ceil(config.warmup_ratio * total_steps)
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, _linear_warmup_decay(warmup, total_steps)) for opt in optimizers]
+    model, *optimizers = accelerator.prepare(model, *optimizers)
+
+    labels = torch.from_numpy(train.labels)
+    teacher = None
+    if arm.needs_teacher:
+        teacher = {k: torch.from_numpy(v) for k, v in prepared.teacher.items()}
+    features = prepared.features[config.train_split]
+
+    state = {"step": 0, "losses": [], "epoch_order_sha256": [], "train_seconds": 0.0}
+    checkpoint = _latest_checkpoint(arm_dir)
+    if checkpoint is not None:
+        state = _load_checkpoint(checkpoint, resolved, accelerator, model, optimizers, schedulers)
+        _say(accelerator, f"{arm.name}: resuming from {checkpoint} (step {state['step']} of {total_steps})")
+
+    # -- loop
+    world, rank = accelerator.num_processes, accelerator.process_index
+    dense_params = [p for p in model.parameters() if p.requires_grad and not any(p is s for s in sparse)]
+    progress = tqdm(total=total_steps, initial=state["step"], desc=arm.name, unit="step", dynamic_ncols=True,
+                    disable=not accelerator.is_main_process, file=sys.stderr)
+    model.train()
+    started = time.perf_counter() - state["train_seconds"]
+    order, order_epoch = None, -1
+    for step in range(state["step"], total_steps):
+        epoch, position = divmod(step, steps_per_epoch)
+        if epoch != order_epoch:
+            order, order_epoch = epoch_order(config.seed, epoch, n), epoch
+            if len(state["epoch_order_sha256"]) == epoch:
+                state["epoch_order_sha256"].append(hashlib.sha256(order.tobytes()).hexdigest())
+        rows = order[position * config.batch_size:(position + 1) * config.batch_size]
+        micro_batches = np.array_split(rows, config.gradient_accumulation_steps)
+        step_loss = torch.zeros((), device=accelerator.device)
+        for i, micro in enumerate(micro_batches):
+            local = micro[rank::world]
+            # A process with no rows still joins the gradient all-reduce, with a zero weight.
+            weight = world * len(local) / len(rows)
+            if len(local) == 0:
+                local = micro[:1]
+            batch = {k: v.to(accelerator.device) for k, v in student.collate(features, local).items()}
+            local_t = torch.from_numpy(local)
+            targets = None if teacher is None else {k: v[local_t].to(accelerator.device) for k, v in teacher.items()}
+            sync = i == len(micro_batches) - 1
+            with (_nullcontext() if sync else accelerator.no_sync(model)):
+                with accelerator.autocast():
+                    logits = model_logits(model(**batch))
+                # Losses are computed in float32 whatever the autocast dtype (softmax of bf16 logits is coarse).
+                loss = arm.compute_loss(logits.float(), labels[local_t].to(accelerator.device), targets)
+                accelerator.backward(loss * weight)
+            step_loss += loss.detach() * weight / world
+        if config.max_grad_norm is not None and dense_params:
+            accelerator.clip_grad_norm_(dense_params, config.max_grad_norm)
+        for opt, sched in zip(optimizers, schedulers):
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+        loss_value = float(accelerator.reduce(step_loss, reduction="sum"))
+        state["losses"].append(loss_value)
+        state["step"] = step + 1
+        progress.update(1)
+        if step % 10 == 0 or step + 1 == total_steps:
+            progress.set_postfix(loss=f"{loss_value:.4f}", epoch=epoch)
+        if config.checkpoint_every and state["step"] % config.checkpoint_every == 0 and state["step"] < total_steps:
+            state["train_seconds"] = time.perf_counter() - started
+            _save_checkpoint(arm_dir, state, resolved, accelerator, model, optimizers, schedulers)
+    progress.close()
+    train_seconds = time.perf_counter() - started
+
+    # -- outputs
+    unwrapped = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        student.save(unwrapped, arm_dir / "model")
+    params = count_parameters(unwrapped)
+    split_scores = {}
+    for split_name in config.eval_splits:
+        split = dataset.splits[split_name]
+        logits = predict_logits(accelerator, unwrapped, student, prepared.features[split_name], config.eval_batch_size)
+        if accelerator.is_main_process:
+            meta = {
+                "model": student.name,
+                "arm": arm.name,
+                "recipe": arm.recipe(),
+                "params": params,
+                "serving": serving_cost(unwrapped, student, split.texts, accelerator.device, accelerator.autocast),
+                "temperature": None,
+                "classes": list(dataset.classes),
+                "dataset": dataset.name,
+                "split": split_name,
+                "seed": config.seed,
+            }
+            write_split_predictions(arm_dir / "predictions" / f"{split_name}.npz", logits, split, meta)
+        split_scores[split_name] = _scores(logits, split.labels, len(dataset.classes))
+
+    summary = {
+        "arm": arm.name,
+        "recipe": arm.recipe(),
+        "steps": total_steps,
+        "train_seconds": train_seconds,
+        "steps_per_second": total_steps / max(train_seconds, 1e-9),
+        "final_loss": state["losses"][-1] if state["losses"] else None,
+        "eval": split_scores,
+        "params": params,
+        "world_size": accelerator.num_processes,
+    }
+    if accelerator.is_main_process:
+        write_json_atomic(arm_dir / "resolved_config.json", resolved)
+        write_json_atomic(arm_dir / "train_log.json", {
+            "summary": summary,
+            "loss": state["losses"],
+            "epoch_order_sha256": state["epoch_order_sha256"],
+            "resolved_config_sha256": _sha256_json(resolved),
+        })
+        shutil.rmtree(arm_dir / CHECKPOINTS, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    first = next(iter(split_scores.items()), None)
+    scores = f", {first[0]} accuracy {first[1]['accuracy']:.3f} macro-F1 {first[1]['macro_f1']:.3f}" if first else ""
+    _say(accelerator, f"{arm.name}: {total_steps} steps in {train_seconds:.1f}s "
+                      f"({total_steps / max(train_seconds, 1e-9):.1f} steps/s), final loss {summary['final_loss']:.4f}{scores}")
+    return summary
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _open_cache(cache):
+    if cache is None or hasattr(cache, "check_matches"):
+        return cache
+    from distillab.teacher.cache import TeacherCache
+
+    return TeacherCache.open(cache)
+
+
+def _split_parameters(model: nn.Module) -> tuple[list, list]:
+    """(parameters with sparse gradients, the rest): sparse ones need LazyAdam, not AdamW."""
+    sparse = [m.weight for m in model.modules()
+              if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse and m.weight.requires_grad]
+    dense = [p for p in model.parameters() if p.requires_grad and not any(p is s for s in sparse)]
+    return sparse, dense
+
+
+def _decay_groups(model: nn.Module, params: list, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only; biases and norm scales (1-D) are left alone, as is standard."""
+    return [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+
+
+def _linear_warmup_decay(warmup: int, total: int):
+    """LR factor: 0 → 1 over ``warmup`` steps, then linearly down to 0 at ``total`` (HF's linear schedule)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+    from distillab.audit.metrics import accuracy, macro_f1
+
+    preds = logits.argmax(axis=1)
+    return {"accuracy": accuracy(labels, preds), "macro_f1": macro_f1(labels, preds, num_classes), "n": int(len(labels))}
+
+
+def _sha256_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _say(accelerator, line: str) -> None:
+    if accelerator.is_main_process:
+        tqdm.write(line, file=sys.stderr)
+
+
+def _finished(arm_dir: Path, resolved: dict) -> bool:
+    """True when ``arm_dir`` already holds this arm's complete outputs, made with the same settings."""
+    log = arm_dir / "train_log.json"
+    if not log.exists():
+        return False
+    done = read_json(log)
+    comparable = {k: v for k, v in resolved.items() if k != "precision_resolved"}
+    previous = read_json(arm_dir / "resolved_config.json") if (arm_dir / "resolved_config.json").exists() else {}
+    previous = {k: v for k, v in previous.items() if k != "precision_resolved"}
+    if previous != json.loads(json.dumps(comparable)):
+        raise ConfigError(
+            f"{arm_dir} already holds arm {resolved['arm']!r} trained with other settings; "
+            "use another --out or delete that folder"
+        )
+    return "summary" in done
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint_key(resolved: dict) -> dict:
+    """The settings a checkpoint must share with the run resuming it (not the process count)."""
+    return {k: v for k, v in resolved.items() if k not in ("precision_resolved", "tool_version")}
+
+
+def _latest_checkpoint(arm_dir: Path) -> Path | None:
+    """The newest complete checkpoint (a directory appears only by atomic rename, so it is whole)."""
+    root = arm_dir / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    done = sorted(p for p in root.glob("step-*") if p.is_dir() and (p / "state.json").exists())
+    return done[-1] if done else None
+
+
+def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, model, optimizers, schedulers) -> None:
+    from safetensors.torch import save_file
+
+    root = arm_dir / CHECKPOINTS
+    final = root / f"step-{state['step']:08d}"
+    tmp = root / f".{final.name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state(accelerator.device)
+    save_file(rng, str(tmp / f"rng-{accelerator.process_index}.safetensors"))
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        save_file({k: v.detach().cpu().contiguous() for k, v in unwrapped.state_dict().items()},
+                  str(tmp / "model.safetensors"))
+        for i, (opt, sched) in enumerate(zip(optimizers, schedulers)):
+            torch.save(opt.state_dict(), tmp / f"optimizer-{i}.pt")
+            write_json_atomic(tmp / f"scheduler-{i}.json", sched.state_dict())
+        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
+        write_json_atomic(tmp / "state.json", {**state, "scaler": scaler, "config": _checkpoint_key(resolved)})
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tmp.rename(final)  # atomic: a checkpoint directory either is complete or does not exist
+        for old in root.glob("step-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _load_checkpoint(path: Path, resolved: dict, accelerator, model, optimizers, schedulers) -> dict:
+    from safetensors.torch import load_file
+
+    saved = read_json(path / "state.json")
+    if saved["config"] != json.loads(json.dumps(_checkpoint_key(resolved))):
+        raise ConfigError(
+            f"checkpoint {path} was made with other settings than this run; "
+            "rerun with the original settings, or delete the checkpoints folder to start over"
+        )
+    accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
+    for i, (opt, sched) in enumerate(zip(optimizers, schedulers)):
+        # weights_only: optimizer states are plain tensors and numbers; never unpickle objects.
+        opt.load_state_dict(torch.load(path / f"optimizer-{i}.pt", map_location=accelerator.device, weights_only=True))
+        sched.load_state_dict(read_json(path / f"scheduler-{i}.json"))
+    if saved.get("scaler") is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(saved["scaler"])
+    rng_file = path / f"rng-{accelerator.process_index}.safetensors"
+    if not rng_file.exists():
+        rng_file = path / "rng-0.safetensors"
+    rng = load_file(rng_file)
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda"], accelerator.device)
+    return {key: saved[key] for key in ("step", "losses", "epoch_order_sha256", "train_seconds")}
