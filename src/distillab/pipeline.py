@@ -125,25 +125,39 @@ def audit_stage(config: ExperimentConfig, teacher: Path, arms: dict[str, Path], 
         return out
     _say("audit", f"{len(arms)} arms + teacher, {settings.n_resamples} bootstrap resamples")
     audit(
-        teacher=teacher,
         arms=arms,
         baseline=settings.baseline,
+        teacher=teacher,
         distilled=settings.distilled,
-        train_counts=train_counts,
-        classes=list(classes),
-        tier_cutoffs=config.tiers.cutoffs,
-        tier_thresholds=config.tiers.thresholds,
+        train_counts=[int(c) for c in train_counts],
+        tier_cutoffs=tuple(config.tiers.cutoffs or (20, 60)),
+        tier_thresholds=tuple(config.tiers.thresholds) if config.tiers.thresholds else None,
         bins=settings.bins,
         n_resamples=settings.n_resamples,
         seed=settings.seed,
         thresholds=settings.thresholds,
-        sla=settings.sla,
-        cal_seed=config.calibration.seed,
+        sla_target=settings.sla,
+        cal_split=_cal_split_file(config.calibration.seed, teacher, out),
+        classes=list(classes),
         reference_score=settings.reference_score,
         out=out,
+        progress=True,
     )
     _stamp(out, inputs)
     return out
+
+
+def _cal_split_file(seed: int, reference: Path, out: Path) -> Path | None:
+    """The audit's own split is the course's (seed 1041); another seed is handed over as a split file."""
+    from distillab.calibrate.temperature import SPLIT_SEED, cal_eval_split
+    from distillab.io import load_predictions
+
+    if seed == SPLIT_SEED:
+        return None
+    cal, evaluation = cal_eval_split(load_predictions(reference).n, seed)
+    path = out / "cal_split.json"
+    write_json_atomic(path, {"cal": cal.tolist(), "eval": evaluation.tolist(), "seed": seed})
+    return path
 
 
 def save_temperatures(audit: dict, arms_dir: Path) -> None:

@@ -235,3 +235,19 @@ def test_source_is_plain_json(tmp_path):
                        "stratified_split": {"into": {"train": 0.5, "val": 0.5}, "seed": 3}})
     assert json.loads(json.dumps(ds.source)) == ds.source
     assert ds.source["stratified_split"] == {"split": "train", "into": {"train": 0.5, "val": 0.5}, "seed": 3}
+
+
+def test_combine_splits_concatenates_in_order_and_keeps_ids(tmp_path):
+    from distillab.data.load import load_dataset as load
+
+    (tmp_path / "train.csv").write_text("text,label\na,x\nb,y\n")
+    (tmp_path / "test.csv").write_text("text,label\nc,x\n")
+    (tmp_path / "val.csv").write_text("text,label\nd,y\n")
+    dataset = load({"path": str(tmp_path), "combine_splits": {"train_all": ["train", "test"]}})
+    assert sorted(dataset.splits) == ["train_all", "val"]
+    combined = dataset.splits["train_all"]
+    assert combined.texts == ["a", "b", "c"]
+    assert combined.labels.tolist() == [0, 1, 0]
+    assert len(set(combined.ids.tolist())) == 3
+    with pytest.raises(InputError, match="does not have"):
+        load({"path": str(tmp_path), "combine_splits": {"all": ["train", "nope"]}})

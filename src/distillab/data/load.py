@@ -29,6 +29,8 @@ Spec keys (all optional except one source)::
     class_split="train"   unknown_labels="error"|"drop"   empty_text="error"|"drop"
     split_indices: {split: {split: raw_split, indices: JSON file or list}}
     stratified_split: {split: train, into: {train: 0.9, val: 0.1}, seed: 42}
+    combine_splits: {new_split: [split, split, ...]}   (last step; also for lab datasets: the course
+                    trains on train ∪ test and evaluates on val)
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ SPEC_KEYS = frozenset(
     + (
         "data_dir", "config", "revision", "files", "name", "id_prefix", "text_column", "label_column",
         "id_column", "merge_map", "label_list", "min_class_count", "class_split", "unknown_labels",
-        "empty_text", "split_indices", "stratified_split",
+        "empty_text", "split_indices", "stratified_split", "combine_splits",
     )
 )
 EXTENSIONS = (".csv", ".jsonl", ".ndjson", ".json", ".parquet")
@@ -97,10 +99,11 @@ def load_dataset(spec: dict) -> TextDataset:
     if spec.get("lab"):
         from distillab.data.lab import load_lab_dataset
 
-        extra = sorted(set(spec) - {"lab", "data_dir"})
+        extra = sorted(set(spec) - {"lab", "data_dir", "combine_splits"})
         if extra:
-            raise InputError(f"dataset spec: a lab dataset takes only data_dir, not {', '.join(extra)}")
-        return load_lab_dataset(spec["lab"], data_dir=spec.get("data_dir"))
+            raise InputError(f"dataset spec: a lab dataset takes only data_dir and combine_splits, not {', '.join(extra)}")
+        dataset = load_lab_dataset(spec["lab"], data_dir=spec.get("data_dir"))
+        return combine_splits(dataset, spec["combine_splits"]) if spec.get("combine_splits") else dataset
 
     for key, allowed in (("unknown_labels", ("error", "drop")), ("empty_text", ("error", "drop"))):
         if spec.get(key, "error") not in allowed:
@@ -165,7 +168,31 @@ def load_dataset(spec: dict) -> TextDataset:
     dataset_splits = {split: TextSplit(ids=np.array(r.ids, dtype=str), texts=r.texts,
                                        labels=np.array(labels, dtype=np.int64))
                       for split, (r, labels) in splits.items()}
-    return TextDataset(name=name, classes=classes, splits=dataset_splits, source=source)
+    dataset = TextDataset(name=name, classes=classes, splits=dataset_splits, source=source)
+    return combine_splits(dataset, spec["combine_splits"]) if spec.get("combine_splits") else dataset
+
+
+def combine_splits(dataset: TextDataset, mapping: dict) -> TextDataset:
+    """Concatenate splits into new ones, in the order listed (each source split is used once and removed)."""
+    if not isinstance(mapping, dict) or not all(isinstance(v, list) and v for v in mapping.values()):
+        raise InputError("dataset spec: combine_splits must map a new split name to a non-empty list of splits")
+    used = [split for parts in mapping.values() for split in parts]
+    missing = [split for split in used if split not in dataset.splits]
+    if missing:
+        raise InputError(f"dataset spec: combine_splits names split {missing[0]!r}, which the dataset does not have "
+                         f"(splits: {', '.join(dataset.splits)})")
+    if len(set(used)) != len(used):
+        raise InputError("dataset spec: combine_splits uses a split twice")
+    splits = {name: split for name, split in dataset.splits.items() if name not in used}
+    for name, parts in mapping.items():
+        if name in splits:
+            raise InputError(f"dataset spec: combine_splits would overwrite the split {name!r}")
+        members = [dataset.splits[p] for p in parts]
+        splits[name] = TextSplit(ids=np.concatenate([m.ids for m in members]),
+                                 texts=[t for m in members for t in m.texts],
+                                 labels=np.concatenate([m.labels for m in members]))
+    source = {**dataset.source, "combine_splits": mapping}
+    return TextDataset(name=dataset.name, classes=dataset.classes, splits=splits, source=source)
 
 
 def spec_from_argument(text: str, data_dir: str | None = None) -> dict:
