@@ -95,3 +95,20 @@ def tiny_llama(tmp_path_factory):
 @pytest.fixture
 def dataset():
     return make_dataset()
+
+
+def write_dataset_folder(folder, dataset: TextDataset):
+    """The dataset as JSONL files plus a YAML spec that loads it back identically (ids, class order)."""
+    import json
+
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for split_name, split in dataset.splits.items():
+        with open(folder / f"{split_name}.jsonl", "w", encoding="utf-8") as handle:
+            for row_id, text, label in zip(split.ids.tolist(), split.texts, split.labels.tolist()):
+                handle.write(json.dumps({"id": row_id, "text": text, "label": dataset.classes[label]}) + "\n")
+    spec = folder / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"path": str(folder), "name": dataset.name, "id_column": "id",
+                                    "label_list": list(dataset.classes)}))
+    return spec

@@ -37,6 +37,20 @@ def select_rows(dataset, splits: list[str] | None) -> tuple[list[str], np.ndarra
     return splits, ids, texts, labels
 
 
+def process_state():
+    """Accelerate's process state; CPU-only machines get gloo process groups under a launcher.
+
+    ``PartialState()`` alone only goes multi-process on CPU when told ``cpu=True`` (it otherwise
+    expects GPUs), so ``accelerate launch --multi_gpu --num_processes 2`` / ``torchrun`` on a
+    CPU-only machine would silently run every rank as rank 0 and duplicate all the work.
+    """
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+
+
 def device_precision(device) -> tuple[contextlib.AbstractContextManager, str]:
     """Autocast context for the teacher's forward pass and its name for the fingerprint.
 
@@ -97,10 +111,9 @@ def run_shards(
     ``compute(start, stop, advance)`` returns the shard's arrays for rows ``[start, stop)`` and calls
     ``advance(n)`` as rows finish, which drives the progress bar (rows/s).
     """
-    from accelerate import PartialState
     from tqdm.auto import tqdm
 
-    state = PartialState()
+    state = process_state()
     if state.is_main_process:
         writer.prepare(overwrite=overwrite)
     state.wait_for_everyone()

@@ -18,7 +18,7 @@ import numpy as np
 
 from distillab.errors import InputError
 from distillab.teacher.cache import DEFAULT_SHARD_ROWS, CacheWriter
-from distillab.teacher.capture import device_precision, run_shards, select_rows, topk_outputs
+from distillab.teacher.capture import device_precision, process_state, run_shards, select_rows, topk_outputs
 from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint, teacher_fingerprint
 
 
@@ -54,7 +54,6 @@ def cache_causal_lm(
 ) -> Path:
     """Cache per-token top-k log-probs of ``softmax(logits / temperature)`` for ``splits`` of ``dataset``."""
     import torch
-    from accelerate import PartialState
 
     if batch_size < 1 or max_length < 1:
         raise InputError(f"batch_size and max_length must be >= 1, got {batch_size} and {max_length}")
@@ -67,7 +66,7 @@ def cache_causal_lm(
     vocab = int(model.get_output_embeddings().weight.shape[0])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    device = PartialState().device
+    device = process_state().device
     model.to(device).eval()
     precision_ctx, precision = device_precision(device)
     capture = {"runner": "causal_lm", "splits": splits, "temperature": temperature, "dtype": dtype, "k": k,

@@ -15,7 +15,7 @@ import numpy as np
 
 from distillab.errors import InputError
 from distillab.teacher.cache import DEFAULT_SHARD_ROWS, CacheWriter
-from distillab.teacher.capture import device_precision, run_shards, select_rows, topk_outputs
+from distillab.teacher.capture import device_precision, process_state, run_shards, select_rows, topk_outputs
 from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint, teacher_fingerprint
 
 
@@ -76,7 +76,6 @@ def cache_classifier(
     Dense logits by default; ``topk=k`` stores the sparse top-k form instead. Returns ``out``.
     """
     import torch
-    from accelerate import PartialState
 
     if batch_size < 1 or max_length < 1:
         raise InputError(f"batch_size and max_length must be >= 1, got {batch_size} and {max_length}")
@@ -89,7 +88,7 @@ def cache_classifier(
     check_label_space(model, classes, name, check_names=check_label_names)
     splits, ids, texts, labels = select_rows(dataset, splits)
 
-    device = PartialState().device
+    device = process_state().device
     model.to(device).eval()
     precision_ctx, precision = device_precision(device)
     capture = {"runner": "hf_classifier", "splits": splits, "temperature": temperature, "dtype": dtype, "k": topk,

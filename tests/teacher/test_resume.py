@@ -1,0 +1,60 @@
+"""Kill a real teacher run with SIGKILL mid-way, run it again: the cache ends byte-identical to an unbroken run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from conftest import make_dataset
+
+from distillab.teacher.cache import MANIFEST, PROGRESS, TeacherCache
+from distillab.teacher.hf_classifier import cache_classifier
+
+SETTINGS = dict(shard_rows=4, batch_size=2, max_length=16, temperature=1.3)
+
+# The child runs the same call with a forward hook that sleeps, so the kill lands mid-run.
+CHILD = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from conftest import make_dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from distillab.teacher.hf_classifier import cache_classifier
+    model = AutoModelForSequenceClassification.from_pretrained({model!r})
+    model.register_forward_hook(lambda *args: time.sleep(0.15))
+    cache_classifier(model, make_dataset(), {out!r}, tokenizer=AutoTokenizer.from_pretrained({model!r}),
+                     progress=False, **{settings!r})
+""")
+
+
+def shards_in(path: Path) -> list[str]:
+    return sorted(p.name for p in path.glob("shard-*.safetensors")) if path.exists() else []
+
+
+def test_sigkill_then_resume_is_byte_identical(tmp_path, tiny_bert):
+    reference = cache_classifier(tiny_bert, make_dataset(), tmp_path / "reference", progress=False, **SETTINGS)
+
+    out = tmp_path / "killed"
+    script = CHILD.format(tests=str(Path(__file__).parent), model=tiny_bert, out=str(out), settings=SETTINGS)
+    child = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(shards_in(out)) < 3 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()[-2000:]
+    written = shards_in(out)
+    assert 3 <= len(written) < 11 and (out / PROGRESS).exists() and not (out / MANIFEST).exists()
+
+    # A temp file as a kill during a shard write would strand it; the resumed run must clear it.
+    (out / ".shard-00010.safetensors.x1y2.tmp").write_bytes(b"half a shard")
+    cache_classifier(tiny_bert, make_dataset(), out, progress=False, **SETTINGS)
+
+    assert sorted(os.listdir(out)) == sorted(os.listdir(reference))
+    for name in os.listdir(reference):
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    TeacherCache.open(out, verify=True).check_matches(make_dataset())
