@@ -115,8 +115,8 @@ def ece_nll_scatter(
     ax.set_xlabel("NLL (lower is better)")
     ax.set_ylabel("ECE (lower is better)")
     ax.margins(0.15)
-    # A fixed legend corner: loc="best" scans every artist and is slow with many arms.
-    ax.legend(fontsize=7, loc="upper right", ncol=2 if len(names) > 5 else 1)
+    # Outside the axes, at a fixed place: loc="best" scans every artist (slow) and still hides points.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=2 if len(names) > 12 else 1)
     return ax
 
 
@@ -152,7 +152,7 @@ def tier_f1_bars(
     ax.set_xticks(x, list(scopes))
     ax.set_ylabel("macro-F1")
     ax.set_ylim(0, min(1.0, max(np.nanmax(f1, initial=0.1), np.nanmax(ci_high, initial=0) if ci_high is not None else 0) * 1.15 + 0.02))
-    ax.legend(fontsize=7, ncol=min(n_arms, 5), loc="upper right")
+    ax.legend(fontsize=7, ncol=min(n_arms, 6), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     return ax
 
 
@@ -182,7 +182,7 @@ def coverage_curves(
     ax.set_xlabel("coverage (fraction with max probability ≥ threshold)")
     ax.set_ylabel("accuracy on covered rows")
     ax.set_xlim(0, 1.02)
-    ax.legend(fontsize=7, loc="lower left", ncol=2 if len(arms) > 5 else 1)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=2 if len(arms) > 12 else 1)
     return ax
 
 
@@ -233,8 +233,9 @@ def per_class_delta(
 ) -> Axes:
     """Δ F1 per class (arm − baseline) in order of class frequency, most frequent first.
 
-    Up to ``bin_above`` classes: one point per class. Beyond that, classes are grouped into
-    ~100 equal-size rank bins and each bin shows the mean Δ with its min–max band.
+    Up to ``bin_above`` classes: one point per class. Beyond that, classes are grouped into ~100
+    rank bins of geometrically growing width (single classes in the head, wide bins deep in the
+    tail, matching the log rank axis) and each bin shows the mean Δ with its min–max band.
     """
     ax = new_axes(ax, figsize=(7.0, 3.6))
     colors = colors or arm_colors(len(deltas))
@@ -251,11 +252,11 @@ def per_class_delta(
     for i, (arm, delta) in enumerate(deltas.items()):
         delta = np.asarray(delta, float)
         if binned:
-            edges = np.linspace(0, k, min(100, k) + 1).astype(int)
+            edges = np.unique(np.round(np.geomspace(1, k + 1, 100)).astype(int) - 1)
             centers, mean, lo, hi = [], [], [], []
             for a, b in zip(edges[:-1], edges[1:]):
                 chunk = delta[a:b]
-                centers.append((a + b) / 2 + 0.5)
+                centers.append(np.sqrt((a + 1) * b))  # geometric centre of ranks a+1..b (log axis)
                 mean.append(chunk.mean())
                 lo.append(chunk.min())
                 hi.append(chunk.max())
@@ -286,9 +287,9 @@ def tier_support(counts: Sequence[int], tiers: Sequence[str], ax: Axes | None = 
         m = tiers == tier
         if not m.any():
             continue
-        if counts.size <= PER_CLASS_BIN_ABOVE:
+        if counts.size <= 50:
             ax.bar(ranks[m], counts[m], width=1.0, color=color, label=f"{tier} ({int(m.sum())} classes)")
-        else:
+        else:  # a filled step reads better than thousands of bars, and works on a log rank axis
             ax.fill_between(ranks[m], counts[m], step="mid", color=color, alpha=0.8,
                             label=f"{tier} ({int(m.sum())} classes)")
     ax.set_yscale("log")
