@@ -311,18 +311,12 @@ def _tiers_from_files(preds: dict[str, Predictions], labels: np.ndarray, k: int)
 
 def _split_metrics(probs, labels, row_tiers, k, teacher_probs, bins) -> dict:
     """Overall and per-tier metrics of one arm on one set of rows, with its reliability data."""
+    values = M.row_values(probs, labels, teacher_probs)
     tiers = {}
     for tier in TIERS:
         mask = row_tiers == tier
-        tiers[tier] = M.summary(
-            probs[mask], labels[mask], k, None if teacher_probs is None else teacher_probs[mask],
-            label_set=np.unique(labels[mask]), bins=bins,
-        )
-    return {
-        "overall": M.summary(probs, labels, k, teacher_probs, bins=bins),
-        "tiers": tiers,
-        "reliability": M.reliability(probs, labels, bins),
-    }
+        tiers[tier] = M.summarize(values, k, mask, label_set=np.unique(labels[mask]), bins=bins)
+    return {"overall": M.summarize(values, k, bins=bins), "tiers": tiers, "reliability": M.reliability(probs, labels, bins)}
 
 
 def _arm_metrics(probs, labels, row_tiers, k, teacher_probs, bins, thresholds, sla_target) -> dict:

@@ -107,14 +107,17 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS)
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS) -> float:
     """Expected calibration error: Σ_b (n_b/n)·|acc_b − conf_b| over non-empty right-closed bins."""
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    return ece_from(probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(np.float64), bins)
+
+
+def ece_from(confidence: np.ndarray, correct: np.ndarray, bins: int = DEFAULT_BINS) -> float:
+    """ECE from per-row top-1 confidence and correctness (float 0/1)."""
     b = confidence_bins(confidence, bins)
     count = np.bincount(b, minlength=bins)
     nonempty = count > 0
     acc_b = np.bincount(b, weights=correct, minlength=bins)[nonempty] / count[nonempty]
     conf_b = np.bincount(b, weights=confidence, minlength=bins)[nonempty] / count[nonempty]
-    return float(np.sum(count[nonempty] / labels.shape[0] * np.abs(acc_b - conf_b)))
+    return float(np.sum(count[nonempty] / confidence.shape[0] * np.abs(acc_b - conf_b)))
 
 
 def nll_per_row(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -143,16 +146,68 @@ def agreement(teacher: np.ndarray, student: np.ndarray) -> float:
     return float(np.mean(teacher.argmax(axis=1) == student.argmax(axis=1)))
 
 
+def entropy_per_row(probs: np.ndarray) -> np.ndarray:
+    return -np.sum(probs * np.log(np.maximum(probs, PROB_FLOOR)), axis=1)
+
+
 def entropy(probs: np.ndarray) -> float:
     """Mean predictive entropy −Σ p·ln(max(p, 1e-12)) in nats."""
-    return float(np.mean(-np.sum(probs * np.log(np.maximum(probs, PROB_FLOOR)), axis=1)))
+    return float(np.mean(entropy_per_row(probs)))
+
+
+def brier_per_row(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Σ_k (p_k − 1[k = y])², expanded as Σp² − 2p_y + 1 to avoid a one-hot matrix."""
+    return np.sum(probs**2, axis=1) - 2.0 * probs[np.arange(labels.shape[0]), labels] + 1.0
 
 
 def brier(probs: np.ndarray, labels: np.ndarray) -> float:
     """Multi-class Brier score: mean over rows of Σ_k (p_k − 1[k = y])²."""
-    sq = np.sum(probs**2, axis=1)
-    p_y = probs[np.arange(labels.shape[0]), labels]
-    return float(np.mean(sq - 2.0 * p_y + 1.0))
+    return float(np.mean(brier_per_row(probs, labels)))
+
+
+def row_values(probs: np.ndarray, labels: np.ndarray, teacher_probs: np.ndarray | None = None) -> dict:
+    """Per-row quantities every scalar metric averages; computed once, summarised on any subset of rows."""
+    preds = probs.argmax(axis=1)
+    values = {
+        "labels": labels,
+        "preds": preds,
+        "confidence": probs.max(axis=1),
+        "correct": (preds == labels).astype(np.float64),
+        "nll": nll_per_row(probs, labels),
+        "entropy": entropy_per_row(probs),
+        "brier": brier_per_row(probs, labels),
+    }
+    if teacher_probs is not None:
+        values["js_to_teacher"] = js_per_row(teacher_probs, probs)
+        values["agreement"] = (teacher_probs.argmax(axis=1) == preds).astype(np.float64)
+    return values
+
+
+def summarize(
+    values: dict, num_classes: int, rows: np.ndarray | None = None, label_set: np.ndarray | None = None,
+    bins: int = DEFAULT_BINS,
+) -> dict:
+    """Every scalar metric over ``rows`` (a mask or indices; None = all) of :func:`row_values` output.
+
+    An empty set of rows gives nulls. ``label_set`` as in :func:`macro_f1`.
+    """
+    v = values if rows is None else {key: arr[rows] for key, arr in values.items()}
+    n = int(v["labels"].shape[0])
+    if n == 0:
+        keys = ("macro_f1", "accuracy", "ece", "nll", "js_to_teacher", "agreement", "entropy", "brier")
+        return dict.fromkeys(keys) | {"n": 0}
+    has_teacher = "js_to_teacher" in v
+    return {
+        "n": n,
+        "macro_f1": macro_f1(v["labels"], v["preds"], num_classes, label_set),
+        "accuracy": float(np.mean(v["correct"])),
+        "ece": ece_from(v["confidence"], v["correct"], bins),
+        "nll": float(np.mean(v["nll"])),
+        "js_to_teacher": float(np.mean(v["js_to_teacher"])) if has_teacher else None,
+        "agreement": float(np.mean(v["agreement"])) if has_teacher else None,
+        "entropy": float(np.mean(v["entropy"])),
+        "brier": float(np.mean(v["brier"])),
+    }
 
 
 def summary(
@@ -164,18 +219,4 @@ def summary(
     bins: int = DEFAULT_BINS,
 ) -> dict:
     """Every scalar metric for one arm on one set of rows (an empty set gives nulls)."""
-    if labels.shape[0] == 0:
-        keys = ("macro_f1", "accuracy", "ece", "nll", "js_to_teacher", "agreement", "entropy", "brier")
-        return dict.fromkeys(keys) | {"n": 0}
-    preds = probs.argmax(axis=1)
-    return {
-        "n": int(labels.shape[0]),
-        "macro_f1": macro_f1(labels, preds, num_classes, label_set),
-        "accuracy": accuracy(labels, preds),
-        "ece": ece(probs, labels, bins),
-        "nll": nll(probs, labels),
-        "js_to_teacher": None if teacher_probs is None else js_to_teacher(teacher_probs, probs),
-        "agreement": None if teacher_probs is None else agreement(teacher_probs, probs),
-        "entropy": entropy(probs),
-        "brier": brier(probs, labels),
-    }
+    return summarize(row_values(probs, labels, teacher_probs), num_classes, label_set=label_set, bins=bins)
