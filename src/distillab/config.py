@@ -62,6 +62,11 @@ class TeacherConfig:
                               default=None)
     import_npz: str | None = _help("an .npz with 'logits' (+ 'labels') to import as the cache", default=None)
     temperature: float | None = _help("post-hoc temperature applied at capture and recorded", default=None)
+    already_scaled_by: float | None = _help("import_npz only: a temperature already applied to those logits", default=None)
+    splits: list[str] | None = _help("splits to cache (default: all); the evaluation split may be left out "
+                                     "when eval_predictions is given", default=None)
+    eval_predictions: str | None = _help("the teacher's predictions file on the evaluation split, when the cache "
+                                         "does not hold it (e.g. the course's val_logits npz)", default=None)
     max_length: int = _help("tokens per text when running the model", default=128)
     batch_size: int = _help("rows per forward pass when running the model", default=32)
     dtype: str = _help("stored logits dtype: fp16, bf16 or fp32", default="fp16")
@@ -73,6 +78,10 @@ class TeacherConfig:
             found.append(f"teacher: give exactly one of cache, model, import_npz (got {given or 'none'})")
         if self.temperature is not None and not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
             found.append(f"teacher.temperature: must be > 0, got {self.temperature!r}")
+        if self.already_scaled_by is not None and not self.import_npz:
+            found.append("teacher.already_scaled_by: only applies to import_npz")
+        if self.already_scaled_by is not None and not _positive(self.already_scaled_by):
+            found.append(f"teacher.already_scaled_by: must be > 0, got {self.already_scaled_by!r}")
         if self.dtype not in ("fp16", "bf16", "fp32"):
             found.append(f"teacher.dtype: must be fp16, bf16 or fp32, got {self.dtype!r}")
         if not (isinstance(self.max_length, int) and self.max_length >= 2):

