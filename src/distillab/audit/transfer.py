@@ -9,7 +9,6 @@ the bootstrap noise floor the grid's spread should be read against.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 from distillab.data.tiers import TIERS
 
@@ -106,9 +105,9 @@ def grid_table(arms: dict[str, dict], meta: dict[str, dict]) -> list[dict]:
             }
         )
     for metric, sign in (("macro_f1", -1.0), ("ece", 1.0), ("nll", 1.0)):
-        ranks = rankdata([sign * row[metric] for row in rows], method="min")
-        for row, rank in zip(rows, ranks):
-            row[f"rank_{metric}"] = int(rank)
+        keys = [sign * row[metric] for row in rows]
+        for row, key in zip(rows, keys):
+            row[f"rank_{metric}"] = 1 + sum(other < key for other in keys)  # ties share the best rank
     return rows
 
 
