@@ -134,3 +134,36 @@ def test_report_renders_in_headless_chromium(small_report):
     shot = np.asarray(Image.open(io.BytesIO(result["screenshot"])).convert("L"), dtype=float)
     assert shot.std() > 10, "screenshot is blank"
     assert (shot < 128).mean() > 0.01, "screenshot has almost no dark (text) pixels"
+
+
+@pytest.fixture(scope="module")
+def real_audit_dir(tmp_path_factory):
+    """The real audit on the audit's own synthetic course-shaped predictions (small, with a grid)."""
+    from distillab.audit import audit, make_example
+
+    root = tmp_path_factory.mktemp("real")
+    paths = make_example(root / "preds", seed=1, n=2000, k=40, grid=True)
+    students = {name: paths[name] for name in ("vanilla", "distilled", "kd_T1_a70", "kd_T8_a90")}
+    audit(arms=students, baseline="vanilla", teacher=paths["teacher"], train_counts=paths["train_counts"],
+          classes=paths["classes"], tier_cutoffs=(7, 21), n_resamples=200, out=root / "audit")
+    return root / "audit"
+
+
+def test_real_audit_report(real_audit_dir):
+    html_text = render(real_audit_dir)
+    check_self_contained(html_text)
+    check_recommendation_numbers(html_text)
+    audit = json.loads((real_audit_dir / "audit.json").read_text())
+    page = index_page(html_text)
+    # Every audit arm, bootstrap row and grid point has its row; every input's fingerprint is shown.
+    for arm in audit["arms"]:
+        assert f"tier-metrics-{arm}-overall" in page.rows
+    assert sum(1 for r in page.rows if r.startswith("bootstrap-")) == len(audit["bootstrap"])
+    assert sum(1 for r in page.rows if r.startswith("grid-")) == len(audit["grid"]) == 3
+    for entry in audit["inputs"].values():
+        assert entry["sha256"] in html_text
+    # The transfer table states Test B for ECE and NLL as the audit computed them.
+    test_b = audit["transfer_tests"]["test_b"]
+    for metric in ("ece", "nll"):
+        assert f"{100 * test_b[f'{metric}_fraction']:.0f}%" in page.rows[f"transfer-calibration-{metric}"]
+    assert (real_audit_dir / "figures" / "grid.png").exists()

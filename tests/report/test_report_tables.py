@@ -28,11 +28,14 @@ def test_every_row_id_is_unique_and_prefixed_by_its_table(small_audit):
 @pytest.mark.parametrize(
     "row, expected",
     [
-        ({"median": 0.021, "ci_low": 0.007, "ci_high": 0.036, "excludes_zero": True}, "significant gain"),
-        ({"median": -0.02, "ci_low": -0.03, "ci_high": -0.01, "excludes_zero": True}, "significant loss"),
+        ({"median": 0.021, "ci_low": 0.007, "ci_high": 0.036, "metric": "macro_f1"}, "significant improvement"),
+        ({"median": -0.02, "ci_low": -0.03, "ci_high": -0.01, "metric": "macro_f1"}, "significant degradation"),
+        ({"median": 0.02, "ci_low": 0.01, "ci_high": 0.03, "metric": "ece"}, "significant degradation"),
+        ({"median": -0.02, "ci_low": -0.03, "ci_high": -0.01, "better": "lower"}, "significant improvement"),
         ({"median": 0.019, "ci_low": -0.009, "ci_high": 0.047, "excludes_zero": False},
          "cannot be distinguished from zero at this sample size"),
         ({"median": 0.0, "ci_low": 0.0, "ci_high": 0.0}, "cannot be distinguished from zero"),  # arm vs itself
+        ({"median": 0.1, "ci_low": 0.05, "ci_high": 0.2, "verdict": "the audit's words"}, "the audit's words"),
     ],
 )
 def test_verdict_wording_is_honest(row, expected):

@@ -152,7 +152,7 @@ def _dataset_name(audit: dict) -> str:
     for entry in (audit.get("inputs") or {}).values():
         if isinstance((entry.get("meta") or {}).get("dataset"), str):
             return entry["meta"]["dataset"]
-    return "unnamed dataset"
+    return "not recorded in audit.json"
 
 
 def _header(audit: dict, audit_path: Path) -> list[tuple[str, str]]:

@@ -213,14 +213,21 @@ def bootstrap_rows(audit: dict, metric: str = "macro_f1") -> list[dict]:
 
 
 def verdict_text(row: dict) -> str:
-    """The honest wording: "significant" only when the CI excludes 0 — never "no effect"."""
+    """The honest wording: "significant …" only when the CI excludes 0, never "no effect".
+
+    The audit's own ``verdict`` is used when present; the fallback follows the same rule and
+    respects the metric's direction (for ECE and NLL a positive Δ is a degradation).
+    """
+    if row.get("verdict"):
+        return str(row["verdict"])
     lo, hi = row.get("ci_low"), row.get("ci_high")
     excludes = row.get("excludes_zero")
     if excludes is None and lo is not None and hi is not None:
         excludes = lo > 0 or hi < 0
     if excludes:
-        direction = "gain" if (row.get("median") or 0) > 0 else "loss"
-        return f"significant {direction} (95% CI excludes 0)"
+        lower_better = row.get("better") == "lower" or row.get("metric") in ("ece", "nll")
+        up = (row.get("median") or 0) > 0
+        return "significant improvement" if up != lower_better else "significant degradation"
     return "cannot be distinguished from zero at this sample size"
 
 
@@ -308,9 +315,9 @@ def _transfer_table(audit: dict) -> Table | None:
         [("property", "Property"), ("measure", "Measure"), ("baseline", f"{base}"), ("distilled", f"{dist}"),
          ("delta", "Δ"), ("ci", "95% CI"), ("ci_width", "CI width"), ("floor", "Noise floor"),
          ("verdict", "Verdict"), ("tscaling", "Does T-scaling reproduce it?")],
-        note="Capacity Δ = median of the paired bootstrap of macro-F1 (distilled − baseline); other Δ are plain "
-        "differences without a CI (descriptive). ECE and NLL on the calibration eval half. A difference smaller "
-        "than its CI width is within the noise floor.",
+        note="Δ with a CI = median of the paired bootstrap (distilled − baseline, same resampled rows); Δ "
+        "without one is a plain difference (descriptive). Test B fractions are computed on the calibration eval "
+        "half. A difference smaller than its CI width is within the noise floor.",
     )
     if dist is None:
         return t
@@ -337,12 +344,22 @@ def _transfer_table(audit: dict) -> Table | None:
         )
     test_b = (audit.get("transfer_tests") or {}).get("test_b") or {}
     cal = audit.get("calibration") or {}
+    metric_boot = {(r["arm"], r.get("metric")): r for r in audit.get("bootstrap") or []
+                   if r.get("baseline") == base and r.get("tier") == "overall"}
     for metric, prop in (("ece", "Top-1 calibration"), ("nll", "Full-distribution calibration")):
+        fraction = test_b.get(f"{metric}_fraction")
+        b_scaled = (test_b.get(metric) or {}).get("baseline_scaled", _cal_metric(cal, base, "scaled", metric))
+        row = metric_boot.get((dist, metric))
+        if row is not None:  # full evaluation set, with the paired-bootstrap CI of the difference
+            b_val, d_val = arms[base]["overall"].get(metric), arms[dist]["overall"].get(metric)
+            t.add(f"calibration-{metric}", property=prop, measure=f"{metric.upper()} (full set)",
+                  baseline=_num(b_val), distilled=_num(d_val), delta=_num(row.get("median"), fmt_signed),
+                  ci=Cell(_ci_text(row), (row.get("ci_low"), row.get("ci_high"))), ci_width=_num(_width(row)),
+                  floor=floor_text(row), verdict=verdict_text(row), tscaling=_tscaling_text(fraction, b_scaled))
+            continue
         block = test_b.get(metric) or {}
         b_raw = block.get("baseline_raw", _cal_metric(cal, base, "raw", metric))
         d_raw = block.get("distilled", _cal_metric(cal, dist, "raw", metric))
-        b_scaled = block.get("baseline_scaled", _cal_metric(cal, base, "scaled", metric))
-        fraction = test_b.get(f"{metric}_fraction")
         t.add(
             f"calibration-{metric}",
             property=prop,
@@ -404,6 +421,8 @@ def _ci_text(row: dict | None) -> str:
 
 
 def _width(row: dict) -> float | None:
+    if row.get("ci_width") is not None:
+        return float(row["ci_width"])
     if row.get("ci_low") is None or row.get("ci_high") is None:
         return None
     return float(row["ci_high"]) - float(row["ci_low"])
