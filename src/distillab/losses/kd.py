@@ -252,13 +252,14 @@ def chunked_kd_loss(
     labels: torch.Tensor | None,
     T: float = 4.0,
     alpha: float = 0.7,
-    chunk_rows: int = 1024,
+    chunk_rows: int = 512,
 ) -> torch.Tensor:
     """:func:`kd_loss` computed ``chunk_rows`` rows at a time, for large vocabularies.
 
-    Same value and student gradient as :func:`kd_loss` (same row function); memory is the student
-    gradient plus one chunk's softmaxes. No gradient flows to the teacher logits, and the result
-    cannot be differentiated twice.
+    Same value and student gradient as :func:`kd_loss` (same row function). Peak memory is the
+    [rows, V] student gradient plus about 5·chunk_rows·V floats of one chunk's softmaxes, instead
+    of about 5·rows·V for the dense path (benchmarks/bench_kd_memory.py). No gradient flows to the
+    teacher logits, and the result cannot be differentiated twice.
     """
     T, alpha = _temperature(T), _unit_interval("alpha", alpha)
     student = _as_rows(student_logits)
