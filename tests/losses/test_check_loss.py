@@ -182,3 +182,21 @@ def test_function_that_crashes_is_exit_2(tmp_path, capsys):
 def test_bad_fixed_values_exit_2(capsys):
     assert cli.main(["check-loss", f"{EXAMPLE}:distillation_loss", "--T", "0", "--alpha", "0.5"]) == 2
     assert "temperature T must be" in capsys.readouterr().err
+
+
+def test_docs_show_the_current_output():
+    """docs/check-loss.md quotes the checker on the colleague's loss; keep it true."""
+    doc = (EXAMPLE.parents[1] / "docs" / "check-loss.md").read_text()
+    quoted = doc.split("$ distillab check-loss examples/buggy_kd_loss.py:distillation_loss\n", 1)[1].split("\n$ echo", 1)[0]
+    fn, _ = check.load_function(f"{EXAMPLE}:distillation_loss")
+    result = check.check_loss(fn, "distillation_loss")
+    assert check.format_report(result, "examples/buggy_kd_loss.py:distillation_loss") == quoted
+
+
+def test_cli_import_stays_light():
+    import subprocess
+    import sys
+
+    code = "import sys, distillab.losses, distillab.losses.command; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -13,6 +13,8 @@ Conventions shared by every function here (and by :mod:`distillab.losses.referen
   :func:`generalized_jsd_loss`) are divergences at temperature T, like TRL's.
 - Teacher inputs are targets: nothing here detaches them, but the chunked path returns no
   gradient for them.
+- Labels are class ids in [0, K); there is no ``ignore_index``: select the rows to train on first
+  (e.g. ``logits[labels != -100]``), so the KL and CE terms average over the same rows.
 
 Bad hyper-parameters raise :class:`HyperparameterError`, which is both a
 :class:`~distillab.errors.ConfigError` (the CLI prints it on one line) and a :class:`ValueError`.
