@@ -44,16 +44,28 @@ def test_verdict_wording_is_honest(row, expected):
     assert "no effect" not in text
 
 
-def test_transfer_table_labels_noise_floor(small_audit):
+def test_transfer_table_is_honest_and_answers_test_b(small_audit):
     transfer = build_tables(small_audit)["transfer"]
-    for row in transfer.rows:
-        if row.id.startswith("transfer-capacity"):
-            median, width = row.cells["delta"].value, row.cells["ci_width"].value
-            expected = "within noise floor" if abs(median) < width else "exceeds noise floor"
-            assert row.cells["floor"].text == expected
     texts = " ".join(c.text for r in transfer.rows for c in r.cells.values())
     assert "no effect" not in texts
     assert "Test B" in texts  # whether T-scaling reproduces ECE/NLL is answered
+    for row in transfer.rows:
+        if row.id.startswith("transfer-capacity"):
+            lo, hi = row.cells["ci"].value
+            significant = row.cells["verdict"].text.startswith("significant")
+            assert significant == (lo > 0 or hi < 0)
+
+
+def test_grid_labels_points_within_the_noise_floor_of_the_best():
+    audit = make_audit_dict(students=("vanilla", "kd", "kd_b", "kd_c"), grid=True)
+    audit["noise_floor"]["overall"] = 0.004
+    f1 = {g["arm"]: g["macro_f1"] for g in audit["grid"]}
+    best = max(f1.values())
+    labels = {r.cells["arm"].text: r.cells["floor"].text for r in build_tables(audit)["grid"].rows}
+    for arm, value in f1.items():
+        expected = "best" if value == best else ("within noise floor" if best - value < 0.004 else
+                                                 "below best beyond noise floor")
+        assert labels[arm] == expected
 
 
 def test_transfer_without_teacher_says_fidelity_not_measured():

@@ -450,8 +450,8 @@ def _noise_note(audit, tables, s: dict, chosen: str, ranked: list[str]) -> list[
     return [f"{_recipe(tables, chosen)} (", _cite(tables, chosen, metric), f") and {_recipe(tables, runner)} (",
             _cite(tables, runner, metric), f") differ by less than the {tier} bootstrap CI width (",
             Cite(width_row.cells["ci_width"].text, width_row.id, width_row.cells["ci_width"].value),
-            f"), so the data cannot tell them apart on {_METRIC_NAMES[metric]}; prefer the cheaper or simpler one "
-            "if they differ in cost."]
+            f") — within noise floor: the data cannot tell them apart on {_METRIC_NAMES[metric]}; prefer the "
+            "cheaper or simpler one if they differ in cost."]
 
 
 def _infeasible(audit, tables, s: dict, candidates: list[str], failed: list[tuple[int, dict]], base: str) -> Recommendation:

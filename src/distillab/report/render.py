@@ -44,6 +44,7 @@ from distillab.report.tables import (
 
 REQUIRED_KEYS = ("n", "num_classes", "arms")
 FIGURE_DPI = 100
+UNKNOWN_DATASET = "not recorded in audit.json"
 
 
 @dataclass
@@ -82,7 +83,8 @@ def render_report(
     tables = build_tables(audit, scenarios)
     recs = recommend(audit, tables, scenarios)
     figures = build_figures(audit)
-    title = title or f"Distillation report: {_dataset_name(audit)}"
+    dataset = _dataset_name(audit)
+    title = title or ("Distillation report" + ("" if dataset == UNKNOWN_DATASET else f": {dataset}"))
 
     written: dict[str, Path] = {}
     fig_dir = out / "figures"
@@ -152,7 +154,7 @@ def _dataset_name(audit: dict) -> str:
     for entry in (audit.get("inputs") or {}).values():
         if isinstance((entry.get("meta") or {}).get("dataset"), str):
             return entry["meta"]["dataset"]
-    return "not recorded in audit.json"
+    return UNKNOWN_DATASET
 
 
 def _header(audit: dict, audit_path: Path) -> list[tuple[str, str]]:
@@ -393,9 +395,10 @@ def noise_floor_sentence(audit: dict) -> str:
                 "descriptive.")
     parts = ", ".join(f"{k} {fmt_float(v)}" for k, v in floor.items() if v is not None)
     return (f"Noise floor (95% paired-bootstrap CI width of macro-F1 for {distilled_arm(audit)} vs "
-            f"{baseline_arm(audit)}): {parts}. A difference smaller than the CI width of its tier is within the "
-            "noise floor and is labelled so; a CI that contains 0 reads \"cannot be distinguished from zero at "
-            "this sample size\", which is not evidence of no effect.")
+            f"{baseline_arm(audit)}): {parts}. A macro-F1 difference that has no CI of its own (between grid points, "
+            "between candidate recipes) and is smaller than this width is labelled \"within noise floor\"; a "
+            "difference with its own CI is judged by that CI, and one that contains 0 reads \"cannot be "
+            "distinguished from zero at this sample size\", which is not evidence of no effect.")
 
 
 # --------------------------------------------------------------------------- HTML

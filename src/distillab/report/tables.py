@@ -311,10 +311,10 @@ def _transfer_table(audit: dict) -> Table | None:
     base, dist = baseline_arm(audit), distilled_arm(audit)
     t = Table(
         "transfer",
-        "What transferred",
+        "Distilled vs baseline, property by property",
         [("property", "Property"), ("measure", "Measure"), ("baseline", f"{base}"), ("distilled", f"{dist}"),
-         ("delta", "Δ"), ("ci", "95% CI"), ("ci_width", "CI width"), ("floor", "Noise floor"),
-         ("verdict", "Verdict"), ("tscaling", "Does T-scaling reproduce it?")],
+         ("delta", "Δ"), ("ci", "95% CI"), ("ci_width", "CI width"), ("verdict", "Verdict"),
+         ("tscaling", "Does T-scaling reproduce it?")],
         note="Δ with a CI = median of the paired bootstrap (distilled − baseline, same resampled rows); Δ "
         "without one is a plain difference (descriptive). Test B fractions are computed on the calibration eval "
         "half. A difference smaller than its CI width is within the noise floor.",
@@ -338,7 +338,6 @@ def _transfer_table(audit: dict) -> Table | None:
             delta=_num(row and row.get("median"), fmt_signed),
             ci=Cell(_ci_text(row), row and (row.get("ci_low"), row.get("ci_high"))),
             ci_width=_num(row and _width(row)),
-            floor=floor_text(row),
             verdict=verdict_text(row) if row else "no bootstrap for this tier",
             tscaling="no — temperature scaling never changes the argmax",
         )
@@ -355,7 +354,7 @@ def _transfer_table(audit: dict) -> Table | None:
             t.add(f"calibration-{metric}", property=prop, measure=f"{metric.upper()} (full set)",
                   baseline=_num(b_val), distilled=_num(d_val), delta=_num(row.get("median"), fmt_signed),
                   ci=Cell(_ci_text(row), (row.get("ci_low"), row.get("ci_high"))), ci_width=_num(_width(row)),
-                  floor=floor_text(row), verdict=verdict_text(row), tscaling=_tscaling_text(fraction, b_scaled))
+                  verdict=verdict_text(row), tscaling=_tscaling_text(fraction, b_scaled))
             continue
         block = test_b.get(metric) or {}
         b_raw = block.get("baseline_raw", _cal_metric(cal, base, "raw", metric))
@@ -369,14 +368,13 @@ def _transfer_table(audit: dict) -> Table | None:
             delta=_num(_diff(d_raw, b_raw), fmt_signed),
             ci=Cell("—"),
             ci_width=Cell("—"),
-            floor=Cell("no CI"),
             verdict=_direction_text(b_raw, d_raw, lower_is_better=True) + " (no CI: descriptive)",
             tscaling=_tscaling_text(fraction, b_scaled),
         )
     test_a = (audit.get("transfer_tests") or {}).get("test_a") or {}
     if not has_teacher(audit):
         t.add("fidelity", property="Teacher fidelity", measure="JS to teacher, agreement", baseline="—",
-              distilled="—", delta="—", ci="—", ci_width="—", floor="—",
+              distilled="—", delta="—", ci="—", ci_width="—",
               verdict="not measured: no teacher predictions were given", tscaling="—")
         return t
     for scope in SCOPES:
@@ -395,7 +393,6 @@ def _transfer_table(audit: dict) -> Table | None:
                 delta=_num(_diff(d_a.get(key), b_a.get(key)), fmt_signed),
                 ci=Cell("—"),
                 ci_width=Cell("—"),
-                floor=Cell("no CI"),
                 verdict=_direction_text(b_a.get(key), d_a.get(key), lower_is_better=lower) + " (no CI: descriptive)",
                 tscaling="no — a single temperature cannot move the student's ranking towards the teacher's",
             )
@@ -404,14 +401,6 @@ def _transfer_table(audit: dict) -> Table | None:
 
 def _diff(a: Any, b: Any) -> float | None:
     return None if a is None or b is None else float(a) - float(b)
-
-
-def floor_text(row: dict | None) -> str:
-    """Label a bootstrap Δ against its own CI width (the noise floor at this sample size)."""
-    width = _width(row) if row else None
-    if width is None or row.get("median") is None:
-        return "—"
-    return "within noise floor" if abs(row["median"]) < width else "exceeds noise floor"
 
 
 def _ci_text(row: dict | None) -> str:
@@ -481,7 +470,7 @@ def _bootstrap_table(audit: dict) -> Table:
         "Paired bootstrap: Δ = arm − baseline",
         [("arm", "Arm"), ("baseline", "Baseline"), ("tier", "Tier"), ("metric", "Metric"), ("median", "Median Δ"),
          ("ci", "95% CI"), ("ci_low", "CI low"), ("ci_high", "CI high"), ("ci_width", "CI width"),
-         ("floor", "Noise floor"), ("verdict", "Verdict"), ("n_resamples", "Resamples"), ("seed", "Seed")],
+         ("verdict", "Verdict"), ("n_resamples", "Resamples"), ("seed", "Seed")],
         note="Same resampled rows for both arms; \"significant\" only when the 95% CI excludes 0.",
     )
     for r in audit.get("bootstrap") or []:
@@ -490,7 +479,7 @@ def _bootstrap_table(audit: dict) -> Table:
             arm=r["arm"], baseline=r.get("baseline", "—"), tier=r["tier"], metric=r.get("metric", "macro_f1"),
             median=_num(r.get("median"), fmt_signed), ci=Cell(_ci_text(r), (r.get("ci_low"), r.get("ci_high"))),
             ci_low=_num(r.get("ci_low"), fmt_signed), ci_high=_num(r.get("ci_high"), fmt_signed),
-            ci_width=_num(_width(r)), floor=floor_text(r), verdict=verdict_text(r),
+            ci_width=_num(_width(r)), verdict=verdict_text(r),
             n_resamples=_num(r.get("n_resamples"), fmt_int), seed=str(r.get("seed", "—")),
         )
     return t
@@ -575,16 +564,17 @@ def _grid_table(audit: dict) -> Table:
         "grid",
         "T × α grid (KD arms) with ranks per metric",
         [("arm", "Arm"), ("T", "T"), ("alpha", "α"), ("macro_f1", "Macro-F1"), ("rank_macro_f1", "Rank F1"),
-         ("ece", "ECE"), ("rank_ece", "Rank ECE"), ("nll", "NLL"), ("rank_nll", "Rank NLL"),
+         ("floor", "Macro-F1 vs best"), ("ece", "ECE"), ("rank_ece", "Rank ECE"), ("nll", "NLL"), ("rank_nll", "Rank NLL"),
          ("head_f1", "Head F1"), ("mid_f1", "Mid F1"), ("tail_f1", "Tail F1")],
     )
     rows = audit.get("grid") or []
+    floor = (audit.get("noise_floor") or {}).get("overall")
+    best = max((g["macro_f1"] for g in rows if g.get("macro_f1") is not None), default=None)
     for g in rows:
-        t.add(g["arm"], arm=g["arm"], T=Cell(f"{float(g['T']):g}", g["T"]), alpha=Cell(f"{float(g['alpha']):g}", g["alpha"]),
+        t.add(g["arm"], arm=g["arm"], floor=Cell(_floor_label(g.get("macro_f1"), best, floor)), T=Cell(f"{float(g['T']):g}", g["T"]), alpha=Cell(f"{float(g['alpha']):g}", g["alpha"]),
               **{k: _num(g.get(k)) for k in ("macro_f1", "ece", "nll", "head_f1", "mid_f1", "tail_f1")},
               **{k: _num(g.get(k), fmt_int) for k in ("rank_macro_f1", "rank_ece", "rank_nll")})
     if rows:
-        floor = (audit.get("noise_floor") or {}).get("overall")
         spreads = {k: max(g[k] for g in rows) - min(g[k] for g in rows) for k in ("macro_f1", "ece", "nll")}
         t.note = (
             f"Spread across the grid: macro-F1 {fmt_float(spreads['macro_f1'])}, ECE {fmt_float(spreads['ece'])}, "
@@ -593,6 +583,17 @@ def _grid_table(audit: dict) -> Table:
                else "compare macro-F1 ranks with the noise floor.")
         )
     return t
+
+
+def _floor_label(value: float | None, best: float | None, floor: float | None) -> str:
+    """A grid point's macro-F1 against the best one: a gap smaller than the CI width is noise."""
+    if value is None or best is None:
+        return "—"
+    if value == best:
+        return "best"
+    if floor is None:
+        return "no noise floor (no bootstrap)"
+    return "within noise floor" if best - value < floor else "below best beyond noise floor"
 
 
 def _lift_table(audit: dict) -> Table | None:
