@@ -144,10 +144,12 @@ def _import_file(path: Path):
     name = f"_distillab_user_loss_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as a normal import would: dataclasses and pickling look it up
     sys.path.insert(0, str(path.resolve().parent))  # so the file can import its siblings
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
+        del sys.modules[name]
         raise InputError(f"importing {path} failed: {type(exc).__name__}: {_one_line(exc)}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
