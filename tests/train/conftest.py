@@ -23,10 +23,14 @@ def slice_dataset(dataset: TextDataset, train_rows: int, test_rows: int, name: s
     return TextDataset(name or f"{dataset.name}-slice", list(dataset.classes), splits, {"sliced_from": dataset.name})
 
 
-@pytest.fixture(scope="session")
-def banking() -> TextDataset:
+def banking_slice() -> TextDataset:
     """160 train / 50 test rows of banking77 (short texts, 77 classes)."""
     return slice_dataset(load_lab_dataset("banking77", data_dir=DATA_DIR), 160, 50)
+
+
+@pytest.fixture(scope="session")
+def banking() -> TextDataset:
+    return banking_slice()
 
 
 def teacher_logits(dataset: TextDataset, ids: np.ndarray, seed: int = 0) -> np.ndarray:
