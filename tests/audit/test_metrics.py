@@ -149,3 +149,15 @@ def test_js_bounded_by_ln2(logits, seed, scale):
     # Clipping without renormalising can push the bound by at most K·1e-12 (see js_per_row).
     assert (js >= -1e-15).all() and (js <= math.log(2) * (1 + logits.shape[1] * 1e-12) + 1e-15).all()
     assert (M.js_per_row(p, p) == 0).all()
+
+
+def test_summary_agrees_with_each_metric(case):
+    logits, labels = case
+    probs = M.softmax(logits)
+    teacher = M.softmax(np.roll(logits.astype(np.float64), 1, axis=1))
+    out = M.summary(probs, labels, K, teacher)
+    preds = probs.argmax(1)
+    assert out["macro_f1"] == M.macro_f1(labels, preds, K) and out["accuracy"] == M.accuracy(labels, preds)
+    assert out["ece"] == M.ece(probs, labels) and out["nll"] == M.nll(probs, labels)
+    assert out["js_to_teacher"] == M.js_to_teacher(teacher, probs) and out["agreement"] == M.agreement(teacher, probs)
+    assert out["entropy"] == M.entropy(probs) and out["brier"] == M.brier(probs, labels) and out["n"] == len(labels)

@@ -41,19 +41,18 @@ def verdict(ci_low: float, ci_high: float, metric: str) -> str:
 
 
 def draw_weights(
-    rng: np.random.RandomState, rows: np.ndarray, n_resamples: int, chunk: int
+    rng: np.random.RandomState, m: int, n_resamples: int, chunk: int
 ) -> Iterator[np.ndarray]:
-    """Row multiplicities ``[m, r]`` for successive chunks of resamples of ``rows``.
+    """Row multiplicities ``[m, r]`` for successive chunks of resamples of m rows.
 
-    Each resample is drawn with ``rng.choice(rows, size=m, replace=True)`` exactly as the course
-    does, so the stream is consumed identically; only the bookkeeping afterwards is vectorised.
+    The course draws each resample as ``rng.choice(rows, size=m, replace=True)``, which is
+    ``rows[rng.randint(0, m, size=m)]``; legacy ``randint`` consumes the stream value by value, so
+    one ``randint(0, m, size=(r, m))`` gives the same r resamples in order (tests check this
+    against the course loop), just without r Python calls and gathers.
     """
-    m = rows.shape[0]
-    position = np.empty(rows.max() + 1, dtype=np.int64)
-    position[rows] = np.arange(m)
     for start in range(0, n_resamples, chunk):
         r = min(chunk, n_resamples - start)
-        drawn = np.stack([position[rng.choice(rows, size=m, replace=True)] for _ in range(r)])  # [r, m]
+        drawn = rng.randint(0, m, size=(r, m))  # [r, m] positions within the group
         # Flat index (row, resample) in an [m, r] layout; bincount counts multiplicities.
         flat = (drawn * r + np.arange(r)[:, None]).ravel()
         yield np.bincount(flat, minlength=m * r).reshape(m, r).astype(np.float64)
@@ -62,58 +61,74 @@ def draw_weights(
 class _ArmColumns:
     """Per-row indicator columns of one arm on one group, as a sparse [C, m] matrix.
 
-    Row blocks of the product with W [m, r]: predicted count per label, TP per label, count /
-    confidence sum / correct sum per ECE bin, number correct, NLL sum.
+    Only the blocks the requested metrics need are built (the product costs one multiply-add per
+    stored entry per resample): macro_f1 → predicted count and TP per label; ece → count,
+    confidence sum and correct sum per bin; accuracy → number correct; nll → NLL sum.
     """
 
-    def __init__(self, probs, labels, label_set, bins):
+    def __init__(self, probs, labels, label_set, bins, metrics):
         m = labels.shape[0]
         n_labels = label_set.shape[0]
         preds = probs.argmax(axis=1)
         conf = probs.max(axis=1)
         correct = (preds == labels).astype(np.float64)
-        b = confidence_bins(conf, bins)
         column_of = np.full(probs.shape[1], -1)
         column_of[label_set] = np.arange(n_labels)
-        pred_col = column_of[preds]
-        has_pred = pred_col >= 0  # predictions outside the label set are nobody's false positive
         rows_idx = np.arange(m)
-        blocks = [
-            (pred_col[has_pred], rows_idx[has_pred], np.ones(int(has_pred.sum()))),
-            (n_labels + column_of[labels], rows_idx, correct),
-            (2 * n_labels + b, rows_idx, np.ones(m)),
-            (2 * n_labels + bins + b, rows_idx, conf),
-            (2 * n_labels + 2 * bins + b, rows_idx, correct),
-            (np.full(m, 2 * n_labels + 3 * bins), rows_idx, correct),
-            (np.full(m, 2 * n_labels + 3 * bins + 1), rows_idx, nll_per_row(probs, labels)),
-        ]
-        r_idx, c_idx, vals = (np.concatenate(parts) for parts in zip(*blocks))
-        self.matrix = sparse.csr_matrix((vals, (r_idx, c_idx)), shape=(2 * n_labels + 3 * bins + 2, m))
-        self.n_labels, self.bins, self.m = n_labels, bins, m
+        blocks, self.offsets, width = [], {}, 0
 
-    def statistics(self, weights: np.ndarray, support: np.ndarray, overall: bool) -> dict[str, np.ndarray]:
+        def add(name, size, cols, values, rows=rows_idx):
+            nonlocal width
+            blocks.append((width + cols, rows, values))
+            self.offsets[name] = (width, width + size)
+            width += size
+
+        if "macro_f1" in metrics:
+            pred_col = column_of[preds]
+            has_pred = pred_col >= 0  # predictions outside the label set are nobody's false positive
+            add("predicted", n_labels, pred_col[has_pred], np.ones(int(has_pred.sum())), rows_idx[has_pred])
+            add("tp", n_labels, column_of[labels], correct)
+        if "ece" in metrics:
+            b = confidence_bins(conf, bins)
+            add("bin_count", bins, b, np.ones(m))
+            add("bin_conf", bins, b, conf)
+            add("bin_correct", bins, b, correct)
+        if "accuracy" in metrics:
+            add("correct", 1, np.zeros(m, dtype=np.int64), correct)
+        if "nll" in metrics:
+            add("nll", 1, np.zeros(m, dtype=np.int64), nll_per_row(probs, labels))
+        r_idx, c_idx, vals = (np.concatenate(parts) for parts in zip(*blocks))
+        self.matrix = sparse.csr_matrix((vals, (r_idx, c_idx)), shape=(width, m))
+        self.metrics, self.m = tuple(metrics), m
+
+    def statistics(self, weights: np.ndarray, support: np.ndarray | None, overall: bool) -> dict[str, np.ndarray]:
         """Metric values ``[r]`` for each resample (columns of ``weights``)."""
-        L, B, m = self.n_labels, self.bins, self.m
+        m = self.m
         sums = np.ascontiguousarray((self.matrix @ weights).T)  # [r, C]
-        predicted, tp = sums[:, :L], sums[:, L : 2 * L]
-        f1 = f1_from_counts(tp, support, predicted)  # [r, L], C-contiguous so each row's mean sums as sklearn's
-        if overall:
-            # sklearn default: average over labels present in this resample's y_true ∪ y_pred.
-            present = (support + predicted) > 0
-            macro = np.array([row[mask].mean() for row, mask in zip(f1, present)])
-        else:
-            macro = f1.mean(axis=1)
-        count = sums[:, 2 * L : 2 * L + B]
-        conf_sum = sums[:, 2 * L + B : 2 * L + 2 * B]
-        acc_sum = sums[:, 2 * L + 2 * B : 2 * L + 3 * B]
-        safe = np.maximum(count, 1.0)  # empty bins contribute 0 either way
-        ece = np.sum(count / m * np.abs(acc_sum / safe - conf_sum / safe), axis=1)
-        return {
-            "macro_f1": macro,
-            "accuracy": sums[:, -2] / m,
-            "ece": ece,
-            "nll": sums[:, -1] / m,
-        }
+
+        def block(name):
+            lo, hi = self.offsets[name]
+            return sums[:, lo:hi]
+
+        out = {}
+        if "macro_f1" in self.metrics:
+            predicted = block("predicted")
+            f1 = f1_from_counts(block("tp"), support, predicted)  # [r, L], C-contiguous: rows sum as sklearn's mean
+            if overall:
+                # sklearn default: average over labels present in this resample's y_true ∪ y_pred.
+                present = (support + predicted) > 0
+                out["macro_f1"] = np.array([row[mask].mean() for row, mask in zip(f1, present)])
+            else:
+                out["macro_f1"] = f1.mean(axis=1)
+        if "ece" in self.metrics:
+            count = block("bin_count")
+            safe = np.maximum(count, 1.0)  # empty bins contribute 0 either way
+            out["ece"] = np.sum(count / m * np.abs(block("bin_correct") / safe - block("bin_conf") / safe), axis=1)
+        if "accuracy" in self.metrics:
+            out["accuracy"] = block("correct")[:, 0] / m
+        if "nll" in self.metrics:
+            out["nll"] = block("nll")[:, 0] / m
+        return out
 
 
 def paired_bootstrap(
@@ -135,7 +150,12 @@ def paired_bootstrap(
     are compared with ``baseline``. Tier label sets are fixed from the full evaluated set, so a
     tier class absent from a resample contributes F1 0, as in the course.
     """
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown bootstrap metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
     arms = [a for a in probs if a != baseline] if arms is None else list(arms)
+    if not arms:
+        return []
     names = [baseline, *arms]
     num_classes = probs[baseline].shape[1]
     rng = np.random.RandomState(seed)
@@ -149,15 +169,15 @@ def paired_bootstrap(
         y = labels[rows]
         overall = group == "overall"
         label_set = np.arange(num_classes) if overall else np.unique(y)
-        columns = {a: _ArmColumns(probs[a][rows], y, label_set, bins) for a in names}
+        columns = {a: _ArmColumns(probs[a][rows], y, label_set, bins, metrics) for a in names}
         position = np.full(num_classes, -1)
         position[label_set] = np.arange(label_set.shape[0])
         truth = sparse.csr_matrix(
             (np.ones(rows.size), (position[y], np.arange(rows.size))), shape=(label_set.shape[0], rows.size)
         )
         values = {a: {k: [] for k in metrics} for a in names}
-        for weights in draw_weights(rng, rows, n_resamples, chunk):
-            support = np.ascontiguousarray((truth @ weights).T)  # [r, L] true count per label
+        for weights in draw_weights(rng, rows.size, n_resamples, chunk):
+            support = np.ascontiguousarray((truth @ weights).T) if "macro_f1" in metrics else None  # [r, L]
             for a in names:
                 stats = columns[a].statistics(weights, support, overall)
                 for k in metrics:
