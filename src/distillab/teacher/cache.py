@@ -243,8 +243,9 @@ class CacheWriter:
                     f"teacher {name} reach {np.abs(value).max():.4g} at row {str(self.ids[row])!r}, beyond fp16's "
                     f"range ({FP16_MAX:g}); use --dtype bf16 or fp32"
                 )
-            tensor = torch.from_numpy(value)
-            return tensor.to({"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[self.dtype])
+            if self.dtype == "bf16":  # numpy has no bf16; torch rounds to nearest even
+                return torch.from_numpy(value).to(torch.bfloat16)
+            return torch.from_numpy(value.astype(np.float16) if self.dtype == "fp16" else value)
         return torch.from_numpy(value)
 
     def finalize(self) -> dict:
