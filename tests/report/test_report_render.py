@@ -75,6 +75,9 @@ def test_reference_numbers_in_a_reference_shaped_report(write_audit):
     assert "0.1980" in page.rows["tier-metrics-teacher-tail"]
     assert "<title>CFPB week 6</title>" in html_text
     assert "data problem" in html_text
+    # The data-confound table sits in "What transferred": the KD lift next to the data lift.
+    transferred = html_text[html_text.index('id="what-transferred"'):html_text.index('id="recommendations"')]
+    assert 'id="lift-ratio"' in transferred and "3.66×" in page.rows["lift-ratio"]
 
 
 def test_two_arms_without_teacher_or_grid_and_large_k(write_audit, tmp_path):
@@ -88,6 +91,12 @@ def test_two_arms_without_teacher_or_grid_and_large_k(write_audit, tmp_path):
     assert not (out / "figures" / "grid.png").exists()
     assert "no teacher predictions were given" in html_text
     assert len(html_text) < 3_000_000
+
+
+def test_binary_task_without_teacher(write_audit):
+    html_text = render(write_audit(make_audit_dict(students=("vanilla", "kd"), num_classes=2, teacher=False)))
+    check_recommendation_numbers(html_text)
+    assert html_text.count("<img ") == 6  # every figure but the grid
 
 
 def test_ten_arms_with_grid(write_audit):

@@ -45,6 +45,8 @@ from distillab.report.tables import (
 REQUIRED_KEYS = ("n", "num_classes", "arms")
 FIGURE_DPI = 100
 UNKNOWN_DATASET = "not recorded in audit.json"
+# Shown under "What transferred" rather than with the other tables.
+SUMMARY_TABLES = ("transfer", "lift")
 
 
 @dataclass
@@ -472,7 +474,7 @@ def _recs_html(recs: list[Recommendation]) -> str:
 
 def to_html(title, header, audit, tables: dict[str, Table], recs, figures: list[ReportFigure]) -> str:
     nav = [("header", "Header"), ("what-transferred", "What transferred"), ("recommendations", "Deployment"),
-           ("figures", "Figures")] + [(t.id, t.title) for t in tables.values() if t.id != "transfer"]
+           ("figures", "Figures")] + [(t.id, t.title) for t in tables.values() if t.id not in SUMMARY_TABLES]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -485,8 +487,7 @@ def to_html(title, header, audit, tables: dict[str, Table], recs, figures: list[
         '<h2 id="what-transferred">What transferred</h2>',
         f'<p class="note">{_e(noise_floor_sentence(audit))}</p>',
     ]
-    if "transfer" in tables:
-        parts.append(table_html(tables["transfer"]))
+    parts += [table_html(tables[t]) for t in SUMMARY_TABLES if t in tables]
     parts.append('<h2 id="recommendations">Deployment recommendations</h2>'
                  '<p class="note">Every number below links to the table row it was taken from.</p>')
     parts.append(_recs_html(recs))
@@ -497,9 +498,7 @@ def to_html(title, header, audit, tables: dict[str, Table], recs, figures: list[
                      f'<img src="data:image/png;base64,{data}" alt="{_e(f.title)}">'
                      f"<figcaption>{_e(f.caption)}</figcaption></figure>")
     parts.append('<h2 id="tables">Tables</h2>')
-    for t in tables.values():
-        if t.id != "transfer":
-            parts.append(table_html(t))
+    parts += [table_html(t) for t in tables.values() if t.id not in SUMMARY_TABLES]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -539,8 +538,9 @@ def to_markdown(title, header, audit, tables: dict[str, Table], recs, figures: l
     out = [f"# {title}", "", "## Header", ""]
     out += [f"- **{k}:** {_md(v)}" for k, v in header]
     out += ["", "## What transferred", "", noise_floor_sentence(audit), ""]
-    if "transfer" in tables:
-        out += [table_md(tables["transfer"]), ""]
+    for t in SUMMARY_TABLES:
+        if t in tables:
+            out += [table_md(tables[t]), ""]
     out += ["## Deployment recommendations", "", "Every number below links to the table row it was taken from.", ""]
     for r in recs:
         out += [f"### Scenario {r.scenario['id']} — {r.scenario['name']}: {r.recipe}", ""]
@@ -552,6 +552,6 @@ def to_markdown(title, header, audit, tables: dict[str, Table], recs, figures: l
                 f"*{_md(f.caption)}* ([SVG](figures/{f.id}.svg))", ""]
     out += ["## Tables", ""]
     for t in tables.values():
-        if t.id != "transfer":
+        if t.id not in SUMMARY_TABLES:
             out += [table_md(t), ""]
     return "\n".join(out) + "\n"
