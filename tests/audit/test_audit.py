@@ -194,3 +194,19 @@ def test_example_script(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", [script.name, str(tmp_path), "--n", "600", "--k", "30"])
     runpy.run_path(str(script), run_name="__main__")
     assert {p.name for p in tmp_path.iterdir()} >= {"teacher.npz", "vanilla.npz", "distilled.npz", "train_counts.json", "classes.json"}
+
+
+def test_course_layout_files(example, tmp_path):
+    """The course's npz files: fp16 logits, preds, labels and val_tiers (teacher: tiers), no ids."""
+    tiers = _row_tiers(audit({"vanilla": example["vanilla"]}, "vanilla", n_resamples=5), load_predictions(example["vanilla"]).labels)
+    paths = {}
+    for name in ("teacher", "vanilla", "distilled"):
+        p = load_predictions(example[name])
+        key = "tiers" if name == "teacher" else "val_tiers"
+        paths[name] = _write(tmp_path / f"{name}.npz", p.logits.astype(np.float16), p.labels,
+                             preds=p.logits.argmax(1), **{key: tiers})
+    res = audit({"vanilla": paths["vanilla"], "distilled": paths["distilled"]}, "vanilla", teacher=paths["teacher"],
+                n_resamples=20)
+    assert res["tier_source"] == "file" and res["settings"]["tier_cutoffs"] is None
+    assert res["arms"]["teacher"]["overall"]["agreement"] == 1.0
+    assert res["classes"][0] == "0"

@@ -158,8 +158,9 @@ def audit(
             "distilled": distilled,
             "teacher": teacher is not None,
             "calibrate": calibrated,
-            "tier_cutoffs": None if tier_thresholds is not None else list(tier_cutoffs),
-            "tier_thresholds": None if tier_thresholds is None else list(tier_thresholds),
+            # Cut points only matter when tiers are computed from counts, not read from a file.
+            "tier_cutoffs": None if tier_thresholds is not None or tier_source == "file" else list(tier_cutoffs),
+            "tier_thresholds": None if tier_thresholds is None or tier_source == "file" else list(tier_thresholds),
             "train_counts": None if train_counts is None or not isinstance(train_counts, (str, os.PathLike)) else str(train_counts),
             "bins": bins,
             "n_resamples": n_resamples,
