@@ -114,7 +114,7 @@ def _kd_rows(student: torch.Tensor, teacher: torch.Tensor, labels, T: float, alp
 def _topk_kd_rows(student, topk_ids, topk_logprobs, tail_logmass, labels, T: float, alpha: float, tail: str):
     """Per-row KD against a top-k teacher; see :func:`topk_kd_loss` for the two tail treatments."""
     ids = topk_ids.long()
-    teacher_top = topk_logprobs.to(student.dtype)  # [N, k] log p_t at temperature 1
+    teacher_top = topk_logprobs.to(student.dtype)  # [N, k] log p_t, before KD's temperature
     if tail == "renormalize":
         # Teacher restricted to its top-k and renormalised at T; the student keeps its full-vocab
         # normaliser, so mass it puts outside the teacher's top-k is penalised.
@@ -288,9 +288,10 @@ def topk_kd_loss(
 ) -> torch.Tensor:
     """Hinton KD against a sparse top-k teacher cache, the tail handled explicitly.
 
-    ``topk_ids`` [..., k], ``topk_logprobs`` [..., k] (teacher log-probabilities at temperature 1;
-    for a cache captured at temperature T_c pass T / T_c) and ``tail_logmass`` [...] (log of the
-    teacher mass outside the top-k; −inf when k = K). ``tail``:
+    ``topk_ids`` [..., k], ``topk_logprobs`` [..., k] (log_softmax of the teacher logits that
+    :func:`kd_loss` would get, i.e. with a cache's post-hoc temperature already in them, as the
+    teacher cache stores them) and ``tail_logmass`` [...] (log of the teacher mass outside the
+    top-k; −inf when k = K). KD's T is applied on top, as in :func:`kd_loss`. ``tail``:
 
     - ``"renormalize"``: the teacher is its top-k renormalised at T; the student's probabilities
       over the same ids keep their full-vocabulary normaliser (mass outside is penalised).
