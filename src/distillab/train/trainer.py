@@ -128,9 +128,10 @@ def train_arms(dataset, arms: list[Arm | str], config: TrainConfig, out_dir, cac
 
 
 def make_accelerator(config: TrainConfig):
+    """The run's Accelerator. ``cpu=True`` without CUDA lets ``torchrun`` start gloo processes on a CPU box."""
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision=resolve_precision(config.precision))
+    return Accelerator(mixed_precision=resolve_precision(config.precision), cpu=not torch.cuda.is_available())
 
 
 def resolve_precision(precision: str) -> str:
