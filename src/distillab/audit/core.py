@@ -58,13 +58,13 @@ def audit(
     _check_settings(bins, n_resamples, thresholds, sla_target)
 
     # ---- inputs: load, check names, align rows to the reference (teacher, else first arm)
+    if not arms:
+        raise InputError("no arms given; pass at least one --arm NAME=FILE.npz")
     sources = dict(arms)
     if teacher is not None:
         if TEACHER in sources:
             raise InputError(f"arm name '{TEACHER}' is reserved for --teacher; rename the arm")
         sources = {TEACHER: teacher, **sources}
-    if not arms:
-        raise InputError("no arms given; pass at least one --arm NAME=FILE.npz")
     preds = {name: _load(src) for name, src in sources.items()}
     students = [name for name in preds if name != TEACHER]
     if baseline not in students:
@@ -101,9 +101,11 @@ def audit(
     row_tiers = class_tiers[labels]
     for tier in TIERS:
         if not (row_tiers == tier).any():
+            if tier_source == "file":
+                raise InputError(f"tier '{tier}' has no rows in the files' per-row tiers; pass --train-counts to compute tiers")
+            cut = f"thresholds {tier_thresholds}" if tier_thresholds is not None else f"cutoffs {tier_cutoffs}"
             raise InputError(
-                f"tier '{tier}' has no rows (tiers from {tier_source}, K={k}, cutoffs {tier_cutoffs}"
-                f"{'' if tier_thresholds is None else f', thresholds {tier_thresholds}'}); "
+                f"tier '{tier}' has no rows (tiers from {tier_source}, K={k}, {cut}); "
                 "pass --tier-cutoffs or --tier-thresholds that give every tier some classes"
             )
 
