@@ -1,0 +1,60 @@
+"""DistillationTrainer: its compute_loss is our kd_loss on the teacher rows of the batch's ids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from distillab.losses import kd_loss
+from distillab.train.hf_trainer import DistillationTrainer
+
+from conftest import make_tiny_bert
+
+
+@pytest.fixture()
+def hf_setup(banking, tmp_path):
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
+
+    path = make_tiny_bert(banking, tmp_path / "bert", with_weights=True)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path)
+    train = banking.splits["train"]
+    encoded = tokenizer(train.texts, truncation=True, max_length=32)
+    dataset = Dataset.from_dict({"id": train.ids.tolist(), "labels": train.labels.tolist(), **encoded})
+    args = TrainingArguments(output_dir=str(tmp_path / "hf"), per_device_train_batch_size=8, max_steps=2,
+                             report_to=[], use_cpu=True, save_strategy="no", logging_strategy="no", seed=0)
+    return model, tokenizer, dataset, args
+
+
+def test_compute_loss_equals_kd_loss(hf_setup, banking_cache):
+    from transformers import DataCollatorWithPadding
+
+    model, tokenizer, dataset, args = hf_setup
+    trainer = DistillationTrainer(model=model, args=args, train_dataset=dataset, teacher_cache=banking_cache,
+                                  arm="kd:T=2,alpha=0.6", data_collator=DataCollatorWithPadding(tokenizer))
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert "id" not in batch and "teacher_row" in batch
+    model.eval()  # no dropout: both sides see the same logits
+    with torch.no_grad():
+        got = trainer.compute_loss(model, batch)
+        ids = banking_cache.ids[batch["teacher_row"].numpy()]
+        teacher = torch.from_numpy(banking_cache.logits(ids))  # independent lookup by row id
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       token_type_ids=batch.get("token_type_ids")).logits
+        want = kd_loss(logits, teacher, batch["labels"], T=2.0, alpha=0.6)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+    model.train()
+    result = trainer.train()
+    assert result.global_step == 2 and np.isfinite(result.training_loss)
+
+
+def test_unknown_row_ids_are_refused(hf_setup, banking_cache):
+    from distillab.errors import InputError
+
+    model, _, dataset, args = hf_setup
+    renamed = dataset.map(lambda row: {"id": "nope-" + row["id"]})
+    with pytest.raises(InputError, match="not in the teacher cache"):
+        DistillationTrainer(model=model, args=args, train_dataset=renamed, teacher_cache=banking_cache, arm="kd")
