@@ -175,8 +175,8 @@ def _header(audit: dict, audit_path: Path) -> list[tuple[str, str]]:
         first = next(iter(cal.values()))
         splits.append(f"temperature fit on {first.get('fit_split', '?')}, evaluated on {first.get('eval_split', '?')}")
     seeds = [f"{k} = {v}" for k, v in settings.items() if "seed" in k and not isinstance(v, (dict, list))]
-    seeds += sorted({f"bootstrap seed = {r['seed']}" for r in audit.get("bootstrap") or [] if "seed" in r}
-                    - {f"bootstrap seed = {settings.get('bootstrap_seed')}"})
+    if not seeds:
+        seeds = sorted({f"bootstrap seed = {r['seed']}" for r in audit.get("bootstrap") or [] if "seed" in r})
     return [
         ("Dataset", _dataset_name(audit)),
         ("Teacher", teacher),

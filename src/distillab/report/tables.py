@@ -317,7 +317,7 @@ def _transfer_table(audit: dict) -> Table | None:
          ("tscaling", "Does T-scaling reproduce it?")],
         note="Δ with a CI = median of the paired bootstrap (distilled − baseline, same resampled rows); Δ "
         "without one is a plain difference (descriptive). Test B fractions are computed on the calibration eval "
-        "half. A difference smaller than its CI width is within the noise floor.",
+        "half.",
     )
     if dist is None:
         return t
