@@ -28,8 +28,10 @@ def text(rec):
 
 def test_reference_scenarios_follow_the_course():
     recs, _ = decide(reference_audit())
-    # A: macro-F1 decides; distilled 0.2789 > vanilla 0.2638, equal latency; KD + T wins the calibration tie-break.
-    assert recs["A"].candidate == "distilled+T"
+    # A: macro-F1 decides, but distilled 0.2789 vs vanilla 0.2638 is inside the overall CI width (0.033) and
+    # that CI contains 0, so the simpler recipe wins: vanilla + T (the slides' "likely winner" for A).
+    assert recs["A"].candidate == "vanilla+T"
+    assert "within the noise floor" in text(recs["A"])
     # B: raw distilled ECE 0.0546 misses 0.05; among ECE ≤ 0.05 the lowest NLL is KD + T.
     assert recs["B"].candidate == "distilled+T"
     # C: no tail lift is significant → no recipe; a data problem, with the teacher's tail score as ceiling.
@@ -37,6 +39,27 @@ def test_reference_scenarios_follow_the_course():
     ceiling = dict(recs["C"].items)["Ceiling"]
     assert "data problem" in text(recs["C"])
     assert any(isinstance(f, Cite) and f.anchor == "tier-metrics-teacher-tail" and f.text == "0.1980" for f in ceiling)
+
+
+def test_a_keeps_kd_when_the_paired_bootstrap_separates_it():
+    audit = reference_audit()
+    row = next(r for r in audit["bootstrap"] if r["arm"] == "distilled" and r["tier"] == "overall")
+    row.update(ci_low=0.001, ci_high=0.031, excludes_zero=True)
+    recs, _ = decide(audit)
+    assert recs["A"].candidate == "distilled+T"
+    assert "the paired bootstrap separates them" in text(recs["A"])
+
+
+def test_simplest_within_noise_prefers_the_default_kd_over_a_grid_point():
+    audit = make_audit_dict(students=("vanilla", "kd", "kd_b"), grid=True)
+    f1 = {"vanilla": 0.20, "kd": 0.250, "kd_b": 0.255}
+    for arm, value in f1.items():
+        audit["arms"][arm]["overall"]["macro_f1"] = value
+    for r in audit["bootstrap"]:
+        if r["tier"] == "overall":  # both KD arms significantly above the baseline; width 0.02
+            r.update(median=0.05, ci_low=0.04, ci_high=0.06, ci_width=0.02, excludes_zero=True)
+    recs, _ = decide(audit)
+    assert recs["A"].candidate.startswith("kd") and not recs["A"].candidate.startswith("kd_b")
 
 
 def test_b_falls_back_to_vanilla_plus_t_when_kd_plus_t_misses_the_ece_target():
@@ -127,7 +150,8 @@ def test_scenarios_load_from_yaml_and_json(tmp_path):
     for name in ("s.json", "s.yaml"):
         scenarios = load_scenarios(tmp_path / name)
         recs, _ = decide(reference_audit(), scenarios)
-        assert recs["X"].candidate in ("distilled", "distilled+T")  # tail 0.130 ≥ 0.12, vanilla 0.125 too but lower
+        # Both meet tail F1 ≥ 0.12 (0.130, 0.125); the gap is far inside the tail CI width (0.06): simpler wins.
+        assert recs["X"].candidate == "vanilla+T"
 
 
 def test_bad_scenarios_report_every_problem_at_once():

@@ -25,6 +25,7 @@ from distillab.report.tables import (
     Table,
     baseline_arm,
     candidate_key,
+    distilled_arm,
 )
 
 Fragment = Union[str, Cite]
@@ -281,18 +282,18 @@ def _recommend_one(audit: dict, tables: dict[str, Table], s: dict) -> Recommenda
         rec.items.extend(("Note", n) for n in notes)
         return rec
 
-    chosen = ranked[0]
+    chosen, width = _simplest_within_noise(audit, tables, s, ranked)
     arm = _arm(tables, chosen)
     recipe = _recipe(tables, chosen)
     items.append(("Recipe", [f"{recipe} (arm {arm})."]))
-    items.append(("Why", _why(tables, s, chosen)))
+    items.append(("Why", _why(tables, s, chosen, best=ranked[0], width=width)))
     policy, rule_values = _threshold_policy(tables, s, chosen)
     if policy:
         items.append(("Threshold", policy))
     items.append(("Rule", _fill(s["rule_no_threshold"] if rule_values.get("_none") else s["rule"],
                                 {"recipe": recipe, **rule_values})))
     items.append(("Flip", _flip(tables, s, chosen, candidates)))
-    noise = _noise_note(audit, tables, s, chosen, ranked)
+    noise = None if chosen != ranked[0] else _noise_note(tables, s, chosen, ranked, width)
     if noise:
         items.append(("Noise floor", noise))
     items.extend(("Note", n) for n in notes)
@@ -308,12 +309,17 @@ def _excludes_zero_up(boot: Table, arm: str, tier: str) -> bool:
     return low is not None and low > 0
 
 
-def _why(tables, s: dict, chosen: str) -> list[Fragment]:
+def _why(tables, s: dict, chosen: str, best: str, width: Cite | None) -> list[Fragment]:
     goal = s["objective"]
-    frags: list[Fragment] = [
-        f"Best {_METRIC_NAMES[goal['metric']]} (", _cite(tables, chosen, goal["metric"]),
-        ") among the candidates that meet every constraint",
-    ]
+    name = _METRIC_NAMES[goal["metric"]]
+    if chosen == best:
+        frags: list[Fragment] = [f"Best {name} (", _cite(tables, chosen, goal["metric"]),
+                                 ") among the candidates that meet every constraint"]
+    else:
+        frags = [f"{_recipe(tables, best)} has the best {name} (", _cite(tables, best, goal["metric"]),
+                 f") but {_recipe(tables, chosen)} (", _cite(tables, chosen, goal["metric"]),
+                 ") is within the noise floor of it (CI width ", width, ") and not significantly different, so "
+                 "the simpler recipe is recommended"]
     for i, c in enumerate(s["constraints"]):
         bound = tables["scenarios"].cite(f"{s['id']}-{i}", "bound")
         if "significant_lift" in c:
@@ -430,28 +436,76 @@ def _meets_others(tables, s: dict, key: str, skip: int | None) -> bool:
     return True
 
 
-def _noise_note(audit, tables, s: dict, chosen: str, ranked: list[str]) -> list[Fragment] | None:
-    """When the objective is an F1 and the runner-up is within the bootstrap CI width, say so."""
+# Simpler recipes first when the data cannot tell candidates apart (lower = simpler).
+_SIMPLICITY = {"baseline": 0, "distilled": 1, "grid point": 2, "student": 2, "teacher": 3}
+
+
+def _noise_width(audit, tables, tier: str) -> Cite | None:
+    """The noise floor for an F1 objective: the distilled arm's bootstrap CI width on that tier."""
+    boot = tables.get("bootstrap")
+    dist = distilled_arm(audit)
+    if boot is None or dist is None or not boot.has(_bootstrap_key(dist, tier)):
+        return None
+    cite = boot.cite(_bootstrap_key(dist, tier), "ci_width")
+    return cite if cite.value is not None else None
+
+
+def _significantly_different(tables, a: str, b: str, tier: str) -> bool:
+    """Only pairs involving the baseline have a paired CI; trust it when it exists."""
+    arm_a, arm_b = _arm(tables, a), _arm(tables, b)
+    boot = tables.get("bootstrap")
+    if arm_a == arm_b or boot is None:
+        return False
+    for arm, other in ((arm_a, arm_b), (arm_b, arm_a)):
+        key = _bootstrap_key(arm, tier)
+        if boot.has(key) and boot.row(key).cells["baseline"].text == other:
+            lo, hi = boot.value(key, "ci_low"), boot.value(key, "ci_high")
+            return lo is not None and hi is not None and (lo > 0 or hi < 0)
+    return False
+
+
+def _simplest_within_noise(audit, tables, s: dict, ranked: list[str]) -> tuple[str, Cite | None]:
+    """For an F1 objective, the simplest candidate the data cannot tell apart from the best one.
+
+    "Cannot tell apart": the objective is within the noise floor (bootstrap CI width) of the best
+    and, where a paired CI exists (pairs with the baseline), that CI contains 0. Claiming that the
+    top-ranked grid point beats the default recipe on a difference below the noise floor would be
+    reading noise.
+    """
     metric = s["objective"]["metric"]
     tier = _TIER_OF_METRIC.get(metric)
-    boot = tables.get("bootstrap")
-    if tier is None or boot is None:
-        return None
+    width = _noise_width(audit, tables, tier) if tier else None
+    best = ranked[0]
+    if width is None or _value(tables, best, metric) is None:
+        return best, width
+    top = _value(tables, best, metric)
+    tied = [k for k in ranked if (v := _value(tables, k, metric)) is not None and abs(top - v) < width.value
+            and not _significantly_different(tables, k, best, tier)]
+    roles = tables["inputs"] if "inputs" in tables else None
+
+    def simplicity(k: str) -> int:
+        if roles is None or not roles.has(_arm(tables, k)):
+            return _SIMPLICITY["student"]
+        return _SIMPLICITY.get(roles.row(_arm(tables, k)).cells["role"].text, _SIMPLICITY["student"])
+
+    return min(tied, key=lambda k: (simplicity(k), ranked.index(k))), width
+
+
+def _noise_note(tables, s: dict, chosen: str, ranked: list[str], width: Cite | None) -> list[Fragment] | None:
+    """The best candidate is kept, but another one is within the noise floor: say so."""
+    metric = s["objective"]["metric"]
+    tier = _TIER_OF_METRIC.get(metric)
     runner = next((k for k in ranked if _arm(tables, k) != _arm(tables, chosen)), None)
-    if runner is None:
-        return None
-    width_row = next((r for r in boot.rows if r.cells["tier"].text == tier and r.cells["metric"].text == "macro_f1"
-                      and r.cells["arm"].text in (_arm(tables, chosen), _arm(tables, runner))), None)
-    if width_row is None or width_row.cells["ci_width"].value is None:
+    if tier is None or runner is None or width is None:
         return None
     a, b = _value(tables, chosen, metric), _value(tables, runner, metric)
-    if a is None or b is None or abs(a - b) >= width_row.cells["ci_width"].value:
+    if a is None or b is None or abs(a - b) >= width.value:
         return None
+    why = ("the paired bootstrap separates them" if _significantly_different(tables, chosen, runner, tier)
+           else "it is also the simpler recipe")
     return [f"{_recipe(tables, chosen)} (", _cite(tables, chosen, metric), f") and {_recipe(tables, runner)} (",
-            _cite(tables, runner, metric), f") differ by less than the {tier} bootstrap CI width (",
-            Cite(width_row.cells["ci_width"].text, width_row.id, width_row.cells["ci_width"].value),
-            f") — within noise floor: the data cannot tell them apart on {_METRIC_NAMES[metric]}; prefer the "
-            "cheaper or simpler one if they differ in cost."]
+            _cite(tables, runner, metric), f") differ by less than the {tier} bootstrap CI width (", width,
+            f"), within noise floor; {_recipe(tables, chosen)} is kept because {why}."]
 
 
 def _infeasible(audit, tables, s: dict, candidates: list[str], failed: list[tuple[int, dict]], base: str) -> Recommendation:
