@@ -123,9 +123,29 @@ def test_check_matches_accepts_the_same_dataset_and_names_each_difference(tmp_pa
     with pytest.raises(FingerprintMismatch, match="only in cache: 'earn'.*only in dataset: 'money'"):
         cache.check_matches(other_classes)
 
-    bigger = make_dataset(n_train=33)
-    with pytest.raises(FingerprintMismatch, match=r"dataset has 3 row\(s\) .* that the cache lacks"):
+    bigger = make_dataset()
+    train = bigger.splits["train"]
+    bigger.splits["train"] = TextSplit(ids=[*train.ids, "tiny-train-30", "tiny-train-31", "tiny-train-32"],
+                                       texts=[*train.texts, "wheat", "oil", "profit"], labels=[*train.labels, 0, 1, 2])
+    with pytest.raises(FingerprintMismatch, match=r"3 row\(s\) of split\(s\) train, test are not in the cache "
+                                                  r"\(e.g. 'tiny-train-30'\)"):
         cache.check_matches(bigger)
+    cache.check_matches(bigger, splits=["test"])  # the rows the caller will read are all there
+
+    unrelated = make_dataset(name="other")
+    with pytest.raises(FingerprintMismatch, match="none of the dataset's rows is in the cache"):
+        cache.check_matches(unrelated)
+
+
+def test_check_matches_accepts_regrouped_splits_and_a_superset_cache(tmp_path):
+    from distillab.data.load import combine_splits
+
+    write_cache(tmp_path / "c", make_dataset())
+    cache = TeacherCache.open(tmp_path / "c")
+    cache.check_matches(combine_splits(make_dataset(), {"all": ["train", "test"]}))
+    smaller = make_dataset()
+    smaller.splits.pop("test")
+    cache.check_matches(TextDataset(name="tiny", classes=smaller.classes, splits=smaller.splits))
 
 
 def test_verify_finds_a_flipped_byte(tmp_path, dataset):

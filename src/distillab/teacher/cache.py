@@ -504,56 +504,56 @@ class TeacherCache:
         """Re-hash every shard; returns one line per mismatch (empty when all match)."""
         return verify_checksums(self.path, self.manifest)
 
-    def check_matches(self, dataset) -> None:
-        """Raise :class:`FingerprintMismatch` unless ``dataset`` is the one this cache was made from."""
-        recorded = self.manifest["fingerprint"]["dataset"]
-        problems: list[str] = []
-        if list(dataset.classes) != self.classes:
-            problems.append(_describe_class_diff(self.classes, list(dataset.classes)))
-        if not problems and dataset.content_hash() == recorded["content_sha256"]:
-            return
-        problems.extend(self._row_differences(dataset))
-        if not problems:
-            problems.append("dataset content hash differs (rows outside the cached splits changed)")
-        raise FingerprintMismatch(
-            f"teacher cache {self.path} was made from a different dataset than {dataset.name!r}: "
-            + "; ".join(problems) + ". Re-run `distillab teacher` on this dataset (or load the dataset it was made from)."
-        )
+    def check_matches(self, dataset, splits: list[str] | None = None) -> None:
+        """Raise :class:`FingerprintMismatch` unless this cache holds ``dataset``'s rows unchanged.
 
-    def _row_differences(self, dataset) -> list[str]:
+        Passes at once when the dataset's content hash is the recorded one. Otherwise it compares
+        rows: the class list must be identical, and every row of ``splits`` (default: each split
+        sharing any row with the cache) must be cached with the same text and label. Rows regrouped
+        into other splits (e.g. train ∪ test combined) or a cache holding extra rows still pass,
+        because lookups are by row id; anything that would serve a wrong row does not.
+        """
+        recorded = self.manifest["fingerprint"]["dataset"]
+        if list(dataset.classes) != self.classes:
+            problems = [_describe_class_diff(self.classes, list(dataset.classes))]
+        elif dataset.content_hash() == recorded["content_sha256"]:
+            return
+        else:
+            problems = self._row_differences(dataset, splits)
+        if problems:
+            raise FingerprintMismatch(
+                f"teacher cache {self.path} was made from a different dataset than {dataset.name!r} "
+                f"(cache: {recorded['name']!r}, splits {', '.join(self.splits)}): " + "; ".join(problems)
+                + ". Re-run `distillab teacher` on this dataset (or load the dataset it was made from)."
+            )
+
+    def _row_differences(self, dataset, splits: list[str] | None) -> list[str]:
+        unknown = [s for s in splits or [] if s not in dataset.splits]
+        if unknown:
+            raise InputError(f"dataset {dataset.name!r} has no split {unknown[0]!r} (splits: {', '.join(dataset.splits)})")
+        if splits is None:
+            splits = [name for name, split in dataset.splits.items() if any(i in self._index for i in split.ids.tolist())]
+            if not splits:
+                return [f"none of the dataset's rows is in the cache (cache row ids look like {str(self.ids[0])!r})"]
         problems = []
-        by_id: dict[str, tuple[str, str, str]] = {}
-        for split_name, split in dataset.splits.items():
-            for row_id, text, label in zip(split.ids.tolist(), split.texts, split.labels.tolist()):
-                by_id[row_id] = (split_name, text, dataset.classes[label])
-        cache_ids = self.ids.tolist()
-        missing = [i for i in cache_ids if i not in by_id]
-        if missing:
-            problems.append(f"{len(missing)} cached row id(s) are not in the dataset (e.g. {missing[0]!r})")
-        cached_splits = set(self.splits)
-        cached = set(cache_ids)
-        extra = [i for i, (s, _, _) in by_id.items() if s in cached_splits and i not in cached]
-        if extra:
-            problems.append(f"the dataset has {len(extra)} row(s) in splits {', '.join(self.splits)} that the cache lacks "
-                            f"(e.g. {extra[0]!r})")
-        common = [(row, i) for row, i in enumerate(cache_ids) if i in by_id]
-        if common:
-            rows = np.array([row for row, _ in common])
-            cache_labels = self.labels(self.ids[rows])
-            label_diff = [(i, self.classes[c] if 0 <= c < len(self.classes) else str(c), by_id[i][2])
-                          for (_, i), c in zip(common, cache_labels.tolist()) if
-                          (self.classes[c] if 0 <= c < len(self.classes) else None) != by_id[i][2]]
-            if label_diff:
-                i, old, new = label_diff[0]
-                problems.append(f"labels differ on {len(label_diff)} row(s) (e.g. {i!r}: cache {old!r}, dataset {new!r})")
-            cache_hash = self._gather("text_sha256_8", self.ids[rows])
-            data_hash = text_digests([by_id[i][1] for _, i in common])
-            changed = np.flatnonzero((cache_hash != data_hash).any(axis=1))
-            if changed.size:
-                problems.append(f"texts differ on {changed.size} row(s) (e.g. {common[changed[0]][1]!r})")
-            order = [i for i, (s, _, _) in by_id.items() if s in cached_splits and i in cached]
-            if not missing and not extra and order != cache_ids:
-                problems.append("same rows but in a different order")
+        ids = np.concatenate([dataset.splits[s].ids for s in splits]).astype(str)
+        texts = [text for s in splits for text in dataset.splits[s].texts]
+        names = [dataset.classes[label] for s in splits for label in dataset.splits[s].labels.tolist()]
+        present = np.array([i in self._index for i in ids.tolist()], dtype=bool)
+        if not present.all():
+            problems.append(f"{int((~present).sum())} row(s) of split(s) {', '.join(splits)} are not in the cache "
+                            f"(e.g. {str(ids[~present][0])!r})")
+        rows = np.flatnonzero(present)
+        if rows.size:
+            cached = self.labels(ids[rows])
+            differ = [r for r, c in zip(rows.tolist(), cached.tolist()) if self.classes[c] != names[r]]
+            if differ:
+                r = differ[0]
+                problems.append(f"labels differ on {len(differ)} row(s) (e.g. {str(ids[r])!r}: cache "
+                                f"{self.classes[cached[np.searchsorted(rows, r)]]!r}, dataset {names[r]!r})")
+            changed = (self._gather("text_sha256_8", ids[rows]) != text_digests([texts[r] for r in rows])).any(axis=1)
+            if changed.any():
+                problems.append(f"texts differ on {int(changed.sum())} row(s) (e.g. {str(ids[rows[changed][0]])!r})")
         return problems
 
 

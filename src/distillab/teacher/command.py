@@ -15,34 +15,10 @@ from distillab.teacher.cache import DEFAULT_SHARD_ROWS  # numpy only: cheap
 
 
 def resolve_data(spec: str, data_dir: str | None = None):
-    """``--data``: a lab dataset name, a YAML/JSON spec file, an inline JSON spec, a local file/folder, or a Hub id."""
-    from distillab.data import lab_dataset_names, load_dataset, load_lab_dataset
-    from distillab.errors import InputError
+    """``--data``: whatever ``distillab data`` accepts (lab name, spec file, inline JSON, path, Hub id)."""
+    from distillab.data.load import load_dataset, spec_from_argument
 
-    if spec in lab_dataset_names():
-        return load_lab_dataset(spec, data_dir=data_dir)
-    if spec.lstrip().startswith("{"):
-        try:
-            return load_dataset(json.loads(spec))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"--data: inline JSON spec is not valid JSON ({exc.msg})") from None
-    path = Path(spec)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        import yaml
-
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise InputError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(loaded, dict):
-            raise InputError(f"{path}: a dataset spec must be a mapping of keys (lab/hub/path, columns, ...)")
-        return load_dataset(loaded)
-    if path.exists():
-        return load_dataset({"path": str(path)})
-    if "/" in spec and not spec.startswith((".", "/")):
-        return load_dataset({"hub": spec})
-    raise InputError(f"--data {spec!r}: not a lab dataset ({', '.join(lab_dataset_names())}), a spec file, "
-                     "an existing path or a Hub id (owner/name)")
+    return load_dataset(spec_from_argument(spec, data_dir=data_dir))
 
 
 def _positive_float(text: str) -> float:
@@ -80,8 +56,10 @@ def register(subparsers) -> None:
     teacher = subparsers.add_parser(
         "teacher", help="run a teacher over a dataset once and cache its outputs",
         description="Run a teacher model over a dataset and store its logits (dense) or top-k log-probs (sparse) in "
-                    "a fingerprinted, checksummed, resumable cache. Data-parallel with "
-                    "`accelerate launch -m distillab teacher ...`.",
+                    "a fingerprinted, checksummed, resumable cache (run the same command again to finish a killed "
+                    "run). Data-parallel: `accelerate launch --num_processes N -m distillab teacher ...` (on a "
+                    "CPU-only machine add --multi_gpu, which makes accelerate start N gloo processes via torchrun; "
+                    "`accelerate launch --cpu` starts a single process).",
     )
     teacher.add_argument("--model", required=True, metavar="PATH_OR_ID", help="local folder or Hugging Face Hub id")
     _add_data_args(teacher)
