@@ -169,9 +169,8 @@ class CacheWriter:
                         f"{self.out} already holds a {'complete' if existing == MANIFEST else 'partial'} cache "
                         f"made differently ({'; '.join(problems[:5])}); use another --out or --overwrite"
                     )
-                if existing == MANIFEST:
-                    (self.out / PROGRESS).unlink(missing_ok=True)  # killed between manifest and cleanup
-                    return
+                if existing == MANIFEST:  # complete; a PROGRESS left too means a kill between the two writes
+                    (self.out / PROGRESS).unlink(missing_ok=True)
                 return
         others = [name for name in os.listdir(self.out) if not _is_cache_file(name)]
         stray = [name for name in os.listdir(self.out) if name.startswith("shard-")]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from distillab.teacher.cache import DEFAULT_SHARD_ROWS  # numpy only: cheap
 
