@@ -96,10 +96,11 @@ def test_gradient_matches_reference_finite_differences(name, shape):
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
-def test_gradcheck(name):
-    s, t, y = batch(4, 11, seed=3)
+@pytest.mark.parametrize("shape,fast", [((4, 11), False), ((3, 113), True)], ids=["4x11", "3x113-fast"])
+def test_gradcheck(name, shape, fast):
+    s, t, y = batch(*shape, seed=3)
     ours, _ = LOSSES[name]
-    assert torch.autograd.gradcheck(lambda x: ours(x, t, y), (s,), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(lambda x: ours(x, t, y), (s,), eps=1e-6, atol=1e-7, fast_mode=fast)
 
 
 @pytest.mark.parametrize("T,alpha", [(4.0, 0.7), (1.0, 0.5), (8.0, 0.9), (0.5, 0.0)])
