@@ -123,14 +123,15 @@ def audit(
     # ---- per-arm metrics on the full evaluated set (raw probabilities)
     probs = {name: M.softmax(p.logits) for name, p in preds.items()}
     teacher_probs = probs.get(TEACHER)
-    arm_results = {name: _arm_metrics(probs[name], labels, row_tiers, k, teacher_probs, bins, thresholds, sla_target) for name in preds}
+    values = {name: M.row_values(probs[name], labels, teacher_probs) for name in preds}  # per row, computed once
+    arm_results = {name: _arm_metrics(values[name], probs[name], row_tiers, k, bins, thresholds, sla_target) for name in preds}
 
     # ---- temperature scaling: fit on cal, judge raw vs scaled on eval
     calibration = {}
+    eval_teacher = None if teacher_probs is None else teacher_probs[eval_rows]
     for name in calibrated:
         scaler = TemperatureScaler().fit(preds[name].logits[cal_rows], labels[cal_rows])
-        eval_teacher = None if teacher_probs is None else teacher_probs[eval_rows]
-        y_eval, tiers_eval = labels[eval_rows], row_tiers[eval_rows]
+        scaled = M.row_values(scaler.predict_proba(preds[name].logits[eval_rows]), labels[eval_rows], eval_teacher)
         calibration[name] = {
             "temperature": scaler.temperature_,
             "fit_split": "cal",
@@ -140,8 +141,8 @@ def audit(
             "nll_cal_before": scaler.nll_before_,
             "nll_cal_after": scaler.nll_after_,
             "eval": {
-                "raw": _split_metrics(probs[name][eval_rows], y_eval, tiers_eval, k, eval_teacher, bins),
-                "scaled": _split_metrics(scaler.predict_proba(preds[name].logits[eval_rows]), y_eval, tiers_eval, k, eval_teacher, bins),
+                "raw": _split_metrics(values[name], eval_rows, row_tiers, k, bins),
+                "scaled": _split_metrics(scaled, None, row_tiers[eval_rows], k, bins),
             },
         }
 
@@ -201,7 +202,7 @@ def audit(
                 distilled,
                 calibration[baseline]["eval"]["raw"]["overall"],
                 calibration[baseline]["eval"]["scaled"]["overall"],
-                M.summary(probs[distilled][eval_rows], labels[eval_rows], k, bins=bins),
+                M.summarize(values[distilled], k, eval_rows, bins=bins),
             ),
         },
         "per_class_delta_f1": transfer.per_class_delta_f1(arm_results, baseline),
@@ -312,20 +313,25 @@ def _tiers_from_files(preds: dict[str, Predictions], labels: np.ndarray, k: int)
     return class_tiers
 
 
-def _split_metrics(probs, labels, row_tiers, k, teacher_probs, bins) -> dict:
-    """Overall and per-tier metrics of one arm on one set of rows, with its reliability data."""
-    values = M.row_values(probs, labels, teacher_probs)
+def _split_metrics(values: dict, rows: np.ndarray | None, row_tiers: np.ndarray, k: int, bins: int) -> dict:
+    """Overall and per-tier metrics of one arm on ``rows`` (None = all) of its per-row values."""
+    v = values if rows is None else {key: arr[rows] for key, arr in values.items()}
+    labels, tiers_here = v["labels"], row_tiers if rows is None else row_tiers[rows]
     tiers = {}
     for tier in TIERS:
-        mask = row_tiers == tier
-        tiers[tier] = M.summarize(values, k, mask, label_set=np.unique(labels[mask]), bins=bins)
-    return {"overall": M.summarize(values, k, bins=bins), "tiers": tiers, "reliability": M.reliability(probs, labels, bins)}
+        mask = tiers_here == tier
+        tiers[tier] = M.summarize(v, k, mask, label_set=np.unique(labels[mask]), bins=bins)
+    return {
+        "overall": M.summarize(v, k, bins=bins),
+        "tiers": tiers,
+        "reliability": M.reliability_from(v["confidence"], v["correct"], bins),
+    }
 
 
-def _arm_metrics(probs, labels, row_tiers, k, teacher_probs, bins, thresholds, sla_target) -> dict:
-    result = _split_metrics(probs, labels, row_tiers, k, teacher_probs, bins)
-    table = coverage_table(probs, labels, thresholds)
-    result["per_class_f1"] = M.per_class_f1(labels, probs.argmax(axis=1), k).tolist()
+def _arm_metrics(values: dict, probs: np.ndarray, row_tiers, k, bins, thresholds, sla_target) -> dict:
+    result = _split_metrics(values, None, row_tiers, k, bins)
+    table = coverage_table(probs, values["labels"], thresholds)
+    result["per_class_f1"] = M.per_class_f1(values["labels"], values["preds"], k).tolist()
     result["coverage"] = table
     result["sla"] = sla(table, sla_target)
     return result

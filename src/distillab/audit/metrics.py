@@ -83,8 +83,11 @@ def confidence_bins(confidence: np.ndarray, bins: int = DEFAULT_BINS) -> np.ndar
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = DEFAULT_BINS) -> dict:
     """Per-bin count, accuracy and mean confidence (None for an empty bin), plus the edges."""
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    return reliability_from(probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(np.float64), bins)
+
+
+def reliability_from(confidence: np.ndarray, correct: np.ndarray, bins: int = DEFAULT_BINS) -> dict:
+    """Reliability data from per-row top-1 confidence and correctness (float 0/1)."""
     b = confidence_bins(confidence, bins)
     count = np.bincount(b, minlength=bins)
     sum_conf = np.bincount(b, weights=confidence, minlength=bins)
