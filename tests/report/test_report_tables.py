@@ -128,4 +128,12 @@ def test_formatting():
     assert fmt_signed(0.015) == "+0.0150"
     assert fmt_signed(None) == "—"
     assert fmt_pct(1.3714) == "137%"
-    assert slug("kd T=4/α=0.7") == "kd-T-4-0.7"
+    assert slug("kd_T4_a70+T") == "kd_T4_a70+T"
+    assert slug("kd T=4") != slug("kd-T=4") != slug("kd T-4")
+
+
+def test_arm_names_that_differ_only_in_punctuation_get_distinct_anchors():
+    audit = make_audit_dict(students=("vanilla", "kd a", "kd-a", "kd/a"))
+    tables = build_tables(audit)  # duplicate anchors would raise
+    ids = [r.id for r in tables["tier-metrics"].rows]
+    assert len(ids) == len(set(ids))

@@ -63,8 +63,11 @@ def fmt_threshold(x: Any) -> str:
 
 
 def slug(text: str) -> str:
-    """An anchor-safe fragment of ``text``; distinct arm names stay distinct in practice."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "x"
+    """An anchor-safe, injective fragment of ``text``: other characters become ``~`` + hex code point.
+
+    Injective so that two arms whose names differ only in punctuation never share a row anchor.
+    """
+    return re.sub(r"[^A-Za-z0-9_.+-]", lambda m: f"~{ord(m.group()):x}", str(text)) or "~"
 
 
 # --------------------------------------------------------------------------- table model
