@@ -43,6 +43,20 @@ def test_teacher_then_inspect(tmp_path, tiny_bert, capsys):
     assert "temperature: 2.0 != 3.0" in capsys.readouterr().err
 
 
+def test_model_folder_without_tokenizer_needs_tokenizer_flag(tmp_path, tiny_bert, capsys):
+    import shutil
+
+    spec = write_dataset_folder(tmp_path / "data", make_dataset())
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(os.path.join(tiny_bert, name), bare / name)
+    args = ["teacher", "--model", str(bare), "--data", str(spec), "--split", "test", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "c")]) == 2
+    assert "has 5 tokens but the model's vocabulary has 25" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "c"), "--tokenizer", tiny_bert]) == 0
+
+
 def test_bad_cli_input_is_one_line_exit_2(tmp_path, tiny_llama, capsys):
     spec = write_dataset_folder(tmp_path / "data", make_dataset())
     assert main(["teacher", "--model", tiny_llama, "--causal-lm", "--data", str(spec), "--out", str(tmp_path / "c")]) == 2

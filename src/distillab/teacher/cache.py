@@ -112,7 +112,8 @@ class CacheWriter:
         self.labels = np.asarray(labels, dtype=np.int32)
         self.text_hash = text_digests(texts)
         if not (self.labels.shape == (len(self.ids),) == (self.text_hash.shape[0],)):
-            raise InputError(f"ids ({len(self.ids)}), labels ({self.labels.shape[0]}) and texts ({len(texts)}) differ in length")
+            raise InputError(f"ids ({len(self.ids)}), labels ({self.labels.shape[0]}) and texts ({len(texts)}) "
+                             "differ in length")
         self.kind, self.dtype, self.k, self.tokens, self.width = kind, dtype, k, tokens, int(width)
         self.shard_rows = int(shard_rows)
         self.head = {
@@ -409,7 +410,8 @@ class TeacherCache:
             if not shard_path.exists():
                 raise InputError(f"{shard_path}: shard listed in the manifest is missing")
             if shard_path.stat().st_size != entry["bytes"]:
-                raise InputError(f"{shard_path}: size {shard_path.stat().st_size} != {entry['bytes']} in the manifest; run with --verify")
+                raise InputError(f"{shard_path}: size {shard_path.stat().st_size} != {entry['bytes']} in the manifest "
+                                 "(truncated or replaced); re-create the cache")
             metadata, arrays = read_safetensors(shard_path)
             shard_ids = json.loads(metadata.get("ids", "[]"))
             if len(shard_ids) != entry["rows"]:
@@ -558,7 +560,9 @@ class TeacherCache:
 
 def _describe_class_diff(cache: list[str], data: list[str]) -> str:
     if set(cache) == set(data):
-        return f"label list has the same {len(cache)} classes in a different order (first difference at class {next(i for i, (a, b) in enumerate(zip(cache, data)) if a != b)})"
+        first = next(i for i, (a, b) in enumerate(zip(cache, data)) if a != b)
+        return (f"label list has the same {len(cache)} classes in a different order (first difference at class "
+                f"{first}: cache {cache[first]!r}, dataset {data[first]!r})")
     gone, new = sorted(set(cache) - set(data)), sorted(set(data) - set(cache))
     parts = [f"label list differs ({len(cache)} classes in the cache, {len(data)} in the dataset"]
     if gone:

@@ -51,6 +51,22 @@ def process_state():
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
 
 
+def check_tokenizer(model, tokenizer, name: str) -> None:
+    """Catch a tokenizer that does not belong to the model before it feeds the teacher garbage.
+
+    transformers builds an almost empty tokenizer (only special tokens) from a folder that has a
+    config but no tokenizer files, and the teacher then sees nothing but [UNK]; ids beyond the
+    embedding table crash mid-run. Either way the vocabulary sizes give it away.
+    """
+    vocab = int(model.get_input_embeddings().weight.shape[0])
+    size = len(tokenizer)
+    if size > vocab or size < vocab // 2:
+        raise InputError(
+            f"the tokenizer for teacher {name!r} has {size:,} tokens but the model's vocabulary has {vocab:,}; "
+            "the model folder probably has no tokenizer files of its own: pass --tokenizer PATH_OR_ID"
+        )
+
+
 def device_precision(device) -> tuple[contextlib.AbstractContextManager, str]:
     """Autocast context for the teacher's forward pass and its name for the fingerprint.
 

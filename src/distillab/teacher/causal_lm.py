@@ -18,20 +18,29 @@ import numpy as np
 
 from distillab.errors import InputError
 from distillab.teacher.cache import DEFAULT_SHARD_ROWS, CacheWriter
-from distillab.teacher.capture import device_precision, process_state, run_shards, select_rows, topk_outputs
+from distillab.teacher.capture import (
+    check_tokenizer,
+    device_precision,
+    process_state,
+    run_shards,
+    select_rows,
+    topk_outputs,
+)
 from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint, teacher_fingerprint
 
 
-def load_causal_lm(name_or_path: str, gguf_file: str | None = None):
+def load_causal_lm(name_or_path: str, gguf_file: str | None = None, tokenizer_name: str | None = None):
     """(model, tokenizer) from a local folder or Hub id; ``gguf_file`` loads (and dequantises) a GGUF file."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **extra)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **extra)
+        tokenizer = (AutoTokenizer.from_pretrained(tokenizer_name) if tokenizer_name
+                     else AutoTokenizer.from_pretrained(name_or_path, **extra))
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load a causal LM from {name_or_path!r}: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"cannot load a causal LM (or its tokenizer) from {name_or_path!r}: "
+                         f"{str(exc).splitlines()[0]}") from None
     return model, tokenizer
 
 
@@ -59,9 +68,10 @@ def cache_causal_lm(
         raise InputError(f"batch_size and max_length must be >= 1, got {batch_size} and {max_length}")
     name = model if isinstance(model, str) else getattr(model.config, "name_or_path", "") or type(model).__name__
     if isinstance(model, str):
-        model, tokenizer = load_causal_lm(model, gguf_file=gguf_file)
+        model, tokenizer = load_causal_lm(model, gguf_file, tokenizer if isinstance(tokenizer, str) else None)
     elif tokenizer is None:
         raise InputError("pass tokenizer= along with an already loaded model")
+    check_tokenizer(model, tokenizer, name)
     splits, ids, texts, labels = select_rows(dataset, splits)
     vocab = int(model.get_output_embeddings().weight.shape[0])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -61,6 +61,8 @@ def register(subparsers) -> None:
                     "`accelerate launch --cpu` starts a single process).",
     )
     teacher.add_argument("--model", required=True, metavar="PATH_OR_ID", help="local folder or Hugging Face Hub id")
+    teacher.add_argument("--tokenizer", default=None, metavar="PATH_OR_ID",
+                         help="tokenizer to use when the model folder has none (default: --model)")
     _add_data_args(teacher)
     teacher.add_argument("--temperature", type=_positive_float, default=None,
                          help="post-hoc temperature: store logits / T (recorded in the manifest)")
@@ -110,11 +112,12 @@ def run_teacher(args) -> int:
 
         if args.topk is None:
             raise InputError("--causal-lm needs --topk K (a dense per-token vocabulary cache is too large to store)")
-        cache_causal_lm(args.model, dataset, args.out, k=args.topk, gguf_file=args.gguf_file, **common)
+        cache_causal_lm(args.model, dataset, args.out, tokenizer=args.tokenizer, k=args.topk, gguf_file=args.gguf_file,
+                        **common)
     else:
         from distillab.teacher.hf_classifier import cache_classifier
 
-        cache_classifier(args.model, dataset, args.out, topk=args.topk,
+        cache_classifier(args.model, dataset, args.out, tokenizer=args.tokenizer, topk=args.topk,
                          check_label_names=not args.ignore_label_names, **common)
     return 0
 

@@ -15,20 +15,31 @@ import numpy as np
 
 from distillab.errors import InputError
 from distillab.teacher.cache import DEFAULT_SHARD_ROWS, CacheWriter
-from distillab.teacher.capture import device_precision, process_state, run_shards, select_rows, topk_outputs
+from distillab.teacher.capture import (
+    check_tokenizer,
+    device_precision,
+    process_state,
+    run_shards,
+    select_rows,
+    topk_outputs,
+)
 from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint, teacher_fingerprint
 
 
-def load_classifier(name_or_path: str):
-    """(model, tokenizer) from a local folder or Hub id; a clear error when it cannot be loaded."""
+def load_classifier(name_or_path: str, tokenizer_name: str | None = None):
+    """(model, tokenizer) from a local folder or Hub id; a clear error when either cannot be loaded."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot load a sequence-classification model from {name_or_path!r}: "
                          f"{str(exc).splitlines()[0]}") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or name_or_path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load a tokenizer from {tokenizer_name or name_or_path!r}: "
+                         f"{str(exc).splitlines()[0]}; pass --tokenizer PATH_OR_ID") from None
     return model, tokenizer
 
 
@@ -72,7 +83,8 @@ def cache_classifier(
 ) -> Path:
     """Cache a classifier teacher's logits (``/ temperature`` when given) for ``splits`` of ``dataset``.
 
-    ``model`` is a Hub id / local path, or an already loaded model (then pass ``tokenizer``).
+    ``model`` is a Hub id / local path, or an already loaded model (then pass ``tokenizer``);
+    ``tokenizer`` may also be a path / Hub id when the model folder has no tokenizer files.
     Dense logits by default; ``topk=k`` stores the sparse top-k form instead. Returns ``out``.
     """
     import torch
@@ -81,9 +93,10 @@ def cache_classifier(
         raise InputError(f"batch_size and max_length must be >= 1, got {batch_size} and {max_length}")
     name = model if isinstance(model, str) else getattr(model.config, "name_or_path", "") or type(model).__name__
     if isinstance(model, str):
-        model, tokenizer = load_classifier(model)
+        model, tokenizer = load_classifier(model, tokenizer if isinstance(tokenizer, str) else None)
     elif tokenizer is None:
         raise InputError("pass tokenizer= along with an already loaded model")
+    check_tokenizer(model, tokenizer, name)
     classes = list(dataset.classes)
     check_label_space(model, classes, name, check_names=check_label_names)
     splits, ids, texts, labels = select_rows(dataset, splits)
