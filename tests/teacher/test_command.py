@@ -35,6 +35,14 @@ def test_teacher_then_inspect(tmp_path, tiny_bert, capsys):
     text = capsys.readouterr().out
     assert "rows       42 (train 30, test 12)" in text and "teacher vs labels [test]" in text
 
+    assert main(["cache", "export", str(out), "--split", "test", "--out", str(tmp_path / "teacher_test.npz")]) == 0
+    from distillab.io import load_predictions
+
+    exported = load_predictions(tmp_path / "teacher_test.npz")
+    assert exported.ids.tolist() == make_dataset().splits["test"].ids.tolist()
+    np.testing.assert_array_equal(exported.logits, cache.logits(exported.ids))
+    assert exported.meta["arm"] == "teacher" and exported.meta["temperature"] == 2.0
+
     # The same command again finds the cache complete; a different temperature is refused.
     assert main(["teacher", "--model", tiny_bert, "--data", str(spec), "--out", str(out), "--temperature", "2",
                  "--shard-rows", "16", "--no-progress"]) == 0

@@ -1,4 +1,4 @@
-"""``distillab teacher`` and ``distillab cache inspect|import``: thin wrappers over the Python API.
+"""``distillab teacher`` and ``distillab cache inspect|import|export``: thin wrappers over the Python API.
 
 Nothing heavy is imported at module level (``distillab --help`` must stay instant); each handler
 imports what it needs.
@@ -97,6 +97,12 @@ def register(subparsers) -> None:
     importer.add_argument("--already-scaled-by", type=_positive_float, default=None, metavar="T",
                           help="record that the file's logits were already divided by T (course: 1.2538)")
     importer.set_defaults(func=run_import)
+    export = actions.add_parser("export", help="write a dense cache's split as a predictions .npz (the audit's "
+                                               "--teacher input)")
+    export.add_argument("dir", metavar="DIR")
+    export.add_argument("--split", default=None, help="split to export (default: every cached row)")
+    export.add_argument("--out", required=True, metavar="FILE.npz")
+    export.set_defaults(func=run_export)
     cache.set_defaults(func=lambda args: (cache.print_help(), 2)[1])
 
 
@@ -142,4 +148,14 @@ def run_import(args) -> int:
     import_logits(args.file, dataset, args.out, splits=args.split, teacher_name=args.teacher_name,
                   temperature=args.temperature, already_scaled_by=args.already_scaled_by, dtype=args.dtype,
                   shard_rows=args.shard_rows, overwrite=args.overwrite, progress=not args.no_progress)
+    return 0
+
+
+def run_export(args) -> int:
+    from distillab.io import save_predictions
+    from distillab.teacher.cache import TeacherCache
+
+    predictions = TeacherCache.open(args.dir).predictions(args.split)
+    save_predictions(args.out, predictions.logits, predictions.labels, ids=predictions.ids, meta=predictions.meta)
+    print(f"wrote {len(predictions.labels):,} teacher rows to {args.out}", file=sys.stderr)
     return 0
