@@ -199,7 +199,7 @@ class CacheWriter:
         tensors = {}
         for name, shape in expected.items():
             value = np.asarray(arrays[name])
-            if value.shape[: len(shape)] != shape or (name == "input_ids" and value.ndim != 2):
+            if value.shape != shape:
                 raise InputError(f"shard {index}: array {name!r} has shape {value.shape}, expected {shape}")
             tensors[name] = self._cast(name, value, index, start)
         tensors["labels"] = torch.from_numpy(self.labels[start:stop])
@@ -234,7 +234,8 @@ class CacheWriter:
             row = start + int(np.argwhere(bad)[0][0])
             raise InputError(
                 f"teacher produced NaN or inf in {name!r} for row {str(self.ids[row])!r} (shard {index}); "
-                "check the model and its inputs (fp16 overflow in the model is a common cause: try fp32)"
+                "check the model and its inputs (under GPU autocast, half-precision overflow inside the model "
+                "is a common cause)"
             )
         if name in ("logits", "topk_logprobs"):
             if self.dtype == "fp16" and np.abs(value).max(initial=0.0) > FP16_MAX:
