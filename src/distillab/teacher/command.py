@@ -79,7 +79,8 @@ def register(subparsers) -> None:
     teacher.set_defaults(func=run_teacher)
 
     cache = subparsers.add_parser("cache", help="inspect or import a teacher cache",
-                                  description="Inspect a teacher cache, or import existing logits as one.")
+                                  description="Inspect a teacher cache, import existing logits as one, "
+                                              "or export a split for the audit.")
     actions = cache.add_subparsers(dest="cache_command", metavar="ACTION")
     inspect = actions.add_parser("inspect", help="summarise a cache (rows, classes, dtype, fingerprint, teacher scores)")
     inspect.add_argument("dir", metavar="DIR")
