@@ -191,6 +191,12 @@ class HFStudent:
             self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         except OSError as exc:
             raise InputError(f"student {self.source!r}: cannot load config/tokenizer ({exc})") from None
+        if self.tokenizer.pad_token is None:
+            if self.tokenizer.eos_token is None:
+                raise InputError(f"student {self.source!r}: its tokenizer has neither a pad nor an eos token")
+            # Decoder-style students: pad with eos (the attention mask hides it), as HF examples do.
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.config.pad_token_id = self.tokenizer.pad_token_id
         trained_labels = _trained_head_labels(self.config)
         if trained_labels is not None and trained_labels != num_labels:
             raise InputError(
@@ -212,7 +218,22 @@ class HFStudent:
         return [{k: encoded[k][i] for k in keys} for i in range(len(texts))]
 
     def collate(self, features: list[dict], rows) -> dict[str, torch.Tensor]:
-        return dict(self.tokenizer.pad([features[int(r)] for r in rows], return_tensors="pt"))
+        """Pad the rows to the batch's longest (numpy; ``tokenizer.pad`` is slower and warns each call)."""
+        items = [features[int(r)] for r in rows]
+        width = max(len(item["input_ids"]) for item in items)
+        left = self.tokenizer.padding_side == "left"
+        batch = {}
+        for key in items[0]:
+            pad = self.tokenizer.pad_token_id if key == "input_ids" else 0
+            out = np.full((len(items), width), pad, dtype=np.int64)  # [batch, longest]
+            for i, item in enumerate(items):
+                seq = item[key]
+                if left:
+                    out[i, width - len(seq):] = seq
+                else:
+                    out[i, :len(seq)] = seq
+            batch[key] = torch.from_numpy(out)
+        return batch
 
     def new_model(self) -> nn.Module:
         from transformers import AutoModelForSequenceClassification

@@ -55,6 +55,7 @@ class Prepared:
     features: dict  # split name -> the student's features for that split
     teacher: dict | None  # numpy arrays aligned with the training split's rows
     cache_info: dict | None
+    content_sha256: str  # the dataset's, recorded in every arm's resolved config
 
 
 # --------------------------------------------------------------------------- public API
@@ -95,7 +96,7 @@ def prepare(dataset, config: TrainConfig, cache=None, arms: list[Arm] = ()) -> P
     features = {}
     for split in dict.fromkeys((config.train_split, *config.eval_splits)):
         features[split] = student.featurize(dataset.splits[split].texts)
-    return Prepared(dataset, config, student, features, teacher, cache_info)
+    return Prepared(dataset, config, student, features, teacher, cache_info, dataset.content_hash())
 
 
 def train_arm(dataset, arm: Arm | str, config: TrainConfig, out_dir, cache=None, *,
@@ -124,6 +125,8 @@ def train_arms(dataset, arms: list[Arm | str], config: TrainConfig, out_dir, cac
     arms = [parse_arm(a) if isinstance(a, str) else a for a in arms]
     prepared = prepare(dataset, config, cache, arms)
     accelerator = make_accelerator(prepared.config)
+    for arm in arms:  # outputs or checkpoints of other settings: refuse before any arm trains
+        _check_existing(Path(out_dir) / arm.name, _resolved_config(prepared, arm, accelerator))
     return {arm.name: _run_arm(prepared, arm, Path(out_dir) / arm.name, accelerator) for arm in arms}
 
 
@@ -151,31 +154,61 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 # --------------------------------------------------------------------------- one arm
 
 
+def _resolved_config(prepared: Prepared, arm: Arm, accelerator) -> dict:
+    """Everything that determines an arm's result, as written to ``resolved_config.json``."""
+    config, dataset, student = prepared.config, prepared.dataset, prepared.student
+    n = len(dataset.splits[config.train_split])
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    return {
+        **config.to_dict(),
+        "learning_rate": config.resolved_learning_rate(student.kind),
+        "arm": arm.name,
+        "recipe": arm.recipe(),
+        "student_name": student.name,
+        "dataset": {"name": dataset.name, "content_sha256": prepared.content_sha256,
+                    "num_classes": len(dataset.classes), "train_rows": n},
+        "teacher_cache": prepared.cache_info if arm.needs_teacher else None,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": config.max_steps or math.ceil(config.epochs * steps_per_epoch),
+        "precision_resolved": accelerator.mixed_precision,
+        "tool_version": __version__,
+    }
+
+
+def _check_existing(arm_dir: Path, resolved: dict) -> bool:
+    """True if ``arm_dir`` already holds this arm's finished outputs; an error if made differently.
+
+    Finished outputs or a checkpoint made with other settings stop the run before any training,
+    rather than being silently overwritten or resumed into a different experiment.
+    """
+    checkpoint = _latest_checkpoint(arm_dir)
+    if checkpoint is not None:
+        saved = read_json(checkpoint / "state.json")["config"]
+        if saved != json.loads(json.dumps(_checkpoint_key(resolved))):
+            raise ConfigError(
+                f"checkpoint {checkpoint} was made with other settings than this run; "
+                "rerun with the original settings, or delete its checkpoints folder to start over"
+            )
+    if not (arm_dir / "train_log.json").exists():
+        return False
+    previous = read_json(arm_dir / "resolved_config.json") if (arm_dir / "resolved_config.json").exists() else {}
+    if _checkpoint_key(previous) != json.loads(json.dumps(_checkpoint_key(resolved))):
+        raise ConfigError(
+            f"{arm_dir} already holds arm {resolved['arm']!r} trained with other settings; "
+            "use another --out or delete that folder"
+        )
+    return True
+
+
 def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     config, dataset, student = prepared.config, prepared.dataset, prepared.student
     train = dataset.splits[config.train_split]
     n = len(train)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
-    lr = config.resolved_learning_rate(student.kind)
-    resolved = {
-        **config.to_dict(),
-        "learning_rate": lr,
-        "arm": arm.name,
-        "recipe": arm.recipe(),
-        "student_name": student.name,
-        "dataset": {"name": dataset.name, "content_sha256": dataset.content_hash(),
-                    "num_classes": len(dataset.classes), "train_rows": n},
-        "teacher_cache": prepared.cache_info if arm.needs_teacher else None,
-        "steps_per_epoch": steps_per_epoch,
-        "total_steps": total_steps,
-        "precision_resolved": accelerator.mixed_precision,
-        "tool_version": __version__,
-    }
-    if _finished(arm_dir, resolved):
-        summary = read_json(arm_dir / "train_log.json")["summary"]
+    resolved = _resolved_config(prepared, arm, accelerator)
+    steps_per_epoch, total_steps, lr = resolved["steps_per_epoch"], resolved["total_steps"], resolved["learning_rate"]
+    if _check_existing(arm_dir, resolved):
         _say(accelerator, f"{arm.name}: already trained in {arm_dir} (same settings); skipped")
-        return summary
+        return read_json(arm_dir / "train_log.json")["summary"]
 
     # -- setup: the same initial weights for every arm
     torch.manual_seed(config.seed)
@@ -197,7 +230,7 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     state = {"step": 0, "losses": [], "epoch_order_sha256": [], "train_seconds": 0.0}
     checkpoint = _latest_checkpoint(arm_dir)
     if checkpoint is not None:
-        state = _load_checkpoint(checkpoint, resolved, accelerator, model, optimizers, schedulers)
+        state = _load_checkpoint(checkpoint, accelerator, model, optimizers, schedulers)
         _say(accelerator, f"{arm.name}: resuming from {checkpoint} (step {state['step']} of {total_steps})")
 
     # -- loop
@@ -367,23 +400,6 @@ def _say(accelerator, line: str) -> None:
         tqdm.write(line, file=sys.stderr)
 
 
-def _finished(arm_dir: Path, resolved: dict) -> bool:
-    """True when ``arm_dir`` already holds this arm's complete outputs, made with the same settings."""
-    log = arm_dir / "train_log.json"
-    if not log.exists():
-        return False
-    done = read_json(log)
-    comparable = {k: v for k, v in resolved.items() if k != "precision_resolved"}
-    previous = read_json(arm_dir / "resolved_config.json") if (arm_dir / "resolved_config.json").exists() else {}
-    previous = {k: v for k, v in previous.items() if k != "precision_resolved"}
-    if previous != json.loads(json.dumps(comparable)):
-        raise ConfigError(
-            f"{arm_dir} already holds arm {resolved['arm']!r} trained with other settings; "
-            "use another --out or delete that folder"
-        )
-    return "summary" in done
-
-
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -433,15 +449,10 @@ def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, mo
     accelerator.wait_for_everyone()
 
 
-def _load_checkpoint(path: Path, resolved: dict, accelerator, model, optimizers, schedulers) -> dict:
+def _load_checkpoint(path: Path, accelerator, model, optimizers, schedulers) -> dict:
     from safetensors.torch import load_file
 
-    saved = read_json(path / "state.json")
-    if saved["config"] != json.loads(json.dumps(_checkpoint_key(resolved))):
-        raise ConfigError(
-            f"checkpoint {path} was made with other settings than this run; "
-            "rerun with the original settings, or delete the checkpoints folder to start over"
-        )
+    saved = read_json(path / "state.json")  # its settings were compared by _check_existing
     accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
     for i, (opt, sched) in enumerate(zip(optimizers, schedulers)):
         # weights_only: optimizer states are plain tensors and numbers; never unpickle objects.
