@@ -34,10 +34,10 @@ class DistillationTrainer(Trainer):
     """A ``Trainer`` whose ``compute_loss`` is ``arm.compute_loss`` with teacher rows from ``teacher_cache``."""
 
     def __init__(self, *args, teacher_cache, arm: Arm | str = "kd", id_column: str = "id", **kwargs):
-        from distillab.train.trainer import _open_cache
+        from distillab.train.trainer import open_cache
 
         self.arm = parse_arm(arm) if isinstance(arm, str) else arm
-        self.teacher_cache = _open_cache(teacher_cache)
+        self.teacher_cache = open_cache(teacher_cache)
         self.id_column = id_column
         train_dataset = kwargs.get("train_dataset")
         if train_dataset is not None and self.arm.needs_teacher:

@@ -19,6 +19,7 @@ the same weights and predictions as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -34,7 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from distillab import __version__
-from distillab.errors import ConfigError, FingerprintMismatch, InputError
+from distillab.errors import ConfigError, FingerprintMismatch
 from distillab.io import read_json, write_json_atomic
 from distillab.train.arms import Arm, check_arms, parse_arm
 from distillab.train.config import TrainConfig
@@ -75,7 +76,7 @@ def prepare(dataset, config: TrainConfig, cache=None, arms: list[Arm] = ()) -> P
         raise ConfigError(
             f"dataset {dataset.name!r} has no split(s) {', '.join(missing)} (it has {', '.join(dataset.splits)})"
         )
-    cache = _open_cache(cache)
+    cache = open_cache(cache)
     teacher = cache_info = None
     train = dataset.splits[config.train_split]
     if cache is not None:
@@ -99,21 +100,15 @@ def prepare(dataset, config: TrainConfig, cache=None, arms: list[Arm] = ()) -> P
     return Prepared(dataset, config, student, features, teacher, cache_info, dataset.content_hash())
 
 
-def train_arm(dataset, arm: Arm | str, config: TrainConfig, out_dir, cache=None, *,
-              prepared: Prepared | None = None, accelerator=None) -> dict:
-    """Train one arm into ``out_dir/<arm.name>/`` and return its summary.
+def train_arm(dataset, arm: Arm | str, config: TrainConfig, out_dir, cache=None) -> dict:
+    """Train one arm into ``out_dir/<arm.name>/`` and return its summary (see :func:`train_arms`).
 
     ``arm`` is an :class:`Arm` or its text form (``"kd:T=4,alpha=0.7"``); ``cache`` a
     :class:`~distillab.teacher.cache.TeacherCache` or its directory. Writes ``model/``,
     ``predictions/<split>.npz`` + ``.json``, ``train_log.json`` and ``resolved_config.json``.
     """
     arm = parse_arm(arm) if isinstance(arm, str) else arm
-    if prepared is None:
-        prepared = prepare(dataset, config, cache, [arm])
-    else:
-        check_arms([arm], cache if cache is not None else prepared.cache_info)
-    accelerator = accelerator or make_accelerator(prepared.config)
-    return _run_arm(prepared, arm, Path(out_dir) / arm.name, accelerator)
+    return train_arms(dataset, [arm], config, out_dir, cache=cache)[arm.name]
 
 
 def train_arms(dataset, arms: list[Arm | str], config: TrainConfig, out_dir, cache=None) -> dict[str, dict]:
@@ -235,7 +230,6 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
 
     # -- loop
     world, rank = accelerator.num_processes, accelerator.process_index
-    dense_params = [p for p in model.parameters() if p.requires_grad and not any(p is s for s in sparse)]
     progress = tqdm(total=total_steps, initial=state["step"], desc=arm.name, unit="step", dynamic_ncols=True,
                     disable=not accelerator.is_main_process, file=sys.stderr)
     model.train()
@@ -248,7 +242,7 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
             if len(state["epoch_order_sha256"]) == epoch:
                 state["epoch_order_sha256"].append(hashlib.sha256(order.tobytes()).hexdigest())
         rows = order[position * config.batch_size:(position + 1) * config.batch_size]
-        micro_batches = np.array_split(rows, config.gradient_accumulation_steps)
+        micro_batches = [m for m in np.array_split(rows, config.gradient_accumulation_steps) if len(m)]
         step_loss = torch.zeros((), device=accelerator.device)
         for i, micro in enumerate(micro_batches):
             local = micro[rank::world]
@@ -260,15 +254,15 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
             local_t = torch.from_numpy(local)
             targets = None if teacher is None else {k: v[local_t].to(accelerator.device) for k, v in teacher.items()}
             sync = i == len(micro_batches) - 1
-            with (_nullcontext() if sync else accelerator.no_sync(model)):
+            with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
                 with accelerator.autocast():
                     logits = model_logits(model(**batch))
                 # Losses are computed in float32 whatever the autocast dtype (softmax of bf16 logits is coarse).
                 loss = arm.compute_loss(logits.float(), labels[local_t].to(accelerator.device), targets)
                 accelerator.backward(loss * weight)
             step_loss += loss.detach() * weight / world
-        if config.max_grad_norm is not None and dense_params:
-            accelerator.clip_grad_norm_(dense_params, config.max_grad_norm)
+        if config.max_grad_norm is not None and dense:  # the sparse embedding (bow) is not clipped
+            accelerator.clip_grad_norm_(dense, config.max_grad_norm)
         for opt, sched in zip(optimizers, schedulers):
             opt.step()
             sched.step()
@@ -341,7 +335,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
 # --------------------------------------------------------------------------- pieces
 
 
-def _open_cache(cache):
+def open_cache(cache):
+    """A :class:`TeacherCache` from a cache or its directory (None stays None)."""
     if cache is None or hasattr(cache, "check_matches"):
         return cache
     from distillab.teacher.cache import TeacherCache
@@ -374,14 +369,6 @@ def _linear_warmup_decay(warmup: int, total: int):
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
