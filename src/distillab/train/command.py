@@ -9,7 +9,11 @@ Examples::
     distillab train --data r52 --student bow --cache CACHE --arm vanilla --arm kd:T=4,alpha=0.7 \\
         --arm hard_kd --arm label_smoothing:epsilon=0.1 --epochs 3 --out runs/r52
     distillab grid --data r52 --student bow --cache CACHE --T 1,4,8 --alpha 0.7,0.9 --out runs/grid
-    accelerate launch --num_processes 2 -m distillab train ...      # several processes / GPUs
+    accelerate launch --num_processes 2 -m distillab train ...      # several GPUs (DDP)
+    torchrun --nproc_per_node 2 -m distillab train ...               # several CPU processes (gloo)
+
+``--batch-size`` is rows per optimizer step over all processes, so a run on 1 or 8 processes
+follows the same data order and gives the same model up to float rounding.
 """
 
 from __future__ import annotations

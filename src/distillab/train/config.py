@@ -103,10 +103,6 @@ class TrainConfig:
             raise ConfigError("invalid training config:\n  " + "\n  ".join(problems))
         return self
 
-    @property
-    def student_kind(self) -> str:
-        return "bow" if self.student == "bow" else "hf"
-
     def resolved_learning_rate(self, student_kind: str) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATE[student_kind]
 
