@@ -71,6 +71,7 @@ def test_kd_from_a_topk_cache(banking, tmp_path):
     cache = write_cache(banking, tmp_path / "topk", kind="topk", k=5)
     out = train_arms(banking, ["kd", "kd:tail=bucket", "hard_kd"], bow_config(max_steps=4), tmp_path / "runs", cache=cache)
     assert set(out) == {"kd_T4_a0.7", "kd_T4_a0.7_bucket", "hard_kd_a0.7"}
+    assert out["kd_T4_a0.7_bucket"]["recipe"] == {"loss": "kd", "T": 4.0, "alpha": 0.7, "tail": "bucket"}
     assert all(np.isfinite(s["final_loss"]) for s in out.values())
 
 

@@ -49,12 +49,14 @@ class Arm:
         return self.loss in ("kd", "hard_kd")
 
     def recipe(self) -> dict:
-        """The sidecar's ``recipe``: the loss and only the settings it uses."""
+        """The sidecar's ``recipe``: the loss and only the settings it uses (``tail`` only if not the default)."""
         out: dict = {"loss": self.loss}
         for key in ("T", "alpha", "epsilon"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = float(value)
+        if self.tail not in (None, "renormalize"):
+            out["tail"] = self.tail
         return out
 
     def problems(self) -> list[str]:
