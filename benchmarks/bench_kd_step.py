@@ -40,6 +40,9 @@ def student_config(name: str) -> TrainConfig:
 def bench(name: str, texts: list[str], num_classes: int, batch_size: int, steps: int, device: str, precision: str):
     config = student_config(name)
     student = load_student(config, num_classes)
+    threads = torch.get_num_threads()
+    if student.num_threads is not None:  # as the trainer runs it
+        torch.set_num_threads(student.num_threads)
     torch.manual_seed(0)
     model = student.new_model().to(device).train()
     sparse, dense = _split_parameters(model)
@@ -78,8 +81,10 @@ def bench(name: str, texts: list[str], num_classes: int, batch_size: int, steps:
         # ABBA order: neither arm always runs right after the other (caches, CPU frequency).
         for key, arm in ((("ce", ce), ("kd", kd)) if i % 2 == 0 else (("kd", kd), ("ce", ce))):
             times[key].append(step(arm))
+    torch.set_num_threads(threads)
     ce_ms, kd_ms = (1000 * statistics.median(times[k]) for k in ("ce", "kd"))
-    print(f"{name:8s} batch {batch_size:3d} x {num_classes} classes on {device} ({precision}): "
+    print(f"{name:8s} batch {batch_size:3d} x {num_classes} classes on {device} ({precision}, "
+          f"{student.num_threads or threads} CPU threads): "
           f"CE step {ce_ms:8.2f} ms, KD step {kd_ms:8.2f} ms, KD/CE = {kd_ms / ce_ms:.3f}x "
           f"(goal <= 1.05x)", flush=True)
     return kd_ms / ce_ms

@@ -122,7 +122,8 @@ def train_arms(dataset, arms: list[Arm | str], config: TrainConfig, out_dir, cac
     accelerator = make_accelerator(prepared.config)
     for arm in arms:  # outputs or checkpoints of other settings: refuse before any arm trains
         _check_existing(Path(out_dir) / arm.name, _resolved_config(prepared, arm, accelerator))
-    return {arm.name: _run_arm(prepared, arm, Path(out_dir) / arm.name, accelerator) for arm in arms}
+    with _torch_threads(prepared.student.num_threads):
+        return {arm.name: _run_arm(prepared, arm, Path(out_dir) / arm.name, accelerator) for arm in arms}
 
 
 def make_accelerator(config: TrainConfig):
@@ -342,6 +343,18 @@ def open_cache(cache):
     from distillab.teacher.cache import TeacherCache
 
     return TeacherCache.open(cache)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int | None):
+    """Run with ``count`` intra-op CPU threads (None: unchanged), restoring the caller's setting."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _split_parameters(model: nn.Module) -> tuple[list, list]:
