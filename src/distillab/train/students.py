@@ -144,12 +144,13 @@ class BowStudent:
             model.load_state_dict(load_file(self.weights))
         return model
 
-    def save(self, model: nn.Module, directory: str | Path) -> None:
+    def save(self, model: nn.Module, directory: str | Path, state_dict: dict | None = None) -> None:
+        """``config.json`` + ``model.safetensors``; ``state_dict`` overrides the model's (gathered shards)."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in (state_dict or model.state_dict()).items()}
         with atomic_path(directory / "model.safetensors", suffix=".safetensors") as tmp:
             save_file(state, str(tmp))
         write_json_atomic(directory / "config.json", self.config)
@@ -250,11 +251,12 @@ class HFStudent:
             truncate_layers(model, self.layers)
         return model
 
-    def save(self, model: nn.Module, directory: str | Path) -> None:
+    def save(self, model: nn.Module, directory: str | Path, state_dict: dict | None = None) -> None:
+        """``save_pretrained`` + tokenizer, atomically; ``state_dict`` overrides the model's (gathered shards)."""
         directory = Path(directory)
         tmp = directory.with_name(f".{directory.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         self.tokenizer.save_pretrained(tmp)
         shutil.rmtree(directory, ignore_errors=True)
         tmp.rename(directory)

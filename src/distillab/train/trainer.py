@@ -282,8 +282,9 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
 
     # -- outputs
     unwrapped = accelerator.unwrap_model(model)
+    state_dict = accelerator.get_state_dict(model)  # on every process: FSDP/DeepSpeed gather their shards here
     if accelerator.is_main_process:
-        student.save(unwrapped, arm_dir / "model")
+        student.save(unwrapped, arm_dir / "model", state_dict)
     params = count_parameters(unwrapped)
     split_scores = {}
     for split_name in config.eval_splits:
