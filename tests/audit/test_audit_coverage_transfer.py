@@ -55,8 +55,18 @@ def test_test_b_course_numbers():
                               {"ece": 0.0546, "nll": 1.3321})
     assert round(100 * out["ece_fraction"]) == 137 and round(100 * out["nll_fraction"]) == 56
     assert out["ece"] == {"baseline_raw": 0.1308, "baseline_scaled": 0.0263, "distilled": 0.0546}
-    # KD that makes things worse: the course's 1e-9 floor keeps the fraction finite.
-    assert transfer.gain_fraction(0.1, 0.05, 0.2) == pytest.approx(0.05 / 1e-9)
+    assert "note" not in out["ece"]
+
+
+def test_test_b_when_kd_gained_nothing_is_undefined_not_a_billion_percent():
+    # The course's max(gain, 1e-9) floor would print 5e7 % here; there is no gain to reproduce.
+    assert transfer.gain_fraction(0.1, 0.05, 0.2) is None
+    assert transfer.gain_fraction(0.1, 0.05, 0.1) is None
+    assert transfer.gain_fraction(0.1, 0.05, 0.05 - 1e-12) == pytest.approx(1.0)
+    out = transfer.run_test_b("vanilla", "kd", {"ece": 0.02, "nll": 0.29}, {"ece": 0.015, "nll": 0.28},
+                              {"ece": 0.04, "nll": 0.25})
+    assert out["ece_fraction"] is None and "no distillation gain" in out["ece"]["note"]
+    assert out["nll_fraction"] == pytest.approx(0.01 / 0.04)
 
 
 def test_lift_table_course_numbers():

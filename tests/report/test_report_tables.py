@@ -56,6 +56,19 @@ def test_transfer_table_is_honest_and_answers_test_b(small_audit):
             assert significant == (lo > 0 or hi < 0)
 
 
+def test_test_b_without_a_distillation_gain_says_so(small_audit):
+    import copy
+
+    audit = copy.deepcopy(small_audit)
+    test_b = audit["transfer_tests"]["test_b"]
+    test_b["ece_fraction"] = None
+    test_b["ece"]["note"] = "kd did not lower ECE below vanilla's on the eval split"
+    tables = build_tables(audit)
+    assert tables["test-b"].rows[0].cells["fraction"].text == "n/a: no distillation gain"
+    ece_row = next(r for r in tables["transfer"].rows if r.id == "transfer-calibration-ece")
+    assert ece_row.cells["tscaling"].text.startswith("n/a — the distilled arm has no gain")
+
+
 def test_grid_labels_points_within_the_noise_floor_of_the_best():
     audit = make_audit_dict(students=("vanilla", "kd", "kd_b", "kd_c"), grid=True)
     audit["noise_floor"]["overall"] = 0.004

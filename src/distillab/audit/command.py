@@ -121,7 +121,12 @@ def summary(result: dict, path) -> str:
             )
     test_b = result["transfer_tests"]["test_b"]
     if test_b:
-        lines.append(f"Test B: temperature scaling reaches {100 * test_b['ece_fraction']:.0f}% of KD's ECE gain "
-                     f"and {100 * test_b['nll_fraction']:.0f}% of its NLL gain")
+        parts = [f"{_percent(test_b[f'{m}_fraction'])} of its {m.upper()} gain" for m in ("ece", "nll")]
+        lines.append(f"Test B: temperature scaling {baseline} reaches {' and '.join(parts)} "
+                     "(n/a: the distilled arm gained nothing there)")
     lines.append(f"wrote {path}")
     return "\n".join(lines)
+
+
+def _percent(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:.0f}%"

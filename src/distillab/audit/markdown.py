@@ -110,7 +110,8 @@ def render(result: dict) -> str:
         ]
         rows = [
             [metric.upper(), _fmt(test_b[metric]["baseline_raw"]), _fmt(test_b[metric]["baseline_scaled"]),
-             _fmt(test_b[metric]["distilled"]), f"{100 * test_b[f'{metric}_fraction']:.0f}%"]
+             _fmt(test_b[metric]["distilled"]),
+             "n/a (no gain)" if test_b[f"{metric}_fraction"] is None else f"{100 * test_b[f'{metric}_fraction']:.0f}%"]
             for metric in ("ece", "nll")
         ]
         lines += _table(["metric", f"{test_b['baseline']} raw", f"{test_b['baseline']} + T", test_b["distilled"], "fraction"], rows)

@@ -44,9 +44,16 @@ def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
-def gain_fraction(raw: float, scaled: float, distilled: float) -> float:
-    """Share of KD's gain (raw − distilled) that temperature scaling reaches (raw − scaled)."""
-    return (raw - scaled) / max(raw - distilled, GAP_FLOOR)
+def gain_fraction(raw: float, scaled: float, distilled: float) -> float | None:
+    """Share of KD's gain (raw − distilled) that temperature scaling reaches (raw − scaled).
+
+    The course divides by ``max(gain, 1e-9)``; when KD gained nothing (gain ≤ 0) that gives a
+    meaningless ±10⁹-scale percentage, so we return ``None`` instead and Test B says why.
+    """
+    gain = raw - distilled
+    if gain <= 0:
+        return None
+    return (raw - scaled) / max(gain, GAP_FLOOR)
 
 
 def run_test_b(baseline: str, distilled: str, baseline_raw: dict, baseline_scaled: dict, distilled_raw: dict) -> dict:
@@ -59,6 +66,9 @@ def run_test_b(baseline: str, distilled: str, baseline_raw: dict, baseline_scale
         raw, scaled, kd = baseline_raw[metric], baseline_scaled[metric], distilled_raw[metric]
         out[f"{metric}_fraction"] = gain_fraction(raw, scaled, kd)
         out[metric] = {"baseline_raw": raw, "baseline_scaled": scaled, "distilled": kd}
+        if out[f"{metric}_fraction"] is None:
+            out[metric]["note"] = (f"{distilled} did not lower {metric.upper()} below {baseline}'s on the eval split "
+                                   f"({kd:.4f} vs {raw:.4f}): there is no distillation gain for temperature scaling to reproduce")
     return out
 
 

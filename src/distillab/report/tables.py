@@ -357,7 +357,7 @@ def _transfer_table(audit: dict) -> Table | None:
             t.add(f"calibration-{metric}", property=prop, measure=f"{metric.upper()} (full set)",
                   baseline=_num(b_val), distilled=_num(d_val), delta=_num(row.get("median"), fmt_signed),
                   ci=Cell(_ci_text(row), (row.get("ci_low"), row.get("ci_high"))), ci_width=_num(_width(row)),
-                  verdict=verdict_text(row), tscaling=_tscaling_text(fraction, b_scaled))
+                  verdict=verdict_text(row), tscaling=_tscaling_text(fraction, b_scaled, test_b.get(metric)))
             continue
         block = test_b.get(metric) or {}
         b_raw = block.get("baseline_raw", _cal_metric(cal, base, "raw", metric))
@@ -372,7 +372,7 @@ def _transfer_table(audit: dict) -> Table | None:
             ci=Cell("—"),
             ci_width=Cell("—"),
             verdict=_direction_text(b_raw, d_raw, lower_is_better=True) + " (no CI: descriptive)",
-            tscaling=_tscaling_text(fraction, b_scaled),
+            tscaling=_tscaling_text(fraction, b_scaled, test_b.get(metric)),
         )
     test_a = (audit.get("transfer_tests") or {}).get("test_a") or {}
     if not has_teacher(audit):
@@ -436,7 +436,9 @@ def _direction_text(base: Any, dist: Any, lower_is_better: bool) -> str:
     return "distilled better" if better else "distilled worse"
 
 
-def _tscaling_text(fraction: Any, scaled: Any) -> str:
+def _tscaling_text(fraction: Any, scaled: Any, block: dict | None = None) -> str:
+    if fraction is None and block and block.get("note"):
+        return "n/a — the distilled arm has no gain on this metric to reproduce (Test B)"
     if fraction is None:
         return "no Test B (needs calibration of both arms)"
     pct = fmt_pct(fraction)
@@ -522,9 +524,11 @@ def _test_b_table(audit: dict) -> Table:
         if not block and test_b.get(f"{metric}_fraction") is None:
             continue
         block = block or {}
+        fraction = test_b.get(f"{metric}_fraction")
         t.add(metric, metric=metric.upper(), baseline_raw=_num(block.get("baseline_raw")),
               baseline_scaled=_num(block.get("baseline_scaled")), distilled=_num(block.get("distilled")),
-              fraction=_num(test_b.get(f"{metric}_fraction"), fmt_pct))
+              fraction=Cell("n/a: no distillation gain") if fraction is None and block.get("note")
+              else _num(fraction, fmt_pct))
     return t
 
 
