@@ -104,6 +104,8 @@ def teacher_predictions_stage(cache, dataset, split: str, out: Path) -> Path:
         "model": cache.manifest.get("fingerprint", {}).get("teacher", {}).get("name", "teacher"),
         "arm": "teacher",
         "recipe": {"loss": "teacher"},
+        "dataset": dataset.name,
+        "split": split,
         "temperature": cache.temperature,
         "classes": list(dataset.classes),
         "source": "teacher cache",
