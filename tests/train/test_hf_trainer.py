@@ -9,7 +9,7 @@ import torch
 from distillab.losses import kd_loss
 from distillab.train.hf_trainer import DistillationTrainer
 
-from conftest import make_tiny_bert
+from train_helpers import banking, banking_cache, make_tiny_bert  # noqa: F401 (fixtures)
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ import numpy as np
 from distillab.io import load_predictions
 from distillab.train.trainer import train_arms
 
-from conftest import bow_config
+from train_helpers import banking, banking_cache, bow_config  # noqa: F401 (fixtures)
 
 HERE = Path(__file__).parent
 # eval_batch_size 16 over 50 rows and 2 processes: Accelerate pads the last round with repeated
@@ -24,7 +24,7 @@ SETTINGS = dict(max_steps=8, eval_batch_size=16)
 CHILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {here!r})
-    from conftest import banking_slice, bow_config
+    from train_helpers import banking_slice, bow_config
     from distillab.train.trainer import train_arms
     summary = train_arms(banking_slice(), ["vanilla", "kd"], bow_config(**{settings!r}), sys.argv[1], cache=sys.argv[2])
     assert summary["vanilla"]["world_size"] == 2, summary

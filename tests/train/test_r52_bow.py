@@ -8,7 +8,7 @@ from distillab.data import load_lab_dataset
 from distillab.train.config import TrainConfig
 from distillab.train.trainer import train_arm
 
-from conftest import DATA_DIR
+from train_helpers import DATA_DIR
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from safetensors.numpy import load_file
 from distillab.io import load_predictions
 from distillab.train.trainer import train_arm
 
-from conftest import bow_config
+from train_helpers import banking, banking_cache, bow_config  # noqa: F401 (fixtures)
 
 HERE = Path(__file__).parent
 SETTINGS = dict(max_steps=30, checkpoint_every=5)
@@ -25,7 +25,7 @@ SETTINGS = dict(max_steps=30, checkpoint_every=5)
 CHILD = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {here!r})
-    from conftest import banking_slice, bow_config
+    from train_helpers import banking_slice, bow_config
     import distillab.train.trainer as trainer
     from distillab.train.arms import Arm
 

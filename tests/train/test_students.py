@@ -14,7 +14,7 @@ from distillab.train.lazy_adam import LazyAdam
 from distillab.train.students import (BowStudent, HFStudent, NgramHasher, load_bow_model, load_student,
                                       parse_layers, truncate_layers)
 
-from conftest import make_tiny_bert
+from train_helpers import banking, make_tiny_bert  # noqa: F401 (fixtures)
 
 
 def test_ngram_ids_are_crc32_hashes_of_words_and_bigrams():

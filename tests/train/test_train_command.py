@@ -11,7 +11,7 @@ from distillab.cli import main
 from distillab.data import load_lab_dataset
 from distillab.io import load_predictions
 
-from conftest import DATA_DIR, write_cache
+from train_helpers import DATA_DIR, banking, banking_cache, write_cache  # noqa: F401 (fixtures)
 
 SMALL = ["--max-steps", "3", "--bow-buckets", "4096", "--bow-dim", "8", "--batch-size", "16", "--data-dir", DATA_DIR]
 
@@ -56,7 +56,7 @@ def test_bad_input_exits_2_with_one_clear_line(tmp_path, capsys, argv, message):
 
 def test_kd_with_alpha_zero_is_vanilla(banking, banking_cache, tmp_path):
     """Only the loss differs between arms: KD with alpha=0 is plain CE, so the runs coincide."""
-    from conftest import bow_config
+    from train_helpers import bow_config
     from distillab.train.trainer import train_arms
 
     train_arms(banking, ["vanilla", "kd:alpha=0,name=kd0"], bow_config(), tmp_path, cache=banking_cache)

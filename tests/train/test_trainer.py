@@ -11,7 +11,7 @@ from distillab.errors import ConfigError, FingerprintMismatch, InputError
 from distillab.io import load_predictions
 from distillab.train.trainer import epoch_order, train_arm, train_arms
 
-from conftest import bow_config, make_tiny_bert, slice_dataset, write_cache
+from train_helpers import banking, banking_cache, bow_config, make_tiny_bert, slice_dataset, write_cache  # noqa: F401 (fixtures)
 
 
 def test_outputs_follow_the_training_outputs_contract(banking, banking_cache, tmp_path):

@@ -1,4 +1,7 @@
-"""Small real data, a teacher cache written through the teacher engineer's writer, tiny models from configs."""
+"""Test helpers for tests/train: small real data, a teacher cache made through the teacher's writer,
+tiny models from configs. (A uniquely named module rather than conftest.py, which several test folders have: a bare
+``from conftest import`` would pick whichever was loaded first.) Test modules import the fixtures.
+"""
 
 from __future__ import annotations
 
@@ -26,11 +29,6 @@ def slice_dataset(dataset: TextDataset, train_rows: int, test_rows: int, name: s
 def banking_slice() -> TextDataset:
     """160 train / 50 test rows of banking77 (short texts, 77 classes)."""
     return slice_dataset(load_lab_dataset("banking77", data_dir=DATA_DIR), 160, 50)
-
-
-@pytest.fixture(scope="session")
-def banking() -> TextDataset:
-    return banking_slice()
 
 
 def teacher_logits(dataset: TextDataset, ids: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -68,11 +66,6 @@ def write_cache(dataset: TextDataset, out: Path, kind: str = "dense", k: int | N
     return TeacherCache.open(out)
 
 
-@pytest.fixture(scope="session")
-def banking_cache(banking, tmp_path_factory):
-    return write_cache(banking, tmp_path_factory.mktemp("cache") / "dense")
-
-
 def bow_config(**changes) -> TrainConfig:
     """A bow student small enough that a whole arm takes well under a second."""
     base = dict(student="bow", bow_buckets=2**12, bow_dim=16, batch_size=16, epochs=2, learning_rate=0.05)
@@ -108,3 +101,15 @@ def make_tiny_bert(dataset: TextDataset, out: Path, num_labels: int | None = Non
         config.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def banking():
+    """160 train / 50 test rows of banking77 (short texts, 77 classes)."""
+    return banking_slice()
+
+
+@pytest.fixture(scope="session")
+def banking_cache(banking, tmp_path_factory):
+    """A dense teacher cache of ``banking``'s training rows."""
+    return write_cache(banking, tmp_path_factory.mktemp("cache") / "dense")
