@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import make_audit_dict, reference_audit
+from report_helpers import make_audit_dict, reference_audit
 from distillab.errors import ConfigError
 from distillab.report.decision import DEFAULT_SCENARIOS, load_scenarios, recommend, validate_scenarios
 from distillab.report.tables import Cite, build_tables

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import index_page, make_audit_dict, numbers_in, reference_audit
+from report_helpers import index_page, make_audit_dict, numbers_in, reference_audit
 from distillab.cli import main
 from report_cdp import Chromium, find_chromium
 
@@ -41,7 +41,7 @@ def check_self_contained(html_text: str) -> None:
 @pytest.fixture(scope="module")
 def small_report(tmp_path_factory):
     """The fixture audit rendered once for every test that only reads the result."""
-    from conftest import FIXTURES
+    from report_helpers import FIXTURES
 
     audit = json.loads((FIXTURES / "audit_small.json").read_text())
     audit_dir = tmp_path_factory.mktemp("small")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_audit_dict
+from report_helpers import make_audit_dict
 from distillab.report.tables import (
     PER_CLASS_EDGE_ROWS,
     build_tables,

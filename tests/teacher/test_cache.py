@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import make_dataset
+from teacher_helpers import make_dataset
 from safetensors import safe_open
 
 from distillab.data.dataset import TextDataset, TextSplit

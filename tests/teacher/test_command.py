@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import make_dataset, write_dataset_folder
+from teacher_helpers import make_dataset, write_dataset_folder
 from sklearn.metrics import accuracy_score, f1_score
 
 from distillab.cli import main

@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import make_dataset, write_dataset_folder
+from teacher_helpers import make_dataset, write_dataset_folder
 
 from distillab.cli import main
 from distillab.teacher.cache import TeacherCache

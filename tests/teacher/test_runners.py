@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CLASSES, build_tiny_bert, make_tokenizer
+from teacher_helpers import CLASSES, build_tiny_bert, make_tokenizer
 
 from distillab.errors import InputError
 from distillab.teacher.cache import TeacherCache

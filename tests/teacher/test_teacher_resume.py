@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import make_dataset
+from teacher_helpers import make_dataset
 
 from distillab.teacher.cache import MANIFEST, PROGRESS, TeacherCache
 from distillab.teacher.hf_classifier import cache_classifier
@@ -23,7 +23,7 @@ CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     sys.path.insert(0, {tests!r})
-    from conftest import make_dataset
+    from teacher_helpers import make_dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from distillab.teacher.hf_classifier import cache_classifier
     out = Path({out!r})
