@@ -62,6 +62,15 @@ def test_simplest_within_noise_prefers_the_default_kd_over_a_grid_point():
     assert recs["A"].candidate.startswith("kd") and not recs["A"].candidate.startswith("kd_b")
 
 
+def test_zero_width_noise_floor_still_recommends_the_best():
+    # A degenerate student (one class for every row) gives bootstrap deltas that are all 0: CI width 0.
+    audit = reference_audit()
+    for r in audit["bootstrap"]:
+        r.update(median=0.0, ci_low=0.0, ci_high=0.0, ci_width=0.0, excludes_zero=False)
+    recs, _ = decide(audit)
+    assert recs["A"].candidate is not None
+
+
 def test_b_falls_back_to_vanilla_plus_t_when_kd_plus_t_misses_the_ece_target():
     audit = reference_audit()
     audit["calibration"]["distilled"]["eval"]["scaled"]["overall"]["ece"] = 0.06

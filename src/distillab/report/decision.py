@@ -479,8 +479,9 @@ def _simplest_within_noise(audit, tables, s: dict, ranked: list[str]) -> tuple[s
     if width is None or _value(tables, best, metric) is None:
         return best, width
     top = _value(tables, best, metric)
-    tied = [k for k in ranked if (v := _value(tables, k, metric)) is not None and abs(top - v) < width.value
-            and not _significantly_different(tables, k, best, tier)]
+    # The best is always among them (a zero-width CI, e.g. from a degenerate student, ties nothing else).
+    tied = [best] + [k for k in ranked[1:] if (v := _value(tables, k, metric)) is not None
+                     and abs(top - v) < width.value and not _significantly_different(tables, k, best, tier)]
     roles = tables["inputs"] if "inputs" in tables else None
 
     def simplicity(k: str) -> int:
