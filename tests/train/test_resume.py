@@ -85,3 +85,13 @@ def test_sigkill_twice_then_resume_is_identical(banking, banking_cache, tmp_path
     loss_a = json.loads((reference / "kd_T4_a0.7" / "train_log.json").read_text())["loss"]
     loss_b = json.loads((arm_dir / "train_log.json").read_text())["loss"]
     assert loss_a == loss_b
+
+
+def test_a_moved_teacher_cache_is_the_same_cache_but_another_fingerprint_is_not():
+    from distillab.train.trainer import _checkpoint_key
+
+    here = {"arm": "kd", "tool_version": "0.1.0", "teacher_cache": {"path": "/a/cache", "fingerprint_sha256": "f1"}}
+    moved = {"arm": "kd", "tool_version": "0.2.0", "teacher_cache": {"path": "/b/cache", "fingerprint_sha256": "f1"}}
+    assert _checkpoint_key(here) == _checkpoint_key(moved)
+    other = {"arm": "kd", "teacher_cache": {"path": "/a/cache", "fingerprint_sha256": "f2"}}
+    assert _checkpoint_key(here) != _checkpoint_key(other)

@@ -188,10 +188,11 @@ def _check_existing(arm_dir: Path, resolved: dict) -> bool:
     if not (arm_dir / "train_log.json").exists():
         return False
     previous = read_json(arm_dir / "resolved_config.json") if (arm_dir / "resolved_config.json").exists() else {}
-    if _checkpoint_key(previous) != json.loads(json.dumps(_checkpoint_key(resolved))):
+    before, now = _checkpoint_key(previous), json.loads(json.dumps(_checkpoint_key(resolved)))
+    if before != now:
         raise ConfigError(
-            f"{arm_dir} already holds arm {resolved['arm']!r} trained with other settings; "
-            "use another --out or delete that folder"
+            f"{arm_dir} already holds arm {resolved['arm']!r} trained with other settings "
+            f"(differing: {_differences(before, now)}); use another --out or delete that folder"
         )
     return True
 
@@ -405,8 +406,20 @@ def _say(accelerator, line: str) -> None:
 
 
 def _checkpoint_key(resolved: dict) -> dict:
-    """The settings a checkpoint must share with the run resuming it (not the process count)."""
-    return {k: v for k, v in resolved.items() if k not in ("precision_resolved", "tool_version")}
+    """The settings a checkpoint must share with the run resuming it (not the process count).
+
+    The teacher cache counts by its fingerprint, not by where it lies: a moved checkout or an
+    installed package reads the same cache from another path.
+    """
+    key = {k: v for k, v in resolved.items() if k not in ("precision_resolved", "tool_version")}
+    if isinstance(key.get("teacher_cache"), dict):
+        key["teacher_cache"] = {k: v for k, v in key["teacher_cache"].items() if k != "path"}
+    return key
+
+
+def _differences(before: dict, now: dict) -> str:
+    keys = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    return ", ".join(keys) or "none"
 
 
 def _latest_checkpoint(arm_dir: Path) -> Path | None:
