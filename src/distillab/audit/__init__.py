@@ -6,18 +6,10 @@ so that the CLI (which imports this package to register the command) stays fast.
 
 from __future__ import annotations
 
-from typing import Any
+from distillab.lazy import lazy_exports
 
 __all__ = ["audit", "make_example"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "audit":
-        from distillab.audit.core import audit
-
-        return audit
-    if name == "make_example":
-        from distillab.audit.example import make_example
-
-        return make_example
-    raise AttributeError(f"module 'distillab.audit' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"audit": "distillab.audit.core", "make_example": "distillab.audit.example"}
+)

@@ -5,8 +5,7 @@ Attributes load lazily so that registering the ``calibrate`` command costs nothi
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from distillab.lazy import lazy_exports
 
 _LAZY = {
     "TemperatureScaler": "distillab.calibrate.temperature",
@@ -16,8 +15,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'distillab.calibrate' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

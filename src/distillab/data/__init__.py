@@ -6,8 +6,7 @@ Attributes are imported lazily: the audit imports ``distillab.data.tiers`` and m
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from distillab.lazy import lazy_exports
 
 _LAZY = {
     "TextSplit": "distillab.data.dataset",
@@ -20,14 +19,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'distillab.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value  # cache: later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

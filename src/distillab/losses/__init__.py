@@ -4,6 +4,8 @@ Imports torch lazily so that ``import distillab.losses`` (done by the CLI) stays
 functions below are loaded from :mod:`distillab.losses.kd` on first use.
 """
 
+from distillab.lazy import lazy_exports
+
 _KD_EXPORTS = (
     "cross_entropy",
     "kd_loss",
@@ -21,12 +23,7 @@ _CHECK_EXPORTS = ("check_loss", "CheckResult")
 
 __all__ = list(_KD_EXPORTS + _CHECK_EXPORTS)
 
-
-def __getattr__(name: str):
-    import importlib
-
-    if name in _KD_EXPORTS:
-        return getattr(importlib.import_module("distillab.losses.kd"), name)
-    if name in _CHECK_EXPORTS:
-        return getattr(importlib.import_module("distillab.losses.check"), name)
-    raise AttributeError(f"module 'distillab.losses' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {**dict.fromkeys(_KD_EXPORTS, "distillab.losses.kd"), **dict.fromkeys(_CHECK_EXPORTS, "distillab.losses.check")},
+)

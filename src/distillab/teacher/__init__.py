@@ -6,8 +6,7 @@ transformers are imported only when a runner actually runs.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from distillab.lazy import lazy_exports
 
 _LAZY = {
     "TeacherCache": "distillab.teacher.cache",
@@ -20,14 +19,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'distillab.teacher' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -11,8 +11,7 @@ Attributes are imported lazily so that ``import distillab.train`` (done by the C
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from distillab.lazy import lazy_exports
 
 _LAZY = {
     "TrainConfig": "distillab.train.config",
@@ -30,14 +29,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'distillab.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
