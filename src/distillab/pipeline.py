@@ -208,7 +208,11 @@ def _config_record(config: ExperimentConfig) -> dict:
 
 
 def _digest(inputs: dict) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    """Hash of a stage's inputs; the tool version is one of them (a new release recomputes)."""
+    from distillab import __version__
+
+    record = {**inputs, "tool_version": __version__}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 def _fresh(folder: Path, inputs: dict) -> bool:

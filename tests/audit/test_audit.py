@@ -65,7 +65,11 @@ def test_keys_the_report_relies_on(result):
     assert set(arm["sla"]) == {"target", "threshold", "coverage", "accuracy", "n_covered", "best_accuracy"}
     assert [r["threshold"] for r in arm["coverage"]] == [0.5, 0.6, 0.7, 0.8, 0.9]
     cal = result["calibration"]["vanilla"]
-    assert set(cal["eval"]["raw"]) == {"overall", "tiers", "reliability"} == set(cal["eval"]["scaled"])
+    assert set(cal["eval"]["raw"]) == {"overall", "tiers", "reliability"}
+    assert set(cal["eval"]["scaled"]) == {"overall", "tiers", "reliability", "coverage"}
+    scaled_coverage = cal["eval"]["scaled"]["coverage"]
+    assert [r["threshold"] for r in scaled_coverage] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert scaled_coverage[0]["n_covered"] <= cal["n_eval"]
     assert set(result["transfer_tests"]["test_a"]["distilled"]["head"]) == {
         "js_to_teacher", "agreement", "js_reduction_vs_baseline", "agreement_gain_vs_baseline"}
     assert set(result["transfer_tests"]["test_b"]) >= {"baseline", "distilled", "ece_fraction", "nll_fraction", "ece", "nll"}

@@ -105,6 +105,21 @@ def test_threshold_comes_from_the_coverage_table():
     assert all(r.cells["accuracy"].value < 0.95 for r in lower)
 
 
+def test_plus_t_recipe_takes_its_threshold_from_the_scaled_coverage_table():
+    audit = reference_audit()
+    accuracies = {0.5: 0.90, 0.6: 0.93, 0.7: 0.96, 0.8: 0.97, 0.9: 0.99}
+    audit["calibration"]["distilled"]["eval"]["scaled"]["coverage"] = [
+        {"threshold": t, "coverage": 1.0 - t / 2, "accuracy": a, "n_covered": int(3215 * (1.0 - t / 2))}
+        for t, a in accuracies.items()]
+    recs, tables = decide(audit)
+    assert recs["B"].candidate == "distilled+T"
+    policy = dict(recs["B"].items)["Threshold"]
+    anchors = {f.anchor for f in policy if isinstance(f, Cite)}
+    assert "coverage-scaled-distilled-0.70" in anchors
+    assert not any(a.startswith("coverage-distilled-") for a in anchors)
+    assert "temperature-scaled probabilities" in text(recs["B"])
+
+
 def test_no_threshold_reaching_the_target_is_said_with_the_best_accuracy():
     audit = reference_audit()
     for arm in audit["arms"].values():

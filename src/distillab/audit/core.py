@@ -131,7 +131,8 @@ def audit(
     eval_teacher = None if teacher_probs is None else teacher_probs[eval_rows]
     for name in calibrated:
         scaler = TemperatureScaler().fit(preds[name].logits[cal_rows], labels[cal_rows])
-        scaled = M.row_values(scaler.predict_proba(preds[name].logits[eval_rows]), labels[eval_rows], eval_teacher)
+        scaled_probs = scaler.predict_proba(preds[name].logits[eval_rows])
+        scaled = M.row_values(scaled_probs, labels[eval_rows], eval_teacher)
         calibration[name] = {
             "temperature": scaler.temperature_,
             "fit_split": "cal",
@@ -145,6 +146,8 @@ def audit(
                 "scaled": _split_metrics(scaled, None, row_tiers[eval_rows], k, bins),
             },
         }
+        # A "+T" deployment thresholds softmax(z / T): its coverage, on rows the temperature never saw.
+        calibration[name]["eval"]["scaled"]["coverage"] = coverage_table(scaled_probs, labels[eval_rows], thresholds)
 
     # ---- paired bootstrap of every arm against the baseline
     bootstrap = paired_bootstrap(

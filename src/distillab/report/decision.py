@@ -342,15 +342,25 @@ def _threshold_policy(tables, s: dict, chosen: str) -> tuple[list[Fragment] | No
     if not s.get("threshold"):
         return [f"Not applicable to scenario {s['id']} (no confidence threshold is used)."], {}
     target = tables["scenarios"].cite(f"{s['id']}-0", "accuracy_target")
-    cov = tables.get("coverage")
     arm = _arm(tables, chosen)
-    rows = [r for r in (cov.rows if cov else []) if r.cells["arm"].text == arm]
+    scaled = bool(tables["candidates"].value(chosen, "scaled"))
+    # A "+T" recipe thresholds its scaled probabilities: use their coverage when the audit has it.
+    scaled_cov = tables.get("coverage-scaled") if scaled else None
+    scaled_rows = [r for r in (scaled_cov.rows if scaled_cov else []) if r.cells["arm"].text == arm]
+    cov = tables.get("coverage")
+    rows = scaled_rows or [r for r in (cov.rows if cov else []) if r.cells["arm"].text == arm]
     if not rows:
         return [f"No coverage table for {arm}, so no threshold can be set."], {"_none": True, "target": target,
                                                                              "best_accuracy": "—", "best_threshold": "—",
                                                                              "best_coverage": "—"}
-    scaled_note = (" Thresholds apply to the raw softmax of the arm (the coverage table is computed before "
-                   "temperature scaling)." if tables["candidates"].value(chosen, "scaled") else "")
+    if scaled_rows:
+        scaled_note = (" Thresholds apply to the temperature-scaled probabilities (coverage measured on the eval "
+                       "half, which the temperature was not fitted on).")
+    elif scaled:
+        scaled_note = (" Thresholds apply to the raw softmax of the arm (the audit has no coverage after "
+                       "temperature scaling).")
+    else:
+        scaled_note = ""
     meeting = [r for r in rows if r.cells["accuracy"].value is not None and r.cells["accuracy"].value >= s["threshold"]["accuracy_target"]]
     if meeting:
         r = min(meeting, key=lambda r: r.cells["threshold"].value)

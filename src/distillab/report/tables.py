@@ -248,6 +248,7 @@ def build_tables(audit: dict, scenarios: list[dict] | None = None) -> dict[str, 
         _calibration_table,
         _test_b_table,
         _coverage_table,
+        _scaled_coverage_table,
         _sla_table,
         _grid_table,
         _lift_table,
@@ -542,6 +543,26 @@ def _coverage_table(audit: dict) -> Table:
     )
     for arm, block in audit["arms"].items():
         for r in block.get("coverage") or []:
+            t.add(f"{arm}-{fmt_threshold(r['threshold'])}", arm=arm, threshold=_num(r["threshold"], fmt_threshold),
+                  coverage=_num(r.get("coverage")), accuracy=_num(r.get("accuracy")),
+                  n_covered=_num(r.get("n_covered"), fmt_int))
+    return t
+
+
+def _scaled_coverage_table(audit: dict) -> Table | None:
+    """Coverage of the temperature-scaled arms on the calibration eval half: what a "+T" deployment thresholds."""
+    cal = audit.get("calibration") or {}
+    if not any((c.get("eval") or {}).get("scaled", {}).get("coverage") for c in cal.values()):
+        return None
+    t = Table(
+        "coverage-scaled",
+        "Coverage and selective accuracy after temperature scaling (max softmax(z / T) ≥ threshold, eval half)",
+        [("arm", "Arm"), ("threshold", "Threshold"), ("coverage", "Coverage"), ("accuracy", "Accuracy on covered"),
+         ("n_covered", "n covered")],
+        note="T is fitted on the cal half; these rows are the eval half, which the temperature never saw.",
+    )
+    for arm, block in cal.items():
+        for r in (block.get("eval") or {}).get("scaled", {}).get("coverage") or []:
             t.add(f"{arm}-{fmt_threshold(r['threshold'])}", arm=arm, threshold=_num(r["threshold"], fmt_threshold),
                   coverage=_num(r.get("coverage")), accuracy=_num(r.get("accuracy")),
                   n_covered=_num(r.get("n_covered"), fmt_int))
