@@ -64,7 +64,7 @@ def test_fixture_report_end_to_end(small_report):
     for key, entry in small_audit["inputs"].items():
         assert entry["sha256"] in html_text and entry["sha256"] in md
     assert "cannot be distinguished from zero at this sample size" in html_text
-    assert "no effect" not in html_text.replace("not evidence of no effect", "")
+    assert "no effect" not in html_text and "no effect" not in md  # DESIGN.md: never, not even negated
 
 
 def test_reference_numbers_in_a_reference_shaped_report(write_audit):
@@ -122,6 +122,24 @@ def test_bad_audit_is_one_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "missing key(s) n, num_classes" in err and err.count("\n") == 1
     assert main(["report", str(tmp_path / "nowhere")]) == 2
+
+
+def test_failed_rendering_writes_nothing(tmp_path, monkeypatch):
+    """A failure while rendering the Markdown must not leave figures or a CSV without a report beside them."""
+    from report_helpers import FIXTURES
+
+    from distillab.report import render as render_module
+
+    (tmp_path / "audit.json").write_text((FIXTURES / "audit_small.json").read_text())
+    out = tmp_path / "out"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("rendering bug")
+
+    monkeypatch.setattr(render_module, "to_markdown", broken)
+    with pytest.raises(RuntimeError, match="rendering bug"):
+        render_module.render_report(tmp_path, out_dir=out)
+    assert not out.exists() or not any(out.rglob("*.*")), sorted(out.rglob("*"))
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="chromium not installed (Debian: apt-get install chromium)")

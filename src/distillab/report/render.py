@@ -88,11 +88,18 @@ def render_report(
     dataset = _dataset_name(audit)
     title = title or ("Distillation report" + ("" if dataset == UNKNOWN_DATASET else f": {dataset}"))
 
+    # Render everything in memory first: a failure while drawing or rendering must not leave a
+    # report folder with fresh figures next to a stale (or missing) report.html.
+    for f in figures:
+        _encode(f)
+    header = _header(audit, audit_path)
+    html_text = to_html(title, header, audit, tables, recs, figures)
+    md_text = to_markdown(title, header, audit, tables, recs, figures)
+
     written: dict[str, Path] = {}
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     for f in figures:
-        _encode(f)
         with atomic_path(fig_dir / f"{f.id}.png") as tmp:
             tmp.write_bytes(f.png)
         write_text_atomic(fig_dir / f"{f.id}.svg", f.svg)
@@ -101,9 +108,8 @@ def render_report(
     _write_per_class_csv(audit, csv_path)
     written["per_class_csv"] = csv_path
 
-    header = _header(audit, audit_path)
-    write_text_atomic(out / "report.html", to_html(title, header, audit, tables, recs, figures))
-    write_text_atomic(out / "report.md", to_markdown(title, header, audit, tables, recs, figures))
+    write_text_atomic(out / "report.html", html_text)
+    write_text_atomic(out / "report.md", md_text)
     written["html"], written["markdown"] = out / "report.html", out / "report.md"
     return written
 
@@ -400,7 +406,7 @@ def noise_floor_sentence(audit: dict) -> str:
             f"{baseline_arm(audit)}): {parts}. A macro-F1 difference that has no CI of its own (between grid points, "
             "between candidate recipes) and is smaller than this width is labelled \"within noise floor\"; a "
             "difference with its own CI is judged by that CI, and one that contains 0 reads \"cannot be "
-            "distinguished from zero at this sample size\", which is not evidence of no effect.")
+            "distinguished from zero at this sample size\" (absence of evidence, not evidence that the difference is zero).")
 
 
 # --------------------------------------------------------------------------- HTML
