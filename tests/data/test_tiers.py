@@ -68,6 +68,9 @@ def test_load_counts_formats(tmp_path):
         ("range.json", '{"7": 3}', "outside"),
         ("bad.csv", "x,y\n1,2\n", "needs a 'count' column"),
         ("broken.json", "[1,", "not valid JSON"),
+        ("inf.csv", "class,count\na,inf\n", "non-negative integer"),
+        ("nan.json", "[1, NaN, 3]", "non-negative integer"),
+        ("twice.csv", "class,count\nb,4\n1,2\n", "listed twice"),
     ],
 )
 def test_load_counts_errors(tmp_path, name, text, match):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -107,6 +108,7 @@ def _counts_from_pairs(path: Path, pairs: list, classes: Sequence[str]) -> np.nd
     k = len(classes)
     by_name = {name: i for i, name in enumerate(classes)}
     counts = np.zeros(k, dtype=np.int64)
+    seen: dict[int, Any] = {}
     for key, value in pairs:
         if isinstance(key, int):
             cls = key
@@ -118,11 +120,14 @@ def _counts_from_pairs(path: Path, pairs: list, classes: Sequence[str]) -> np.nd
             raise InputError(f"{path}: unknown class {key!r} (not a class name and not an id in [0, {k}))")
         if not 0 <= cls < k:
             raise InputError(f"{path}: class id {cls} is outside [0, {k})")
+        if cls in seen:  # e.g. a CSV listing a class by name and again by id: which count is meant?
+            raise InputError(f"{path}: class {classes[cls]!r} (id {cls}) is listed twice ({seen[cls]!r} and {key!r})")
+        seen[cls] = key
         try:
             count = float(value)
         except (TypeError, ValueError):
             raise InputError(f"{path}: count for class {key!r} is not a number: {value!r}") from None
-        if count < 0 or count != int(count):
+        if not math.isfinite(count) or count < 0 or count != int(count):  # int(inf) would raise OverflowError
             raise InputError(f"{path}: count for class {key!r} must be a non-negative integer, got {value!r}")
         counts[cls] = int(count)
     return counts
