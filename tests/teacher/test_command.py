@@ -137,3 +137,13 @@ def test_import_with_ids_selects_and_reorders_rows(tmp_path):
     wanted = dataset.splits["test"].ids
     np.testing.assert_allclose(cache.logits(wanted), logits[[position[i] for i in wanted.tolist()]] / 2.0, rtol=1e-6)
     assert cache.temperature == 2.0 and cache.manifest["fingerprint"]["teacher"]["source_file"] == "x.npz"
+
+
+def test_cli_registration_stays_light():
+    """`distillab --help` registers every command: building the teacher parser must not import numpy/torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, distillab.teacher.command; print(sorted({'numpy', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

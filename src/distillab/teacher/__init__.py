@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from distillab.lazy import lazy_exports
 
+# Rows per shard: small enough that a killed run loses little work, large enough that a 100k-row
+# cache stays at ~100 files. Defined here, not in cache.py, so the CLI can show it without numpy.
+DEFAULT_SHARD_ROWS = 1024
+
 _LAZY = {
     "TeacherCache": "distillab.teacher.cache",
     "CacheWriter": "distillab.teacher.cache",

@@ -34,6 +34,7 @@ import numpy as np
 
 from distillab.errors import FingerprintMismatch, InputError
 from distillab.io import Predictions, atomic_path, read_json, sha256_file, write_json_atomic
+from distillab.teacher import DEFAULT_SHARD_ROWS  # re-exported: runners import it from here
 from distillab.teacher.fingerprint import diff, text_digests
 
 FORMAT = "distillab.teacher_cache"
@@ -42,9 +43,6 @@ MANIFEST = "manifest.json"
 PROGRESS = "in-progress.json"
 DTYPES = ("fp16", "bf16", "fp32")
 KINDS = ("dense", "topk")
-# Rows per shard: small enough that a killed run loses little work, large enough that a
-# 100k-row cache stays at ~100 files.
-DEFAULT_SHARD_ROWS = 1024
 FP16_MAX = 65504.0
 
 _ST_DTYPES = {  # safetensors dtype → numpy dtype used to map it (bf16 is mapped as raw uint16)

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from distillab.teacher.cache import DEFAULT_SHARD_ROWS  # numpy only: cheap
+from distillab.teacher import DEFAULT_SHARD_ROWS  # not from cache.py: that imports numpy
 
 
 def resolve_data(spec: str, data_dir: str | None = None):
