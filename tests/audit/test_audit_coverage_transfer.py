@@ -97,3 +97,20 @@ def test_per_class_delta_and_noise_floor():
     records.append({"arm": "distilled", "metric": "ece", "tier": "head", "ci_width": 9.0})
     assert transfer.noise_floor(records, "distilled") == {"overall": 0.02, "head": 0.03, "mid": 0.06, "tail": 0.1}
     assert transfer.noise_floor(records, "other") is None
+
+
+def _summary_input(ece_fraction, nll_fraction):
+    return {
+        "tier_source": "train_counts", "arms": {}, "bootstrap": [],
+        "settings": {"baseline": "vanilla", "distilled": "kd"},
+        "transfer_tests": {"test_b": {"ece_fraction": ece_fraction, "nll_fraction": nll_fraction}},
+    }
+
+
+def test_terminal_summary_says_n_a_only_when_a_fraction_is_undefined():
+    from distillab.audit.command import summary
+
+    both = summary(_summary_input(1.37, 0.55), "out/audit.json")
+    assert "137% of kd's ECE gain and 55% of kd's NLL gain" in both and "n/a" not in both
+    one = summary(_summary_input(None, 0.55), "out/audit.json")
+    assert "n/a of kd's ECE gain" in one and "gained nothing" in one

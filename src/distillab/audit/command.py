@@ -121,9 +121,10 @@ def summary(result: dict, path) -> str:
             )
     test_b = result["transfer_tests"]["test_b"]
     if test_b:
-        parts = [f"{_percent(test_b[f'{m}_fraction'])} of its {m.upper()} gain" for m in ("ece", "nll")]
-        lines.append(f"Test B: temperature scaling {baseline} reaches {' and '.join(parts)} "
-                     "(n/a: the distilled arm gained nothing there)")
+        fractions = [test_b[f"{m}_fraction"] for m in ("ece", "nll")]
+        parts = [f"{_percent(f)} of {distilled}'s {m.upper()} gain" for f, m in zip(fractions, ("ece", "nll"))]
+        why = " (n/a: the distilled arm gained nothing there)" if None in fractions else ""
+        lines.append(f"Test B: temperature scaling {baseline} reaches {' and '.join(parts)}{why}")
     lines.append(f"wrote {path}")
     return "\n".join(lines)
 
