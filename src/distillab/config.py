@@ -114,6 +114,9 @@ class CalibrationConfig:
 
     seed: int = _help("seed of the permutation that splits evaluation rows into cal/eval halves", default=1041)
 
+    def problems(self) -> list[str]:
+        return [] if _seed(self.seed) else [f"calibration.seed: must be an integer in [0, 2**32), got {self.seed!r}"]
+
 
 @dataclass
 class AuditConfig:
@@ -133,6 +136,10 @@ class AuditConfig:
         found = []
         if not (isinstance(self.n_resamples, int) and self.n_resamples >= 10):
             found.append(f"audit.n_resamples: must be an integer >= 10, got {self.n_resamples!r}")
+        if not _seed(self.seed):
+            found.append(f"audit.seed: must be an integer in [0, 2**32), got {self.seed!r}")
+        if self.distilled is not None and self.distilled == self.baseline:
+            found.append(f"audit.distilled: {self.distilled!r} is the baseline; name another arm (or leave it out)")
         if not (isinstance(self.bins, int) and self.bins >= 1):
             found.append(f"audit.bins: must be an integer >= 1, got {self.bins!r}")
         if not (isinstance(self.sla, (int, float)) and 0 < self.sla <= 1):
@@ -172,7 +179,7 @@ class ExperimentConfig:
             unknown = sorted(set(self.data) - SPEC_KEYS)
             if unknown:
                 found.append(f"data: unknown key(s) {unknown}; valid: {', '.join(sorted(SPEC_KEYS))}")
-        for section in (self.tiers, self.teacher, self.grid, self.audit):
+        for section in (self.tiers, self.teacher, self.grid, self.calibration, self.audit):
             found += section.problems()
         found += self._training_problems()
         found += self._arm_problems()
@@ -251,6 +258,11 @@ class ExperimentConfig:
 
     def output_path(self) -> Path:
         return Path(self.output_dir).expanduser()
+
+
+def _seed(value: Any) -> bool:
+    """A seed numpy's RandomState accepts (bool is an int in Python, but never a meant seed)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
 
 
 def _positive(value: Any) -> bool:

@@ -55,3 +55,14 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
 def test_eval_split_cannot_be_the_training_split():
     with pytest.raises(ConfigError, match="also the training split"):
         config_from_dict({"data": {"lab": "r52"}, "eval_split": "train", "teacher": {"cache": "x"}})
+
+
+def test_seeds_and_distilled_are_checked_before_anything_runs():
+    """Bad seeds or distilled == baseline used to surface only in the audit, after every arm had trained."""
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"data": {"lab": "r52"}, "teacher": {"cache": "x"}, "calibration": {"seed": -1},
+                          "audit": {"seed": "42", "distilled": "vanilla"}})
+    message = str(info.value)
+    for fragment in ("calibration.seed: must be an integer", "audit.seed: must be an integer",
+                     "audit.distilled: 'vanilla' is the baseline"):
+        assert fragment in message, fragment
