@@ -40,6 +40,8 @@ def test_compute_loss_equals_kd_loss(hf_setup, banking_cache):
     with torch.no_grad():
         got = trainer.compute_loss(model, batch)
         ids = banking_cache.ids[batch["teacher_row"].numpy()]
+        # teacher_row came from the mapping under test: the rows it names must hold this batch's labels.
+        np.testing.assert_array_equal(banking_cache.labels(ids), batch["labels"].numpy())
         teacher = torch.from_numpy(banking_cache.logits(ids))  # independent lookup by row id
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                        token_type_ids=batch.get("token_type_ids")).logits
@@ -58,3 +60,12 @@ def test_unknown_row_ids_are_refused(hf_setup, banking_cache):
     renamed = dataset.map(lambda row: {"id": "nope-" + row["id"]})
     with pytest.raises(InputError, match="not in the teacher cache"):
         DistillationTrainer(model=model, args=args, train_dataset=renamed, teacher_cache=banking_cache, arm="kd")
+
+
+def test_labels_in_another_class_order_are_refused(hf_setup, banking_cache):
+    from distillab.errors import FingerprintMismatch
+
+    model, _, dataset, args = hf_setup
+    shifted = dataset.map(lambda row: {"labels": (row["labels"] + 1) % 77})  # same rows, other class ids
+    with pytest.raises(FingerprintMismatch, match="'labels' disagrees with the teacher cache"):
+        DistillationTrainer(model=model, args=args, train_dataset=shifted, teacher_cache=banking_cache, arm="kd")

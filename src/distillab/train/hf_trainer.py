@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from transformers import Trainer
 
-from distillab.errors import InputError
+from distillab.errors import FingerprintMismatch, InputError
 from distillab.train.arms import Arm, parse_arm
 from distillab.train.predict import model_logits
 
@@ -59,8 +59,30 @@ class DistillationTrainer(Trainer):
                 f"train_dataset has no {self.id_column!r} column (columns: {', '.join(dataset.column_names)}); "
                 "add the row ids the teacher cache was made with, or pass id_column="
             )
-        rows = self.teacher_cache.rows(np.asarray(dataset[self.id_column], dtype=str))  # unknown id → error
+        ids = np.asarray(dataset[self.id_column], dtype=str)
+        rows = self.teacher_cache.rows(ids)  # unknown id → error
+        self._check_labels(dataset, ids, rows)
         return dataset.add_column(TEACHER_ROW, rows.tolist())
+
+    def _check_labels(self, dataset, ids: np.ndarray, rows: np.ndarray) -> None:
+        """The dataset's integer labels must be the cache's (same rows, same class order), as ``prepare`` checks
+        for ``distillab train``: otherwise the CE term and the teacher's class columns disagree silently."""
+        column = next((c for c in ("labels", "label") if c in dataset.column_names), None)
+        if column is None:
+            return
+        given = np.asarray(dataset[column])
+        if given.shape != rows.shape or not np.issubdtype(given.dtype, np.integer):
+            return  # not class ids (e.g. label strings): nothing comparable
+        cached = self.teacher_cache.labels()[rows]
+        differ = np.flatnonzero(given != cached)
+        if differ.size:
+            i = int(differ[0])
+            classes = self.teacher_cache.classes
+            raise FingerprintMismatch(
+                f"train_dataset column {column!r} disagrees with the teacher cache {self.teacher_cache.path} on "
+                f"{differ.size} of {len(rows)} rows (first: id {str(ids[i])!r}, dataset {int(given[i])}, cache "
+                f"{int(cached[i])} = {classes[int(cached[i])]!r}); label ids must follow the cache's class order"
+            )
 
     def _set_signature_columns_if_needed(self):
         """Keep ``teacher_row`` when the Trainer drops columns the model's ``forward`` does not take."""
