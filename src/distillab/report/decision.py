@@ -540,7 +540,7 @@ def _infeasible(audit, tables, s: dict, candidates: list[str], failed: list[tupl
         if rows:
             flip += [" (the closest lower bound now is ", boot.cite(r, "ci_low"), ")"]
         items.append(("Flip", flip + [f"; the alternative is {s['flip_alternative']}."]))
-        items.append(("Ceiling", _ceiling(audit, tables, tier)))
+        items.append(("Ceiling", _ceiling(tables, tier)))
     elif c:
         metric = c["metric"]
         name = _METRIC_NAMES[metric]
@@ -553,7 +553,7 @@ def _infeasible(audit, tables, s: dict, candidates: list[str], failed: list[tupl
                                f"{s['flip_alternative']}."]))
         tier = _TIER_OF_METRIC.get(metric)
         if tier is not None:
-            items.append(("Ceiling", _ceiling(audit, tables, tier)))
+            items.append(("Ceiling", _ceiling(tables, tier)))
         elif metric == "ms_per_example":
             items.append(("Ceiling", ["This is a serving-cost problem, not a data or recipe one: every measured "
                                       "model is slower than the budget."]))
@@ -572,7 +572,7 @@ def _infeasible(audit, tables, s: dict, candidates: list[str], failed: list[tupl
     return Recommendation(s, None, "none", False, items)
 
 
-def _ceiling(audit, tables, tier: str) -> list[Fragment]:
+def _ceiling(tables, tier: str) -> list[Fragment]:
     """A data problem: cite the teacher's own score on the tier as the ceiling, and the tier's support."""
     frags: list[Fragment] = ["This is a data problem, not a recipe one"]
     metrics = tables.get("tier-metrics")

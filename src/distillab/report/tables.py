@@ -351,14 +351,13 @@ def _transfer_table(audit: dict) -> Table | None:
                    if r.get("baseline") == base and r.get("tier") == "overall"}
     for metric, prop in (("ece", "Top-1 calibration"), ("nll", "Full-distribution calibration")):
         fraction = test_b.get(f"{metric}_fraction")
-        b_scaled = (test_b.get(metric) or {}).get("baseline_scaled", _cal_metric(cal, base, "scaled", metric))
         row = metric_boot.get((dist, metric))
         if row is not None:  # full evaluation set, with the paired-bootstrap CI of the difference
             b_val, d_val = arms[base]["overall"].get(metric), arms[dist]["overall"].get(metric)
             t.add(f"calibration-{metric}", property=prop, measure=f"{metric.upper()} (full set)",
                   baseline=_num(b_val), distilled=_num(d_val), delta=_num(row.get("median"), fmt_signed),
                   ci=Cell(_ci_text(row), (row.get("ci_low"), row.get("ci_high"))), ci_width=_num(_width(row)),
-                  verdict=verdict_text(row), tscaling=_tscaling_text(fraction, b_scaled, test_b.get(metric)))
+                  verdict=verdict_text(row), tscaling=_tscaling_text(fraction, test_b.get(metric)))
             continue
         block = test_b.get(metric) or {}
         b_raw = block.get("baseline_raw", _cal_metric(cal, base, "raw", metric))
@@ -373,7 +372,7 @@ def _transfer_table(audit: dict) -> Table | None:
             ci=Cell("—"),
             ci_width=Cell("—"),
             verdict=_direction_text(b_raw, d_raw, lower_is_better=True) + " (no CI: descriptive)",
-            tscaling=_tscaling_text(fraction, b_scaled, test_b.get(metric)),
+            tscaling=_tscaling_text(fraction, test_b.get(metric)),
         )
     test_a = (audit.get("transfer_tests") or {}).get("test_a") or {}
     if not has_teacher(audit):
@@ -437,7 +436,7 @@ def _direction_text(base: Any, dist: Any, lower_is_better: bool) -> str:
     return "distilled better" if better else "distilled worse"
 
 
-def _tscaling_text(fraction: Any, scaled: Any, block: dict | None = None) -> str:
+def _tscaling_text(fraction: Any, block: dict | None = None) -> str:
     if fraction is None and block and block.get("note"):
         return "n/a — the distilled arm has no gain on this metric to reproduce (Test B)"
     if fraction is None:
