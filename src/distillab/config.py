@@ -201,31 +201,19 @@ class ExperimentConfig:
     def _arm_problems(self) -> list[str]:
         from distillab.train.arms import parse_arm
 
-        found, names = [], []
+        found, parsed = [], []
         for text in self.arms:
             try:
-                names.append(parse_arm(text).name)
+                parsed.append(parse_arm(text))
             except DistillabError as exc:
                 found.append(f"arms: {exc}")
-        names += [arm.name for arm in self._grid_arms(self.arms_known())]
+        names = [arm.name for arm in parsed + self._grid_arms(parsed)]
         found += [f"arms: the name {name!r} is used twice" for name in sorted({n for n in names if names.count(n) > 1})]
         if self.audit.baseline not in names:
             found.append(f"audit.baseline: {self.audit.baseline!r} is not an arm (arms: {', '.join(names)})")
         if self.audit.distilled is not None and self.audit.distilled not in names:
             found.append(f"audit.distilled: {self.audit.distilled!r} is not an arm (arms: {', '.join(names)})")
         return found
-
-    def arms_known(self) -> list:
-        """The configured arms that parse (invalid ones are reported by :meth:`problems`)."""
-        from distillab.train.arms import parse_arm
-
-        arms = []
-        for text in self.arms:
-            try:
-                arms.append(parse_arm(text))
-            except DistillabError:
-                pass
-        return arms
 
     def train_config(self):
         from distillab.train.config import TrainConfig
