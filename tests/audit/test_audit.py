@@ -164,12 +164,13 @@ def _bad_cases(tmp_path, ex):
         "unknown baseline": (["--arm", f"distilled={ex['distilled']}", "--baseline", "nope"], "--baseline", "'nope'"),
         "reserved name": (["--arm", f"teacher={ex['distilled']}"], "reserved", "teacher"),
         "missing file": (["--arm", f"distilled={tmp_path / 'missing.npz'}"], "missing.npz", "not found"),
+        "negative seed": (["--arm", f"distilled={ex['distilled']}", "--seed", "-1"], "--seed", "2**32"),
     }
 
 
 @pytest.mark.parametrize("case", ["label out of range", "K differs", "NaN logits", "fewer rows", "rows shuffled, no ids",
                                   "unknown id", "empty tier", "cal split too small", "unknown baseline", "reserved name",
-                                  "missing file"])
+                                  "missing file", "negative seed"])
 def test_bad_input_exits_2_with_one_line_and_no_audit(example, tmp_path, capsys, case):
     out = tmp_path / "out"
     extra, names, says = _bad_cases(tmp_path, example)[case]

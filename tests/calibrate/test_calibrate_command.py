@@ -46,3 +46,9 @@ def test_calibrate_too_small_cal_split(pred_file, tmp_path, capsys):
     assert main(["calibrate", str(pred_file), "--cal-split", str(split)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "p.npz" in err[0] and "at least 10" in err[0]
+
+
+def test_calibrate_negative_split_seed_is_one_line(pred_file, capsys):
+    assert main(["calibrate", str(pred_file), "--split-seed", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--split-seed" in err[0]

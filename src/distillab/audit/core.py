@@ -55,7 +55,7 @@ def audit(
     every arm; the baseline is always fitted because Test B needs it. With ``out``, writes
     ``out/audit.json`` and ``out/audit.md``.
     """
-    _check_settings(bins, n_resamples, thresholds, sla_target)
+    _check_settings(bins, n_resamples, seed, thresholds, sla_target)
 
     # ---- inputs: load, check names, align rows to the reference (teacher, else first arm)
     if not arms:
@@ -227,11 +227,13 @@ def audit(
     return result
 
 
-def _check_settings(bins: int, n_resamples: int, thresholds: Sequence[float], sla_target: float) -> None:
+def _check_settings(bins: int, n_resamples: int, seed: int, thresholds: Sequence[float], sla_target: float) -> None:
     if bins < 1:
         raise InputError(f"--bins must be >= 1, got {bins}")
     if n_resamples < 1:
         raise InputError(f"--n-resamples must be >= 1, got {n_resamples}")
+    if not 0 <= seed < 2**32:  # RandomState's range; checked here, before any file is read
+        raise InputError(f"--seed must be in [0, 2**32), got {seed}")
     if not thresholds or any(not 0 <= t <= 1 for t in thresholds):
         raise InputError(f"--thresholds must be probabilities in [0, 1], got {list(thresholds)}")
     if not 0 < sla_target <= 1:

@@ -24,6 +24,8 @@ def calibrate_predictions(
     sidecar as ``temperature`` plus a ``calibration`` block, which is how later stages learn T.
     """
     path = Path(path)
+    if not 0 <= split_seed < 2**32:  # RandomState's range
+        raise InputError(f"--split-seed must be in [0, 2**32), got {split_seed}")
     preds = load_predictions(path)
     if cal_split is None:
         cal_rows, eval_rows = cal_eval_split(preds.n, split_seed)
