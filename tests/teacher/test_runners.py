@@ -98,3 +98,17 @@ def test_causal_lm_per_token_topk_matches_direct_forward(tmp_path, tiny_llama, d
     truncation = cache.manifest["truncation"]
     assert truncation["positions"] == int(n_tokens.sum())
     assert 0 < truncation["mass_lost_mean"] < 1 and truncation["kl_uniform_tail_mean"] >= 0
+
+
+def test_a_loaded_tokenizer_is_used_with_a_model_path(tmp_path, tiny_bert, dataset):
+    """A tokenizer object passed with a model *path* is the one used (it was replaced by the folder's)."""
+    import shutil
+
+    bare = tmp_path / "bare"  # weights only: the folder's own tokenizer would be nearly empty
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(f"{tiny_bert}/{name}", bare / name)
+    out = cache_classifier(str(bare), dataset, tmp_path / "c", tokenizer=make_tokenizer(), splits=["test"],
+                           dtype="fp32", progress=False)
+    expected = direct_logits(tiny_bert, dataset.splits["test"].texts)
+    np.testing.assert_allclose(TeacherCache.open(out).logits(dataset.splits["test"].ids), expected, rtol=1e-4, atol=1e-4)

@@ -29,15 +29,21 @@ from distillab.teacher.capture import (
 from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint, teacher_fingerprint
 
 
-def load_causal_lm(name_or_path: str, gguf_file: str | None = None, tokenizer_name: str | None = None):
-    """(model, tokenizer) from a local folder or Hub id; ``gguf_file`` loads (and dequantises) a GGUF file."""
+def load_causal_lm(name_or_path: str, gguf_file: str | None = None, tokenizer_name=None):
+    """(model, tokenizer) from a local folder or Hub id; ``gguf_file`` loads (and dequantises) a GGUF file.
+
+    ``tokenizer_name`` is a path / Hub id, or an already loaded tokenizer, which is used as given.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **extra)
-        tokenizer = (AutoTokenizer.from_pretrained(tokenizer_name) if tokenizer_name
-                     else AutoTokenizer.from_pretrained(name_or_path, **extra))
+        if tokenizer_name is not None and not isinstance(tokenizer_name, (str, os.PathLike)):
+            tokenizer = tokenizer_name
+        else:
+            tokenizer = (AutoTokenizer.from_pretrained(tokenizer_name) if tokenizer_name
+                         else AutoTokenizer.from_pretrained(name_or_path, **extra))
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot load a causal LM (or its tokenizer) from {name_or_path!r}: "
                          f"{str(exc).splitlines()[0]}") from None
@@ -68,7 +74,7 @@ def cache_causal_lm(
         raise InputError(f"batch_size and max_length must be >= 1, got {batch_size} and {max_length}")
     name = model if isinstance(model, str) else getattr(model.config, "name_or_path", "") or type(model).__name__
     if isinstance(model, str):
-        model, tokenizer = load_causal_lm(model, gguf_file, tokenizer if isinstance(tokenizer, str) else None)
+        model, tokenizer = load_causal_lm(model, gguf_file, tokenizer)  # a loaded tokenizer is kept as given
     elif tokenizer is None:
         raise InputError("pass tokenizer= along with an already loaded model")
     check_tokenizer(model, tokenizer, name)

@@ -26,8 +26,11 @@ from distillab.teacher.capture import (
 from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint, teacher_fingerprint
 
 
-def load_classifier(name_or_path: str, tokenizer_name: str | None = None):
-    """(model, tokenizer) from a local folder or Hub id; a clear error when either cannot be loaded."""
+def load_classifier(name_or_path: str, tokenizer_name=None):
+    """(model, tokenizer) from a local folder or Hub id; a clear error when either cannot be loaded.
+
+    ``tokenizer_name`` is a path / Hub id, or an already loaded tokenizer, which is used as given.
+    """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     try:
@@ -35,6 +38,8 @@ def load_classifier(name_or_path: str, tokenizer_name: str | None = None):
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot load a sequence-classification model from {name_or_path!r}: "
                          f"{str(exc).splitlines()[0]}") from None
+    if tokenizer_name is not None and not isinstance(tokenizer_name, (str, os.PathLike)):
+        return model, tokenizer_name
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or name_or_path)
     except (OSError, ValueError) as exc:
@@ -93,7 +98,7 @@ def cache_classifier(
         raise InputError(f"batch_size and max_length must be >= 1, got {batch_size} and {max_length}")
     name = model if isinstance(model, str) else getattr(model.config, "name_or_path", "") or type(model).__name__
     if isinstance(model, str):
-        model, tokenizer = load_classifier(model, tokenizer if isinstance(tokenizer, str) else None)
+        model, tokenizer = load_classifier(model, tokenizer)  # a loaded tokenizer is kept as given
     elif tokenizer is None:
         raise InputError("pass tokenizer= along with an already loaded model")
     check_tokenizer(model, tokenizer, name)
