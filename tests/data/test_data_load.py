@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -60,6 +61,19 @@ def test_folder_discovery_takes_split_named_files_and_shards(tmp_path):
     assert ds.splits["train"].ids.tolist() == [f"f-train-{i}" for i in range(4)]
     assert ds.splits["test"].ids.tolist() == ["f-test-0"]
     assert [entry["sha256"] for entry in ds.source["files"]["train"]] and ds.source["kind"] == "local"
+
+
+def test_errors_in_a_later_shard_name_that_file_and_its_row(tmp_path):
+    write_csv(tmp_path / "train-00000-of-00002.csv", ROWS[:3])
+    second = write_csv(tmp_path / "train-00001-of-00002.csv", [ROWS[3], ("no label here", "")])
+    with pytest.raises(InputError, match=rf"^{re.escape(str(second))}, row 1: empty value in label column"):
+        load_dataset({"path": str(tmp_path)})
+    write_csv(second, [ROWS[3], ("", "pos")])
+    with pytest.raises(InputError, match=rf"^{re.escape(str(second))}, row 1: empty text"):
+        load_dataset({"path": str(tmp_path)})
+    write_csv(second, [ROWS[3], ("odd one", "odd")])
+    with pytest.raises(InputError, match=rf"^{re.escape(str(second))}, row 1: label 'odd' is not one of"):
+        load_dataset({"path": str(tmp_path), "label_list": ["neg", "pos"]})
 
 
 def test_folder_without_split_files_says_how_to_name_them(tmp_path):

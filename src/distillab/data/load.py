@@ -76,6 +76,7 @@ class RawSplit:
     labels: list[str]
     ids: list[str]
     rows: list[int]
+    shards: tuple[tuple[int, str], ...] = ()  # (first raw row, file) per file when a split spans several
 
     def take(self, positions: list[int] | np.ndarray) -> "RawSplit":
         return RawSplit(
@@ -84,7 +85,20 @@ class RawSplit:
             labels=[self.labels[i] for i in positions],
             ids=[self.ids[i] for i in positions],
             rows=[self.rows[i] for i in positions],
+            shards=self.shards,
         )
+
+    def at(self, position: int) -> str:
+        """"FILE, row R" for the row at ``position``, for error messages."""
+        return locate_row(self.where, self.shards, self.rows[position])
+
+
+def locate_row(where: str, shards: tuple[tuple[int, str], ...], raw_row: int) -> str:
+    """The file holding ``raw_row`` and its row inside that file (raw rows run on across shards)."""
+    for first, path in reversed(shards):
+        if raw_row >= first:
+            return f"{path}, row {raw_row - first}"
+    return f"{where}, row {raw_row}"
 
 
 def load_dataset(spec: dict) -> TextDataset:
@@ -305,7 +319,9 @@ def read_files(paths: list[Path], split: str, text_column: str, label_column: st
     texts: list[Any] = []
     labels: list[Any] = []
     ids: list[Any] = []
+    shards = []
     for path in paths:
+        shards.append((len(texts), str(path)))
         columns, records = read_table(path)
         check_columns(str(path), columns, text_column, label_column, id_column)
         texts += records[text_column]
@@ -313,7 +329,8 @@ def read_files(paths: list[Path], split: str, text_column: str, label_column: st
         if id_column:
             ids += records[id_column]
     where = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} shards)"
-    return make_raw(where, texts, labels, ids if id_column else None, split, prefix, label_column, id_column)
+    return make_raw(where, texts, labels, ids if id_column else None, split, prefix, label_column, id_column,
+                    shards=tuple(shards) if len(paths) > 1 else ())
 
 
 def read_table(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
@@ -387,12 +404,12 @@ def check_columns(where: str, columns: list[str], text_column: str, label_column
 
 
 def make_raw(where: str, texts: list, labels: list, ids: list | None, split: str, prefix: str,
-             label_column: str, id_column: str | None) -> RawSplit:
+             label_column: str, id_column: str | None, shards: tuple = ()) -> RawSplit:
     """Stringify labels and ids; a missing label is an error here, before merge maps can hide it."""
     str_labels = []
     for row, label in enumerate(labels):
         if label is None or (isinstance(label, str) and not label.strip()) or (isinstance(label, float) and label != label):
-            raise InputError(f"{where}, row {row}: empty value in label column {label_column!r}")
+            raise InputError(f"{locate_row(where, shards, row)}: empty value in label column {label_column!r}")
         str_labels.append(str(label))
     if ids is None:
         str_ids = [f"{prefix}-{split}-{row}" for row in range(len(texts))]
@@ -400,10 +417,10 @@ def make_raw(where: str, texts: list, labels: list, ids: list | None, split: str
         str_ids = []
         for row, value in enumerate(ids):
             if value is None or str(value).strip() == "":
-                raise InputError(f"{where}, row {row}: empty value in id column {id_column!r}")
+                raise InputError(f"{locate_row(where, shards, row)}: empty value in id column {id_column!r}")
             str_ids.append(str(value))
     return RawSplit(where=where, texts=[as_text(t) for t in texts], labels=str_labels, ids=str_ids,
-                    rows=list(range(len(texts))))
+                    rows=list(range(len(texts))), shards=shards)
 
 
 def as_text(value: Any) -> str | None:
@@ -464,7 +481,7 @@ def handle_empty_texts(raw: dict[str, RawSplit], policy: str, dropped: dict) -> 
         empty = [i for i, text in enumerate(rows.texts) if text is None or not text.strip()]
         if empty and policy == "error":
             raise InputError(
-                f"{rows.where}, row {rows.rows[empty[0]]}: empty text ({len(empty)} such rows in split {split!r}); "
+                f"{rows.at(empty[0])}: empty text ({len(empty)} such rows in split {split!r}); "
                 "fix the data or set empty_text: drop"
             )
         if empty:
@@ -542,7 +559,7 @@ def resolve_labels(raw: dict[str, RawSplit], classes: list[str], filtered: set[s
                 unknown[label] += 1
             else:
                 raise InputError(
-                    f"{rows.where}, row {rows.rows[position]}: label {label!r} is not one of the {len(classes)} classes "
+                    f"{rows.at(position)}: label {label!r} is not one of the {len(classes)} classes "
                     "and not covered by the merge map; add it to merge_map or label_list, or set unknown_labels: drop"
                 )
         if by_filter:
@@ -595,13 +612,13 @@ def stratified_split(splits: dict[str, tuple[RawSplit, list[int]]], options: dic
 
 
 def check_unique_ids(splits: dict[str, tuple[RawSplit, list[int]]]) -> None:
-    seen: dict[str, tuple[str, int]] = {}
+    seen: dict[str, tuple[RawSplit, int]] = {}
     for rows, _ in splits.values():
-        for row_id, row in zip(rows.ids, rows.rows):
+        for position, row_id in enumerate(rows.ids):
             if row_id in seen:
-                first_where, first_row = seen[row_id]
+                first, first_position = seen[row_id]
                 raise InputError(
-                    f"{rows.where}, row {row}: duplicate row id {row_id!r} (first at {first_where}, row {first_row}); "
+                    f"{rows.at(position)}: duplicate row id {row_id!r} (first at {first.at(first_position)}); "
                     "row ids must be unique across all splits"
                 )
-            seen[row_id] = (rows.where, row)
+            seen[row_id] = (rows, position)
