@@ -142,7 +142,10 @@ def test_formatting():
     assert fmt_signed(None) == "—"
     assert fmt_pct(1.3714) == "137%"
     assert slug("kd_T4_a70+T") == "kd_T4_a70+T"
-    assert slug("kd T=4") != slug("kd-T=4") != slug("kd T-4")
+    # Injective: each of these must get its own anchor (a chained != never compared the first with the last).
+    names = ("kd T=4", "kd-T=4", "kd T-4", "kd~20T=4", "kd_T=4", "kd a", "kd\u020a", "~", "")
+    assert len({slug(n) for n in names}) == len(names)
+    assert slug("kd T=4") == "kd~20~T~3d~4"
 
 
 def test_arm_names_that_differ_only_in_punctuation_get_distinct_anchors():

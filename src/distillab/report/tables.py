@@ -63,11 +63,12 @@ def fmt_threshold(x: Any) -> str:
 
 
 def slug(text: str) -> str:
-    """An anchor-safe, injective fragment of ``text``: other characters become ``~`` + hex code point.
+    """An anchor-safe, injective fragment of ``text``: other characters become ``~`` + hex code point + ``~``.
 
-    Injective so that two arms whose names differ only in punctuation never share a row anchor.
+    Injective so that two arms whose names differ only in punctuation never share a row anchor; the
+    closing ``~`` keeps the hex from running into a following letter (" a" and "\u020a" both gave "~20a").
     """
-    return re.sub(r"[^A-Za-z0-9_.+-]", lambda m: f"~{ord(m.group()):x}", str(text)) or "~"
+    return re.sub(r"[^A-Za-z0-9_.+-]", lambda m: f"~{ord(m.group()):x}~", str(text)) or "~"
 
 
 # --------------------------------------------------------------------------- table model
