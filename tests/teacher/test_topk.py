@@ -73,3 +73,18 @@ def test_macro_f1_matches_sklearn(seed):
     labels = rng.randint(0, 6, size=50)
     preds = np.where(rng.rand(50) < 0.6, labels, rng.randint(0, 8, size=50))  # some classes only predicted
     assert macro_f1(labels, preds) == pytest.approx(f1_score(labels, preds, average="macro", zero_division=0))
+
+
+@pytest.mark.parametrize("k", [1, 4, 10])
+def test_capture_topk_equals_the_loss_side_topk_targets(k):
+    """The cache writes what topk_kd_loss is tested against: two implementations of one triple must agree."""
+    import torch
+
+    from distillab.losses.kd import topk_targets
+
+    logits = (np.random.RandomState(k).normal(size=(5, 10)) * 4).astype(np.float32)
+    out = topk_outputs(logits, k)
+    ids, logprobs, tail = topk_targets(torch.from_numpy(logits), k)
+    np.testing.assert_array_equal(out["topk_ids"], ids.numpy())
+    np.testing.assert_allclose(out["topk_logprobs"], logprobs.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out["tail_logmass"], tail.numpy(), rtol=1e-6, atol=1e-6)

@@ -140,3 +140,11 @@ def test_train_config_reports_every_problem_at_once():
     with pytest.raises(ConfigError, match="unknown training setting"):
         TrainConfig.from_dict({"epoch": 3})
     assert TrainConfig.from_dict({"eval_splits": "validation"}).eval_splits == ("validation",)
+
+
+def test_arm_tail_modes_are_the_losses_tail_modes():
+    """arms.py keeps its own copy (it must not import torch): the two lists must not drift apart."""
+    from distillab.losses.kd import TAIL_MODES
+    from distillab.train.arms import TAILS
+
+    assert TAILS == TAIL_MODES
