@@ -173,6 +173,8 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"{path}: 'labels' must be a 1-D integer array, got shape {labels.shape} dtype {labels.dtype}")
     meta = read_json(sidecar_path(path)) if sidecar_path(path).exists() else {}
+    if not isinstance(meta, dict):  # every reader does meta.get(...): a list here would crash far from the cause
+        raise InputError(f"{sidecar_path(path)}: a predictions sidecar must be a JSON object, got {type(meta).__name__}")
     preds = Predictions(
         path=path,
         logits=arrays["logits"],

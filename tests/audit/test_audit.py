@@ -141,6 +141,12 @@ def _write(path, logits, labels, **arrays):
     return path
 
 
+def _with_sidecar(path, good, text):
+    _write(path, good.logits, good.labels)
+    path.with_suffix(".json").write_text(text)
+    return path
+
+
 def _bad_cases(tmp_path, ex):
     good = load_predictions(ex["vanilla"])
     n = good.n
@@ -164,13 +170,15 @@ def _bad_cases(tmp_path, ex):
         "unknown baseline": (["--arm", f"distilled={ex['distilled']}", "--baseline", "nope"], "--baseline", "'nope'"),
         "reserved name": (["--arm", f"teacher={ex['distilled']}"], "reserved", "teacher"),
         "missing file": (["--arm", f"distilled={tmp_path / 'missing.npz'}"], "missing.npz", "not found"),
+        "sidecar not an object": (["--arm", f"distilled={_with_sidecar(tmp_path / 'g.npz', good, '[1, 2]')}"], "g.json",
+                                  "JSON object"),
         "negative seed": (["--arm", f"distilled={ex['distilled']}", "--seed", "-1"], "--seed", "2**32"),
     }
 
 
 @pytest.mark.parametrize("case", ["label out of range", "K differs", "NaN logits", "fewer rows", "rows shuffled, no ids",
                                   "unknown id", "empty tier", "cal split too small", "unknown baseline", "reserved name",
-                                  "missing file", "negative seed"])
+                                  "missing file", "sidecar not an object", "negative seed"])
 def test_bad_input_exits_2_with_one_line_and_no_audit(example, tmp_path, capsys, case):
     out = tmp_path / "out"
     extra, names, says = _bad_cases(tmp_path, example)[case]
