@@ -76,6 +76,21 @@ def test_lift_table_course_numbers():
     assert transfer.lift_table(None, 0.26, 0.27) is None
 
 
+def test_lift_ratio_is_undefined_when_kd_lifted_nothing():
+    # The course's max(kd_lift, 1e-9) would report a data/KD ratio of 5.5e7 here.
+    for distilled in (0.2638, 0.25):
+        lift = transfer.lift_table(0.2085, 0.2638, distilled)
+        assert lift["ratio"] is None and "no gain" in lift["note"]
+        assert lift["kd_lift"] == pytest.approx(distilled - 0.2638)
+    from distillab.audit.markdown import render
+
+    result = {"settings": {"baseline": "vanilla", "distilled": "kd", "n_resamples": 10, "seed": 42}, "n": 10,
+              "num_classes": 3, "tier_source": "train_counts", "arms": {}, "bootstrap": [], "calibration": {},
+              "tiers": {t: {"classes_evaluated": [], "n": 0} for t in ("head", "mid", "tail")},
+              "transfer_tests": {"test_a": None, "test_b": None}, "lift_table": lift, "grid": [], "noise_floor": None}
+    assert "n/a (no KD lift)" in render(result)
+
+
 def test_grid_ranks_and_filter():
     arms = {"vanilla": _arm(0.3, 0.5, f1=0.30), "a": _arm(0.2, 0.6, f1=0.28, ece=0.05, nll=1.2),
             "b": _arm(0.2, 0.6, f1=0.28, ece=0.02, nll=1.1), "c": _arm(0.2, 0.6, f1=0.26, ece=0.09, nll=1.0)}

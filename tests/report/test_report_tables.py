@@ -153,3 +153,13 @@ def test_arm_names_that_differ_only_in_punctuation_get_distinct_anchors():
     tables = build_tables(audit)  # duplicate anchors would raise
     ids = [r.id for r in tables["tier-metrics"].rows]
     assert len(ids) == len(set(ids))
+
+
+def test_lift_table_without_a_kd_lift_shows_no_ratio():
+    audit = make_audit_dict(students=("vanilla", "kd"))
+    audit["lift_table"] = {"reference_score": 0.2085, "baseline_score": 0.2638, "distilled_score": 0.25,
+                           "data_lift": 0.0553, "kd_lift": -0.0138, "ratio": None,
+                           "note": "KD lift is -0.0138 (no gain): a data/KD ratio is undefined"}
+    lift = build_tables(audit)["lift"]
+    assert lift.row("ratio").cells["value"].text == "—"
+    assert "ratio is undefined" in lift.note

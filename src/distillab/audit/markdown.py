@@ -122,7 +122,8 @@ def render(result: dict) -> str:
         lines += _table(
             ["reference", baseline, distilled, "data lift", "KD lift", "ratio"],
             [[_fmt(lift["reference_score"]), _fmt(lift["baseline_score"]), _fmt(lift["distilled_score"]),
-              _signed(lift["data_lift"]), _signed(lift["kd_lift"]), f"{lift['ratio']:.2f}×"]],
+              _signed(lift["data_lift"]), _signed(lift["kd_lift"]),
+              "n/a (no KD lift)" if lift["ratio"] is None else f"{lift['ratio']:.2f}×"]],
         )
 
     if result["grid"]:

@@ -80,19 +80,26 @@ def per_class_delta_f1(arms: dict[str, dict], baseline: str) -> dict[str, list[f
 
 
 def lift_table(reference_score: float | None, baseline_score: float, distilled_score: float | None) -> dict | None:
-    """The course's data-confound table: how much of the gain is data (baseline − reference) vs KD."""
+    """The course's data-confound table: how much of the gain is data (baseline − reference) vs KD.
+
+    The course's ratio divides by ``max(kd_lift, 1e-9)``; when KD lifted nothing that is a
+    meaningless ~10⁹-scale ratio, so, as for Test B, the ratio is ``None`` with a note instead.
+    """
     if reference_score is None or distilled_score is None:
         return None
     data_lift = baseline_score - reference_score
     kd_lift = distilled_score - baseline_score
-    return {
+    table = {
         "reference_score": reference_score,
         "baseline_score": baseline_score,
         "distilled_score": distilled_score,
         "data_lift": data_lift,
         "kd_lift": kd_lift,
-        "ratio": data_lift / max(kd_lift, GAP_FLOOR),
+        "ratio": data_lift / max(kd_lift, GAP_FLOOR) if kd_lift > 0 else None,
     }
+    if table["ratio"] is None:
+        table["note"] = f"KD lift is {kd_lift:+.4f} (no gain): a data/KD ratio is undefined"
+    return table
 
 
 def grid_table(arms: dict[str, dict], meta: dict[str, dict]) -> list[dict]:

@@ -636,6 +636,8 @@ def _lift_table(audit: dict) -> Table | None:
                             ("data_lift", "Data lift", fmt_signed), ("kd_lift", "KD lift", fmt_signed),
                             ("ratio", "Ratio data / KD", lambda x: "—" if x is None else f"{float(x):.2f}×")):
         t.add(key, quantity=label, value=_num(lift.get(key), fmt))
+    if lift.get("note"):  # the audit leaves the ratio undefined when KD lifted nothing, and says why
+        t.note += f" {lift['note']}."
     return t
 
 
