@@ -69,3 +69,22 @@ def test_labels_in_another_class_order_are_refused(hf_setup, banking_cache):
     shifted = dataset.map(lambda row: {"labels": (row["labels"] + 1) % 77})  # same rows, other class ids
     with pytest.raises(FingerprintMismatch, match="'labels' disagrees with the teacher cache"):
         DistillationTrainer(model=model, args=args, train_dataset=shifted, teacher_cache=banking_cache, arm="kd")
+
+
+def test_arms_without_a_teacher_need_no_cache(hf_setup):
+    from distillab.errors import InputError
+    from distillab.losses import cross_entropy
+
+    model, _, dataset, args = hf_setup
+    trainer = DistillationTrainer(model=model, args=args, train_dataset=dataset, arm="label_smoothing:epsilon=0.1")
+    batch = {k: torch.tensor(v) for k, v in dataset.select([0]).to_dict().items() if k != "id"}
+    model.train()  # a training batch of a teacher-free arm has no teacher_row: the arm's loss still applies
+    with torch.no_grad():
+        torch.manual_seed(0)  # the same dropout masks on both sides
+        got = trainer.compute_loss(model, batch)
+        torch.manual_seed(0)
+        want = cross_entropy(model(**{k: v for k, v in batch.items() if k != "labels"}).logits, batch["labels"],
+                             label_smoothing=0.1)
+    torch.testing.assert_close(got, want)
+    with pytest.raises(InputError, match="needs a teacher cache"):
+        DistillationTrainer(model=model, args=args, train_dataset=dataset, arm="kd")

@@ -33,10 +33,12 @@ TEACHER_ROW = "teacher_row"
 class DistillationTrainer(Trainer):
     """A ``Trainer`` whose ``compute_loss`` is ``arm.compute_loss`` with teacher rows from ``teacher_cache``."""
 
-    def __init__(self, *args, teacher_cache, arm: Arm | str = "kd", id_column: str = "id", **kwargs):
+    def __init__(self, *args, teacher_cache=None, arm: Arm | str = "kd", id_column: str = "id", **kwargs):
         from distillab.train.trainer import open_cache
 
         self.arm = parse_arm(arm) if isinstance(arm, str) else arm
+        if teacher_cache is None and self.arm.needs_teacher:
+            raise InputError(f"arm {self.arm.name!r} ({self.arm.loss}) needs a teacher cache: pass teacher_cache=DIR")
         self.teacher_cache = open_cache(teacher_cache)
         self.id_column = id_column
         train_dataset = kwargs.get("train_dataset")
@@ -46,7 +48,10 @@ class DistillationTrainer(Trainer):
         # Our losses are batch means: the Trainer must divide them by the accumulation steps itself.
         self.loss_is_scaled_for_ga = False
         cache = self.teacher_cache
-        if cache.kind == "dense":
+        self._teacher = {}
+        if cache is None:  # an arm without a teacher (vanilla, label smoothing): nothing to look up
+            pass
+        elif cache.kind == "dense":
             self._teacher = {"logits": torch.from_numpy(cache.logits())}
         else:
             ids, logprobs, tail = cache.topk()
@@ -96,12 +101,14 @@ class DistillationTrainer(Trainer):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = model_logits(outputs).float()  # losses in float32 whatever the autocast dtype
-        if rows is None:
-            if model.training and self.arm.needs_teacher:
+        if rows is None and model.training and not self.arm.needs_teacher:
+            loss = self.arm.compute_loss(logits, labels)  # vanilla / label smoothing: no teacher rows to look up
+        elif rows is None:
+            if model.training:
                 raise InputError(f"arm {self.arm.name!r}: the training batch has no {TEACHER_ROW} column")
             from distillab.losses import cross_entropy
 
-            loss = cross_entropy(logits, labels)
+            loss = cross_entropy(logits, labels)  # evaluation: plain cross-entropy, whatever the arm
         else:
             index = rows.long().cpu()
             teacher = {k: v[index].to(logits.device) for k, v in self._teacher.items()}
