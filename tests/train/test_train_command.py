@@ -63,3 +63,16 @@ def test_kd_with_alpha_zero_is_vanilla(banking, banking_cache, tmp_path):
     a = load_predictions(tmp_path / "vanilla" / "predictions" / "test.npz").logits
     b = load_predictions(tmp_path / "kd0" / "predictions" / "test.npz").logits
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_flags_left_out_keep_the_defaults_and_none_means_none():
+    import argparse
+
+    from distillab.train import command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    base = ["train", "--data", "x", "--out", "o"]
+    assert command._config_from_args(parser.parse_args(base)).max_grad_norm == 1.0
+    config = command._config_from_args(parser.parse_args([*base, "--max-grad-norm", "none", "--epochs", "2"]))
+    assert config.max_grad_norm is None and config.epochs == 2.0  # 'none' switches clipping off

@@ -74,7 +74,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
             "--" + field.name.replace("_", "-"),
             dest=field.name,
             type=_parser_for(hints[field.name]),
-            default=None,
+            default=argparse.SUPPRESS,  # absent, not None: 'none' is a value (e.g. --max-grad-norm none)
             metavar=field.name.upper(),
             help=f"{field.metadata['help']} (default: {field.default})",
         )
@@ -97,7 +97,7 @@ def _parser_for(hint):
 
 def _config_from_args(args) -> TrainConfig:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-             if f.name not in _SPECIAL and getattr(args, f.name) is not None}
+             if f.name not in _SPECIAL and hasattr(args, f.name)}
     if args.eval_split:
         given["eval_splits"] = tuple(args.eval_split)
     return TrainConfig(**given).validate()
