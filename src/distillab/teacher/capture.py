@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from distillab.errors import InputError
+from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint, teacher_fingerprint
 
 
 def select_rows(dataset, splits: list[str] | None) -> tuple[list[str], np.ndarray, list[str], np.ndarray]:
@@ -79,6 +80,20 @@ def device_precision(device) -> tuple[contextlib.AbstractContextManager, str]:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype), f"{'bf16' if dtype == torch.bfloat16 else 'fp16'}-autocast"
     return contextlib.nullcontext(), "fp32"
+
+
+def start_capture(model, tokenizer, name: str, dataset, splits, ids, labels, settings: dict):
+    """What every runner does before its first shard: model onto this process's device, then the fingerprint.
+
+    ``settings`` are the runner's capture settings; the precision actually used is added last.
+    Returns ``(device, autocast context, fingerprint)``.
+    """
+    device = process_state().device
+    model.to(device).eval()
+    precision_ctx, precision = device_precision(device)
+    fingerprint = make_fingerprint(dataset_fingerprint(dataset, splits, ids, labels),
+                                   teacher_fingerprint(name, model, tokenizer), {**settings, "precision": precision})
+    return device, precision_ctx, fingerprint
 
 
 def topk_outputs(logits, k: int) -> dict[str, np.ndarray]:

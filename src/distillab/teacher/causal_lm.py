@@ -20,13 +20,11 @@ from distillab.errors import InputError
 from distillab.teacher.cache import DEFAULT_SHARD_ROWS, CacheWriter
 from distillab.teacher.capture import (
     check_tokenizer,
-    device_precision,
-    process_state,
     run_shards,
     select_rows,
+    start_capture,
     topk_outputs,
 )
-from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint, teacher_fingerprint
 
 
 def load_causal_lm(name_or_path: str, gguf_file: str | None = None, tokenizer_name=None):
@@ -82,13 +80,9 @@ def cache_causal_lm(
     vocab = int(model.get_output_embeddings().weight.shape[0])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    device = process_state().device
-    model.to(device).eval()
-    precision_ctx, precision = device_precision(device)
-    capture = {"runner": "causal_lm", "splits": splits, "temperature": temperature, "dtype": dtype, "k": k,
-               "max_length": max_length, "batch_size": batch_size, "precision": precision}
-    fingerprint = make_fingerprint(dataset_fingerprint(dataset, splits, ids, labels),
-                                   teacher_fingerprint(name, model, tokenizer), capture)
+    settings = {"runner": "causal_lm", "splits": splits, "temperature": temperature, "dtype": dtype, "k": k,
+                "max_length": max_length, "batch_size": batch_size}
+    device, precision_ctx, fingerprint = start_capture(model, tokenizer, name, dataset, splits, ids, labels, settings)
     writer = CacheWriter(out, ids=ids, labels=labels, texts=texts, classes=list(dataset.classes),
                          fingerprint=fingerprint, kind="topk", width=vocab, dtype=dtype, k=k, tokens=max_length,
                          temperature=temperature, shard_rows=shard_rows)

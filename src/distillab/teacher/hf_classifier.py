@@ -17,13 +17,11 @@ from distillab.errors import InputError
 from distillab.teacher.cache import DEFAULT_SHARD_ROWS, CacheWriter
 from distillab.teacher.capture import (
     check_tokenizer,
-    device_precision,
-    process_state,
     run_shards,
     select_rows,
+    start_capture,
     topk_outputs,
 )
-from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint, teacher_fingerprint
 
 
 def load_classifier(name_or_path: str, tokenizer_name=None):
@@ -106,13 +104,9 @@ def cache_classifier(
     check_label_space(model, classes, name, check_names=check_label_names)
     splits, ids, texts, labels = select_rows(dataset, splits)
 
-    device = process_state().device
-    model.to(device).eval()
-    precision_ctx, precision = device_precision(device)
-    capture = {"runner": "hf_classifier", "splits": splits, "temperature": temperature, "dtype": dtype, "k": topk,
-               "max_length": max_length, "batch_size": batch_size, "precision": precision}
-    fingerprint = make_fingerprint(dataset_fingerprint(dataset, splits, ids, labels),
-                                   teacher_fingerprint(name, model, tokenizer), capture)
+    settings = {"runner": "hf_classifier", "splits": splits, "temperature": temperature, "dtype": dtype, "k": topk,
+                "max_length": max_length, "batch_size": batch_size}
+    device, precision_ctx, fingerprint = start_capture(model, tokenizer, name, dataset, splits, ids, labels, settings)
     writer = CacheWriter(out, ids=ids, labels=labels, texts=texts, classes=classes, fingerprint=fingerprint,
                          kind="topk" if topk else "dense", width=len(classes), dtype=dtype, k=topk,
                          temperature=temperature, shard_rows=shard_rows)
