@@ -118,6 +118,7 @@ def teacher_predictions_stage(cache, dataset, split: str, out: Path) -> Path:
 def audit_stage(config: ExperimentConfig, teacher: Path, arms: dict[str, Path], train_counts, classes, out: Path) -> Path:
     """Audit every arm against the baseline (paired bootstrap, calibration, coverage, transfer tests)."""
     from distillab.audit import audit
+    from distillab.data.tiers import DEFAULT_CUTOFFS
 
     settings = config.audit
     inputs = {
@@ -137,7 +138,7 @@ def audit_stage(config: ExperimentConfig, teacher: Path, arms: dict[str, Path], 
         teacher=teacher,
         distilled=settings.distilled,
         train_counts=[int(c) for c in train_counts],
-        tier_cutoffs=tuple(config.tiers.cutoffs or (20, 60)),
+        tier_cutoffs=tuple(config.tiers.cutoffs or DEFAULT_CUTOFFS),
         tier_thresholds=tuple(config.tiers.thresholds) if config.tiers.thresholds else None,
         bins=settings.bins,
         n_resamples=settings.n_resamples,

@@ -149,7 +149,6 @@ def _with_sidecar(path, good, text):
 
 def _bad_cases(tmp_path, ex):
     good = load_predictions(ex["vanilla"])
-    n = good.n
     bad_label = good.labels.copy()
     bad_label[7] = 113
     nan_logits = good.logits.copy()

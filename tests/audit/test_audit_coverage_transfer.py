@@ -1,9 +1,7 @@
 """Coverage/SLA against the course's loop; transfer-test arithmetic on hand-made numbers."""
 
-import numpy as np
 import pytest
 
-from audit_cases import long_tail_case
 from distillab.audit import metrics as M
 from distillab.audit import transfer
 from distillab.audit.coverage import coverage_table, sla

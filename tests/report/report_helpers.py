@@ -5,7 +5,6 @@ another folder's conftest under pytest's rootdir imports."""
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from html.parser import HTMLParser

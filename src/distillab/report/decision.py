@@ -577,7 +577,7 @@ def _ceiling(tables, tier: str) -> list[Fragment]:
     frags: list[Fragment] = ["This is a data problem, not a recipe one"]
     metrics = tables.get("tier-metrics")
     if metrics is not None and metrics.has(f"teacher-{tier}"):
-        frags += [f": the teacher itself reaches only ", metrics.cite(f"teacher-{tier}", "macro_f1"),
+        frags += [": the teacher itself reaches only ", metrics.cite(f"teacher-{tier}", "macro_f1"),
                   f" macro-F1 on the {tier} tier, which bounds what any student distilled from it can learn"]
     else:
         frags.append(": no teacher predictions were given, so the ceiling cannot be cited from a teacher score")

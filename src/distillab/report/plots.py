@@ -65,7 +65,7 @@ def reliability_diagram(
     """
     ax = new_axes(ax)
     lower, upper = np.asarray(lower, float), np.asarray(upper, float)
-    counts, acc, conf = np.asarray(counts, float), np.asarray(accuracy, float), np.asarray(confidence, float)
+    counts, acc = np.asarray(counts, float), np.asarray(accuracy, float)
     s_counts = np.asarray(scaled[2], float) if scaled is not None else np.zeros(0)
     peak = max(counts.max(initial=0), s_counts.max(initial=0), 1)
     width = upper - lower
