@@ -1,9 +1,11 @@
 """The experiment config: one YAML file that describes every stage of ``distillab run``.
 
-Each section is a dataclass whose fields carry their help text and default; :func:`load_config`
-reads YAML with ``yaml.safe_load`` (never executes code), and :meth:`ExperimentConfig.problems`
-collects *every* problem at once so ``distillab validate`` can list them together. Training
-settings and arm syntax belong to :mod:`distillab.train` and are validated by it, not copied here.
+Each section is a dataclass whose fields carry their help text, default and type; the type is
+checked for every key before any range check (an integer where an integer belongs, finite numbers,
+a string where a name belongs), so ``distillab validate`` catches every error ``run`` would hit and
+lists them together, each with its key path. :func:`load_config` reads YAML as plain data (never
+code, no aliases). Training settings and arm syntax belong to :mod:`distillab.train` and are
+validated by it, not copied here.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from distillab.errors import ConfigError, DistillabError
 
@@ -23,6 +25,14 @@ from distillab.errors import ConfigError, DistillabError
 CONFIG_DIR = Path(__file__).parent / "configs"
 ASSET_DIR = Path(__file__).parent / "assets"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+# Reference baselines a run can add beside the students (distillab.baselines builds them).
+KNOWN_BASELINES = ("tfidf_linear",)
+
+# Upper bounds that keep a typo (1e12) from exhausting memory hours into a run.
+MAX_BOW_BUCKETS = 2**24  # 16.8 M rows of the n-gram table: 4 GiB at the default dim 64 in fp32
+MAX_RESAMPLES = 100_000
+MAX_BINS = 1_000
 
 
 def _help(text: str, **kwargs: Any):
@@ -44,7 +54,7 @@ class TiersConfig:
             value = getattr(self, name)
             if value is None:
                 continue
-            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)):
+            if not (len(value) == 2 and all(v > 0 for v in value)):
                 found.append(f"tiers.{name}: expected two positive integers, got {value!r}")
             elif name == "cutoffs" and not value[0] < value[1]:
                 found.append(f"tiers.cutoffs: {value} must increase (head ranks end before mid ranks)")
@@ -76,17 +86,17 @@ class TeacherConfig:
         found = []
         if len(given) != 1:
             found.append(f"teacher: give exactly one of cache, model, import_npz (got {given or 'none'})")
-        if self.temperature is not None and not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
+        if self.temperature is not None and not self.temperature > 0:
             found.append(f"teacher.temperature: must be > 0, got {self.temperature!r}")
         if self.already_scaled_by is not None and not self.import_npz:
             found.append("teacher.already_scaled_by: only applies to import_npz")
-        if self.already_scaled_by is not None and not _positive(self.already_scaled_by):
+        if self.already_scaled_by is not None and not self.already_scaled_by > 0:
             found.append(f"teacher.already_scaled_by: must be > 0, got {self.already_scaled_by!r}")
         if self.dtype not in ("fp16", "bf16", "fp32"):
             found.append(f"teacher.dtype: must be fp16, bf16 or fp32, got {self.dtype!r}")
-        if not (isinstance(self.max_length, int) and self.max_length >= 2):
+        if self.max_length < 2:
             found.append(f"teacher.max_length: must be an integer >= 2, got {self.max_length!r}")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+        if self.batch_size < 1:
             found.append(f"teacher.batch_size: must be an integer >= 1, got {self.batch_size!r}")
         return found
 
@@ -102,9 +112,8 @@ class GridConfig:
         found = []
         if bool(self.T) != bool(self.alpha):
             found.append("grid: give both T and alpha lists (or neither)")
-        found += [f"grid.T: {t!r} must be a number > 0" for t in self.T if not _positive(t)]
-        found += [f"grid.alpha: {a!r} must be in [0, 1]" for a in self.alpha
-                  if not (isinstance(a, (int, float)) and 0 <= a <= 1)]
+        found += [f"grid.T: {t!r} must be a number > 0" for t in self.T if not t > 0]
+        found += [f"grid.alpha: {a!r} must be in [0, 1]" for a in self.alpha if not 0 <= a <= 1]
         return found
 
 
@@ -134,18 +143,41 @@ class AuditConfig:
 
     def problems(self) -> list[str]:
         found = []
-        if not (isinstance(self.n_resamples, int) and self.n_resamples >= 10):
-            found.append(f"audit.n_resamples: must be an integer >= 10, got {self.n_resamples!r}")
+        if not 10 <= self.n_resamples <= MAX_RESAMPLES:
+            found.append(f"audit.n_resamples: must be an integer in [10, {MAX_RESAMPLES:,}], got {self.n_resamples!r}")
         if not _seed(self.seed):
             found.append(f"audit.seed: must be an integer in [0, 2**32), got {self.seed!r}")
         if self.distilled is not None and self.distilled == self.baseline:
             found.append(f"audit.distilled: {self.distilled!r} is the baseline; name another arm (or leave it out)")
-        if not (isinstance(self.bins, int) and self.bins >= 1):
-            found.append(f"audit.bins: must be an integer >= 1, got {self.bins!r}")
-        if not (isinstance(self.sla, (int, float)) and 0 < self.sla <= 1):
+        if not 1 <= self.bins <= MAX_BINS:
+            found.append(f"audit.bins: must be an integer in [1, {MAX_BINS:,}], got {self.bins!r}")
+        if not 0 < self.sla <= 1:
             found.append(f"audit.sla: must be in (0, 1], got {self.sla!r}")
-        found += [f"audit.thresholds: {t!r} must be in [0, 1]" for t in self.thresholds
-                  if not (isinstance(t, (int, float)) and 0 <= t <= 1)]
+        found += [f"audit.thresholds: {t!r} must be in [0, 1]" for t in self.thresholds if not 0 <= t <= 1]
+        if self.reference_score is not None and not 0 <= self.reference_score <= 1:
+            found.append(f"audit.reference_score: a macro-F1 must be in [0, 1], got {self.reference_score!r}")
+        return found
+
+
+@dataclass
+class ReportConfig:
+    """Options of ``distillab report``."""
+
+    title: str | None = _help("the report's title (default: from the audit)", default=None)
+    scenarios: list[dict] | None = _help("deployment scenarios (see distillab report --help; default: the "
+                                         "reference experiment's three)", default=None)
+
+    def problems(self) -> list[str]:
+        if self.scenarios is None:
+            return []
+        from distillab.report.decision import validate_scenarios
+
+        found = [f"report.scenarios{path}: {value!r} is not a finite number"
+                 for path, value in _non_finite(self.scenarios)]
+        try:
+            validate_scenarios(self.scenarios, where="report.scenarios")
+        except ConfigError as exc:
+            found += str(exc).split("; ")
         return found
 
 
@@ -163,24 +195,25 @@ class ExperimentConfig:
     arms: list[str] = _help("arms in `distillab train --arm` syntax, e.g. 'kd:T=4,alpha=0.7,name=kd'",
                             default_factory=lambda: ["vanilla", "kd:name=kd"])
     grid: GridConfig = _help("optional T×α grid", default_factory=GridConfig)
+    baselines: list[str] = _help(f"reference baselines trained beside the students ({', '.join(KNOWN_BASELINES)})",
+                                 default_factory=list)
     calibration: CalibrationConfig = _help("post-hoc temperature scaling", default_factory=CalibrationConfig)
     audit: AuditConfig = _help("audit settings", default_factory=AuditConfig)
-    report: dict = _help("report options: title, scenarios (see distillab report --help)", default_factory=dict)
+    report: ReportConfig = _help("report options", default_factory=ReportConfig)
     source: str | None = _help("the file this config was read from (set by load_config)", default=None)
 
     def problems(self) -> list[str]:
-        """Every problem in the config, as one message each (empty when valid)."""
+        """Every range and consistency problem, as one message each (types are checked when building)."""
         found: list[str] = []
-        if not self.data:
-            found.append("data: give a dataset spec, e.g. {lab: r52}")
-        else:
-            from distillab.data.load import SPEC_KEYS
-
-            unknown = sorted(set(self.data) - SPEC_KEYS)
-            if unknown:
-                found.append(f"data: unknown key(s) {unknown}; valid: {', '.join(sorted(SPEC_KEYS))}")
-        for section in (self.tiers, self.teacher, self.grid, self.calibration, self.audit):
+        if not self.output_dir.strip():
+            found.append("output_dir: must name a folder, got an empty string")
+        found += _data_problems(self.data)
+        for section in (self.tiers, self.teacher, self.grid, self.calibration, self.audit, self.report):
             found += section.problems()
+        found += [f"baselines: unknown baseline {name!r}; known: {', '.join(KNOWN_BASELINES)}"
+                  for name in self.baselines if name not in KNOWN_BASELINES]
+        found += [f"baselines: {name!r} is listed twice" for name in sorted(set(self.baselines))
+                  if self.baselines.count(name) > 1]
         found += self._training_problems()
         found += self._arm_problems()
         return found
@@ -188,15 +221,29 @@ class ExperimentConfig:
     def _training_problems(self) -> list[str]:
         from distillab.train.config import TrainConfig
 
+        names = {f.name: f for f in dataclasses.fields(TrainConfig)}
+        hints = typing.get_type_hints(TrainConfig)
+        found = [f"training: unknown setting(s) {sorted(set(self.training) - set(names))}; "
+                 f"valid: {', '.join(sorted(names))}"] if set(self.training) - set(names) else []
+        typed = {f.name: f.default for f in names.values()}
+        for key, value in self.training.items():
+            if key in hints and not _type_ok(value, hints[key]):
+                found.append(f"training.{key}: {_expected(hints[key])}, got {_shown(value)}")
+            elif key in typed:
+                typed[key] = value
+        if not _seed(typed["seed"]):
+            found.append(f"training.seed: must be an integer in [0, 2**32), got {typed['seed']!r}")
+        if typed["bow_buckets"] > MAX_BOW_BUCKETS:
+            found.append(f"training.bow_buckets: at most {MAX_BOW_BUCKETS:,} (2**24), got {typed['bow_buckets']:,}")
+        if found:  # TrainConfig's own range checks assume the right types
+            return found
         try:
             self.train_config().validate()
         except ConfigError as exc:
-            return [f"training: {line.strip()}" for line in str(exc).splitlines()[1:] or [str(exc)]]
-        except TypeError as exc:
-            return [f"training: {exc}"]
+            return found + [f"training: {line.strip()}" for line in str(exc).splitlines()[1:] or [str(exc)]]
         if TrainConfig.from_dict(self.training).train_split == self.eval_split:
-            return [f"eval_split: {self.eval_split!r} is also the training split"]
-        return []
+            found.append(f"eval_split: {self.eval_split!r} is also the training split")
+        return found
 
     def _arm_problems(self) -> list[str]:
         from distillab.train.arms import parse_arm
@@ -240,7 +287,7 @@ class ExperimentConfig:
         grid = []
         for t in self.grid.T:
             for a in self.grid.alpha:
-                if _positive(t) and isinstance(a, (int, float)) and 0 <= a <= 1 and (float(t), float(a)) not in trained:
+                if t > 0 and 0 <= a <= 1 and (float(t), float(a)) not in trained:
                     grid.append(parse_arm(f"kd:T={t:g},alpha={a:g}"))
         return grid
 
@@ -248,31 +295,136 @@ class ExperimentConfig:
         return Path(self.output_dir).expanduser()
 
 
+# --------------------------------------------------------------------------- the data spec
+
+# Dataset-spec keys whose value is a single name or path (see distillab.data.load).
+_DATA_STRINGS = ("lab", "hub", "path", "data_dir", "config", "revision", "name", "id_prefix", "text_column",
+                 "label_column", "id_column", "class_split", "unknown_labels", "empty_text")
+
+
+def _data_problems(spec: dict) -> list[str]:
+    """The checks on a dataset spec that need no file: keys, types, exactly one source."""
+    from distillab.data.lab import LAB_DATASETS
+    from distillab.data.load import SOURCE_KEYS, SPEC_KEYS
+
+    if not spec:
+        return ["data: give a dataset spec, e.g. {lab: r52}"]
+    found = []
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:
+        found.append(f"data: unknown key(s) {unknown}; valid: {', '.join(sorted(SPEC_KEYS))}")
+    for key in _DATA_STRINGS:
+        if key in spec and spec[key] is not None and not isinstance(spec[key], str):
+            found.append(f"data.{key}: must be a string, got {_shown(spec[key])}")
+    sources = [key for key in SOURCE_KEYS if spec.get(key)]
+    if len(sources) != 1:
+        found.append(f"data: give exactly one of {', '.join(SOURCE_KEYS)} (got {', '.join(sources) or 'none'})")
+    if isinstance(spec.get("lab"), str) and spec["lab"] not in LAB_DATASETS:
+        found.append(f"data.lab: unknown lab dataset {spec['lab']!r}; known: {', '.join(LAB_DATASETS)}")
+    for key in ("unknown_labels", "empty_text"):
+        if isinstance(spec.get(key), str) and spec[key] not in ("error", "drop"):
+            found.append(f"data.{key}: must be error or drop, got {spec[key]!r}")
+    count = spec.get("min_class_count")
+    if count is not None and not (_type_ok(count, int) and count >= 1):
+        found.append(f"data.min_class_count: must be an integer >= 1, got {_shown(count)}")
+    return found
+
+
+# --------------------------------------------------------------------------- types
+
+
 def _seed(value: Any) -> bool:
     """A seed numpy's RandomState accepts (bool is an int in Python, but never a meant seed)."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
 
 
-def _positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a field's annotation; floats must be finite, bool is never a number."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is dict or origin is dict:
+        return isinstance(value, dict)
+    if origin in (list, tuple):
+        if origin is tuple and isinstance(value, str):  # TrainConfig.from_dict takes one split name as a string
+            return True
+        return isinstance(value, list) and all(_type_ok(v, args[0]) for v in value)
+    return True
+
+
+def _expected(hint: Any) -> str:
+    """What a field's annotation asks for, in words ("must be an integer or null")."""
+    return f"must be {_noun(hint)}"
+
+
+def _noun(hint: Any, plural: bool = False) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        words = [_noun(arg) for arg in args if arg is not type(None)]
+        return " or ".join(words) + (" or null" if type(None) in args else "")
+    if origin in (list, tuple):
+        return f"a list of {_noun(args[0], plural=True)}"
+    singular, many = {bool: ("true or false", "booleans"), int: ("an integer", "integers"),
+                      float: ("a finite number", "finite numbers"), str: ("a string", "strings")
+                      }.get(hint, ("a mapping", "mappings"))
+    return many if plural else singular
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{text if len(text) <= 60 else text[:57] + '...'} ({type(value).__name__})"
+
+
+def _non_finite(value: Any, path: str = ""):
+    """(key path, value) of every NaN or infinite number inside nested lists and mappings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, f"{path}[{i}]")
+
+
+# --------------------------------------------------------------------------- building
 
 
 def _build(cls, values: Any, where: str, problems: list[str]):
-    """Instantiate a section dataclass from a mapping, recording unknown keys and wrong shapes."""
-    if values is None:
+    """A section from a mapping: unknown keys and wrongly typed values are recorded; those fields keep their default."""
+    if values is None and where:
         return cls()
     if not isinstance(values, dict):
-        problems.append(f"{where}: expected a mapping, got {type(values).__name__}")
+        problems.append(f"{where or 'the config'}: expected a mapping, got {type(values).__name__}")
         return cls()
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(fields), key=str)
     if unknown:
-        problems.append(f"{where}: unknown key(s) {unknown}; valid: {', '.join(sorted(names))}")
-    return cls(**{k: v for k, v in values.items() if k in names})
-
-
-SECTIONS = {"tiers": TiersConfig, "teacher": TeacherConfig, "grid": GridConfig,
-            "calibration": CalibrationConfig, "audit": AuditConfig}
+        what = f"{where}: unknown key(s)" if where else "unknown section(s)"
+        problems.append(f"{what} {unknown}; valid: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        if name not in fields:
+            continue
+        at = f"{where}.{name}" if where else name
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build(hints[name], value, at, problems)
+        elif _type_ok(value, hints[name]):
+            kwargs[name] = value
+        else:
+            problems.append(f"{at}: {_expected(hints[name])}, got {_shown(value)}")
+    return cls(**kwargs)
 
 
 def config_from_dict(values: dict, source: str | None = None) -> ExperimentConfig:
@@ -281,21 +433,8 @@ def config_from_dict(values: dict, source: str | None = None) -> ExperimentConfi
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: the top level must be a mapping of sections")
     problems: list[str] = []
-    top = {f.name for f in dataclasses.fields(ExperimentConfig)} - {"source"}
-    unknown = sorted(set(values) - top)
-    if unknown:
-        problems.append(f"unknown section(s) {unknown}; valid: {', '.join(sorted(top))}")
-    kwargs = {k: v for k, v in values.items() if k in top and k not in SECTIONS}
-    for key in ("data", "training", "report"):
-        if key in kwargs and not isinstance(kwargs[key], dict):
-            problems.append(f"{key}: expected a mapping, got {type(kwargs[key]).__name__}")
-            kwargs.pop(key)
-    if "arms" in kwargs and not (isinstance(kwargs["arms"], list) and all(isinstance(a, str) for a in kwargs["arms"])):
-        problems.append("arms: expected a list of strings like 'kd:T=4,alpha=0.7'")
-        kwargs.pop("arms")
-    for key, cls in SECTIONS.items():
-        kwargs[key] = _build(cls, values.get(key), key, problems)
-    config = ExperimentConfig(**kwargs, source=source)
+    config = _build(ExperimentConfig, values, "", problems)
+    config.source = source
     problems += config.problems()
     if problems:
         raise ConfigError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
@@ -304,14 +443,10 @@ def config_from_dict(values: dict, source: str | None = None) -> ExperimentConfi
 
 def load_config(path: str | os.PathLike | None = None) -> ExperimentConfig:
     """Read a YAML config (the embedded default when ``path`` is None); relative paths inside it stay as written."""
+    from distillab.io import load_yaml
+
     path = Path(path) if path is not None else DEFAULT_CONFIG
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return config_from_dict(values or {}, source=str(path))
+    return config_from_dict(load_yaml(path, ConfigError) or {}, source=str(path))
 
 
 def resolve_builtin(value: str) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import yaml
 
 from distillab.errors import InputError
 
@@ -251,3 +252,74 @@ def _check_preds_match_argmax(path: Path, preds: np.ndarray, logits: np.ndarray)
         raise InputError(
             f"{path}: 'preds' row {row} is {int(preds[row])} but argmax of 'logits' is {int(argmax[row])}"
         )
+
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader (never constructs Python objects) that refuses aliases (``*name``).
+
+    A few lines of nested aliases expand to billions of nodes (the "billion laughs" bomb) and
+    nothing distillab reads needs them.
+    """
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} is not accepted (aliases can expand without bound; "
+                "write the value out)", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(path: str | os.PathLike, error: type[Exception] = InputError) -> Any:
+    """Parse a YAML file as plain data; every problem raises ``error`` with one line naming the file.
+
+    Text must be UTF-8, and every string encodable as UTF-8: a ``"\\ud800"`` escape would
+    otherwise fail only when a later stage writes the value out.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not valid UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.load(text, Loader=_NoAliasLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(filter(None, (getattr(exc, "context", None), getattr(exc, "problem", None)))) or str(exc)
+        raise error(f"{path}: not valid YAML{where}: {what}") from None
+    bad = _unencodable(data)
+    if bad is not None:
+        raise error(f"{path}: {bad} holds a lone surrogate (e.g. '\\ud800'), which is not text")
+    return data
+
+
+def _unencodable(data: Any, where: str = "") -> str | None:
+    """The key path of the first string that UTF-8 cannot encode, or None."""
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "the document"
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            at = f"{where}.{key}" if where else str(key)
+            found = _unencodable(key, at) or _unencodable(value, at)
+            if found:
+                return found
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found = _unencodable(value, f"{where}[{i}]")
+            if found:
+                return found
+    return None

@@ -49,7 +49,7 @@ import numpy as np
 
 from distillab.data.dataset import TextDataset, TextSplit
 from distillab.errors import InputError
-from distillab.io import read_json, sha256_file
+from distillab.io import load_yaml, read_json, sha256_file
 
 SOURCE_KEYS = ("lab", "hub", "path")
 SPEC_KEYS = frozenset(
@@ -107,6 +107,7 @@ def load_dataset(spec: dict) -> TextDataset:
     unknown = sorted(set(spec) - SPEC_KEYS)
     if unknown:
         raise InputError(f"dataset spec: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(SPEC_KEYS))})")
+    check_spec_types(spec)
     sources = [key for key in SOURCE_KEYS if spec.get(key)]
     if len(sources) != 1:
         raise InputError(f"dataset spec: give exactly one of lab, hub or path (got {', '.join(sources) or 'none'})")
@@ -186,6 +187,26 @@ def load_dataset(spec: dict) -> TextDataset:
     return combine_splits(dataset, spec["combine_splits"]) if spec.get("combine_splits") else dataset
 
 
+STRING_KEYS = ("lab", "hub", "path", "data_dir", "config", "revision", "name", "id_prefix", "text_column",
+               "label_column", "id_column", "class_split")
+
+
+def check_spec_types(spec: dict) -> None:
+    """Every spec value of the wrong type, listed at once: caught here, not as a TypeError deep in the loader."""
+    problems = [f"{key} must be a string, got {type(spec[key]).__name__}"
+                for key in STRING_KEYS if spec.get(key) is not None and not isinstance(spec[key], str)]
+    files = spec.get("files")
+    if files is not None and not (isinstance(files, dict) and all(
+            isinstance(entry, str) or (isinstance(entry, list) and entry and all(isinstance(f, str) for f in entry))
+            for entry in files.values())):
+        problems.append("files must map a split name to a file name or a non-empty list of file names")
+    for key in ("split_indices", "stratified_split"):
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            problems.append(f"{key} must be a mapping, got {type(spec[key]).__name__}")
+    if problems:
+        raise InputError(f"dataset spec: {'; '.join(problems)}")
+
+
 def combine_splits(dataset: TextDataset, mapping: dict) -> TextDataset:
     """Concatenate splits into new ones, in the order listed (each source split is used once and removed)."""
     if not isinstance(mapping, dict) or not all(isinstance(v, list) and v for v in mapping.values()):
@@ -223,12 +244,7 @@ def spec_from_argument(text: str, data_dir: str | None = None) -> dict:
         return spec_mapping(spec, "inline JSON dataset spec")
     path = Path(text)
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
-        import yaml  # safe_load only: a spec file never runs code
-
-        try:
-            return spec_mapping(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
-        except yaml.YAMLError as exc:
-            raise InputError(f"{path}: not valid YAML ({exc})") from None
+        return spec_mapping(load_yaml(path), str(path))  # plain data only: a spec file never runs code
     if path.is_file() and path.suffix.lower() == ".json":
         loaded = read_json(path)
         if isinstance(loaded, dict):  # a spec; a JSON *list* is a data file of records
@@ -277,7 +293,8 @@ def read_hub(hub_id: str, config: str | None, revision: str | None, text_column:
         if isinstance(feature, datasets.ClassLabel):
             labels = [feature.int2str(int(v)) if v is not None else None for v in labels]
         ids = arrow[id_column].to_pylist() if id_column else None
-        raw[split] = make_raw(where, arrow[text_column].to_pylist(), labels, ids, split, prefix, label_column, id_column)
+        raw[split] = make_raw(where, arrow[text_column].to_pylist(), labels, ids, split, prefix, text_column,
+                              label_column, id_column)
     source = {"kind": "hub", "hub": hub_id, "config": config, "revision": revision,
               "splits": {split: len(r.texts) for split, r in raw.items()}}
     return raw, source
@@ -329,8 +346,10 @@ def read_files(paths: list[Path], split: str, text_column: str, label_column: st
         if id_column:
             ids += records[id_column]
     where = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} shards)"
-    return make_raw(where, texts, labels, ids if id_column else None, split, prefix, label_column, id_column,
-                    shards=tuple(shards) if len(paths) > 1 else ())
+    if not texts:
+        raise InputError(f"{where}: no data rows (split {split!r} is empty)")
+    return make_raw(where, texts, labels, ids if id_column else None, split, prefix, text_column, label_column,
+                    id_column, shards=tuple(shards) if len(paths) > 1 else ())
 
 
 def read_table(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
@@ -340,30 +359,67 @@ def read_table(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
         if suffix == ".csv":
             return read_csv(path)
         if suffix in (".jsonl", ".ndjson"):
-            with open(path, encoding="utf-8") as handle:
-                records = []
-                for line_no, line in enumerate(handle, start=1):
-                    if line.strip():
-                        try:
-                            records.append(json.loads(line))
-                        except json.JSONDecodeError as exc:
-                            raise InputError(f"{path}, line {line_no}: not valid JSON ({exc.msg})") from None
+            with open(path, encoding="utf-8-sig") as handle:  # -sig: a BOM is accepted, as in CSV
+                records = [parse_json(line, f"{path}, line {line_no}")
+                           for line_no, line in enumerate(handle, start=1) if line.strip()]
             return columns_of(path, records)
         if suffix == ".json":
-            records = read_json(path)
+            records = parse_json(path.read_text(encoding="utf-8-sig"), str(path))
             if not isinstance(records, list):
                 raise InputError(f"{path}: expected a JSON list of records (one object per row), got {type(records).__name__}")
             return columns_of(path, records)
         if suffix == ".parquet":
+            import pyarrow
             import pyarrow.parquet as pq  # installed with datasets; only needed for Parquet
 
-            table = pq.read_table(path)
+            try:
+                table = pq.read_table(path)
+            except pyarrow.ArrowException as exc:
+                raise InputError(f"{path}: cannot read as Parquet ({' '.join(str(exc).split())})") from None
             return list(table.column_names), table.to_pydict()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8") from None
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     raise InputError(f"{path}: unsupported file type {suffix!r} (use {', '.join(EXTENSIONS)})")
+
+
+def not_utf8(path: Path) -> InputError:
+    """The error for a file that is not UTF-8, with the line and byte offset of the first bad byte.
+
+    A text-mode reader reports offsets inside its read buffer, so the file's bytes are decoded again here.
+    """
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return InputError(f"{path}, line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8")
+    return InputError(f"{path}: not UTF-8 text; re-save it as UTF-8")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        repeated = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+        raise ValueError(f"key {repeated!r} appears twice in one object; json keeps only the last")
+    return obj
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_json(text: str, where: str) -> Any:
+    """Strict JSON: a repeated key (silently the last wins), NaN/Infinity or a 4300+ digit number is an error."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except ValueError as exc:  # our hooks, and Python's limit on integer digits
+        raise InputError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{where}: not valid JSON (nested too deeply)") from None
 
 
 def read_csv(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
@@ -371,18 +427,34 @@ def read_csv(path: Path) -> tuple[list[str], dict[str, list[Any]]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long complaint narratives exceed the 128 KiB default
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise InputError(f"{path}: empty file (no header row)")
-        columns: dict[str, list[Any]] = {name: [] for name in header}
-        for row_no, row in enumerate(reader):
-            if len(row) != len(header):
-                if not row:
-                    continue  # a blank line
-                raise InputError(f"{path}, row {row_no}: {len(row)} fields but the header has {len(header)}")
-            for name, value in zip(header, row):
-                columns[name].append(value)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise InputError(f"{path}: empty file (no header row)")
+            check_header(path, header)
+            columns: dict[str, list[Any]] = {name: [] for name in header}
+            for row_no, row in enumerate(reader):
+                if len(row) != len(header):
+                    if not row:
+                        continue  # a blank line
+                    raise InputError(f"{path}, row {row_no}: {len(row)} fields but the header has {len(header)}")
+                for name, value in zip(header, row):
+                    columns[name].append(value)
+        except csv.Error as exc:
+            raise InputError(f"{path}, line {reader.line_num}: not valid CSV ({exc})") from None
     return header, columns
+
+
+def check_header(path: Path, header: list[str]) -> None:
+    """Refuse a repeated column name: both columns would fill one list, misaligning texts and labels.
+
+    One unnamed column is allowed (pandas writes its index that way); two are a repeated name.
+    """
+    repeated = [name for name, count in Counter(header).items() if count > 1]
+    if repeated:
+        positions = [str(i + 1) for i, name in enumerate(header) if name == repeated[0]]
+        raise InputError(f"{path}: column {repeated[0]!r} appears {len(positions)} times in the header "
+                         f"(columns {', '.join(positions)}); rename or delete the extra one")
 
 
 def columns_of(path: Path, records: list) -> tuple[list[str], dict[str, list[Any]]]:
@@ -398,18 +470,28 @@ def columns_of(path: Path, records: list) -> tuple[list[str], dict[str, list[Any
 def check_columns(where: str, columns: list[str], text_column: str, label_column: str, id_column: str | None) -> None:
     for role, column in (("text_column", text_column), ("label_column", label_column), ("id_column", id_column)):
         if column is not None and column not in columns:
+            near = [c for c in columns if isinstance(c, str) and c.strip().lstrip("\ufeff") == column]
+            hint = f" ({near[0]!r} has extra spaces or a byte-order mark)" if near else ""
             raise InputError(
-                f"{where}: no column {column!r} (columns: {', '.join(map(repr, columns))}); set {role} to the right name"
+                f"{where}: no column {column!r} (columns: {', '.join(map(repr, columns))}){hint}; "
+                f"set {role} to the right name"
             )
 
 
-def make_raw(where: str, texts: list, labels: list, ids: list | None, split: str, prefix: str,
+def make_raw(where: str, texts: list, labels: list, ids: list | None, split: str, prefix: str, text_column: str,
              label_column: str, id_column: str | None, shards: tuple = ()) -> RawSplit:
-    """Stringify labels and ids; a missing label is an error here, before merge maps can hide it."""
+    """Check and stringify every cell; a missing label is an error here, before merge maps can hide it.
+
+    Labels and ids must be strings or integers and texts strings: anything else (a float, a list,
+    ``true``) would be turned into a string that silently becomes a class or a text of its own.
+    """
     str_labels = []
     for row, label in enumerate(labels):
         if label is None or (isinstance(label, str) and not label.strip()) or (isinstance(label, float) and label != label):
             raise InputError(f"{locate_row(where, shards, row)}: empty value in label column {label_column!r}")
+        if not is_key(label):
+            raise InputError(f"{locate_row(where, shards, row)}: label column {label_column!r} holds {describe(label)}; "
+                             "a label must be a string or an integer")
         str_labels.append(str(label))
     if ids is None:
         str_ids = [f"{prefix}-{split}-{row}" for row in range(len(texts))]
@@ -418,16 +500,56 @@ def make_raw(where: str, texts: list, labels: list, ids: list | None, split: str
         for row, value in enumerate(ids):
             if value is None or str(value).strip() == "":
                 raise InputError(f"{locate_row(where, shards, row)}: empty value in id column {id_column!r}")
+            if not is_key(value):
+                raise InputError(f"{locate_row(where, shards, row)}: id column {id_column!r} holds {describe(value)}; "
+                                 "an id must be a string or an integer")
             str_ids.append(str(value))
-    return RawSplit(where=where, texts=[as_text(t) for t in texts], labels=str_labels, ids=str_ids,
+    str_texts = []
+    for row, value in enumerate(texts):
+        if not (isinstance(value, str) or is_missing(value)):
+            raise InputError(f"{locate_row(where, shards, row)}: text column {text_column!r} holds {describe(value)}, "
+                             "not a string; check text_column")
+        str_texts.append(value if isinstance(value, str) else None)  # missing → None, caught as empty next
+    for column, values in ((text_column, str_texts), (label_column, str_labels), (id_column, str_ids)):
+        bad = first_unencodable(values)
+        if bad is not None:
+            raise InputError(f"{locate_row(where, shards, bad)}: column {column!r} holds a lone surrogate "
+                             f"(e.g. an escaped '\\ud800'), which is not text; fix the file")
+    return RawSplit(where=where, texts=str_texts, labels=str_labels, ids=str_ids,
                     rows=list(range(len(texts))), shards=shards)
 
 
-def as_text(value: Any) -> str | None:
-    """Text cell → str; missing cells (None, NaN from Parquet/pandas exports) → None, caught as empty next."""
-    if value is None or (isinstance(value, float) and value != value):
+def is_key(value: Any) -> bool:
+    """A label or id cell: a string or an integer (``True`` is not an integer here)."""
+    return isinstance(value, (str, int, np.integer)) and not isinstance(value, bool)
+
+
+def is_missing(value: Any) -> bool:
+    """None, or NaN (how Parquet/pandas exports write a missing cell)."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def describe(value: Any) -> str:
+    shown = repr(value)
+    return f"{type(value).__name__} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
+def first_unencodable(values: list[str | None]) -> int | None:
+    """Position of the first string UTF-8 cannot encode (a lone surrogate from a JSON escape), or None.
+
+    One encode of the joined column is fast; the row is searched only when it fails.
+    """
+    if encodable("".join(v for v in values if v is not None)):
         return None
-    return value if isinstance(value, str) else str(value)
+    return next(i for i, v in enumerate(values) if v is not None and not encodable(v))
+
+
+def encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 # --------------------------------------------------------------------------- splits and labels
@@ -442,7 +564,7 @@ def select_indices(raw: dict[str, RawSplit], split_indices: dict) -> tuple[dict[
         if not isinstance(entry, dict) or "indices" not in entry:
             raise InputError(f"split_indices.{new_split}: expected {{split: RAW_SPLIT, indices: FILE_OR_LIST}}")
         from_split = entry.get("split", "train")
-        if from_split not in raw:
+        if not isinstance(from_split, str) or from_split not in raw:
             raise InputError(f"split_indices.{new_split}: no raw split {from_split!r} (have: {', '.join(raw)})")
         where, indices, index_source = read_indices(entry["indices"], f"split_indices.{new_split}")
         n = len(raw[from_split].texts)
@@ -508,6 +630,8 @@ def read_merge_map(value: Any) -> tuple[dict[str, str], dict | None]:
             continue
         if not isinstance(target, str) or not target:
             raise InputError(f"{where}: merge map entry {key!r} must map to a non-empty label string, got {target!r}")
+        if not encodable(str(key) + target):
+            raise InputError(f"{where}: merge map entry {key!r} holds a lone surrogate (an escaped '\\ud800'), which is not text")
         merge[str(key)] = target
     source["entries"] = len(merge)
     return merge, source
@@ -523,6 +647,9 @@ def read_label_list(value: Any) -> tuple[list[str], dict]:
     duplicates = [label for label, count in Counter(data).items() if count > 1]
     if duplicates:
         raise InputError(f"{where}: label {duplicates[0]!r} is listed more than once")
+    bad = first_unencodable(data)
+    if bad is not None:
+        raise InputError(f"{where}: label {bad} holds a lone surrogate (an escaped '\\ud800'), which is not text")
     return list(data), source
 
 
@@ -533,6 +660,8 @@ def classes_from_counts(raw: dict[str, RawSplit], class_split: str, min_count: i
     pool = [raw[class_split]] if class_split in raw else list(raw.values())
     counts = Counter(label for rows in pool for label in rows.labels)
     kept = [label for label, count in counts.items() if count >= (min_count or 1)]
+    if not kept and min_count is None:
+        raise InputError(f"split {class_split!r} has no rows left to take classes from")
     if not kept:
         raise InputError(f"no class has at least {min_count} rows in split {class_split!r}; lower min_class_count")
     numeric = all(re.fullmatch(r"-?\d+", label) for label in kept)
@@ -584,9 +713,13 @@ def stratified_split(splits: dict[str, tuple[RawSplit, list[int]]], options: dic
         raise InputError(f"stratified_split: no split {source_split!r} (have: {', '.join(splits)})")
     if not isinstance(into, dict) or len(into) < 2:
         raise InputError("stratified_split.into: expected at least two {split: fraction} entries, e.g. {train: 0.9, val: 0.1}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in into.values()):
+        raise InputError(f"stratified_split.into: fractions must be numbers, got {dict(into)}")
     fractions = np.array(list(into.values()), dtype=np.float64)
     if (fractions <= 0).any() or abs(fractions.sum() - 1.0) > 1e-6:
         raise InputError(f"stratified_split.into: fractions must be > 0 and sum to 1, got {dict(into)}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**128:
+        raise InputError(f"stratified_split.seed: must be an integer in [0, 2**128), got {seed!r}")
     clash = sorted((set(into) & set(splits)) - {source_split})
     if clash:
         raise InputError(f"stratified_split.into: split {clash[0]!r} already exists")

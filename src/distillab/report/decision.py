@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from distillab.errors import ConfigError, InputError
+from distillab.io import load_yaml
 from distillab.report.tables import (
     CANDIDATE_METRICS,
     Cite,
@@ -95,19 +96,17 @@ def load_scenarios(path: str | Path | None) -> list[dict]:
     if path is None:
         return validate_scenarios(copy.deepcopy(DEFAULT_SCENARIOS), where="default scenarios")
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: scenarios file not found") from None
-    try:
-        if path.suffix.lower() == ".json":
+    if path.suffix.lower() != ".json":
+        data = load_yaml(path, ConfigError)  # no aliases, UTF-8 only, one line naming the file
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"{path}: scenarios file not found") from None
+        try:
             data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError: both are the user's file
-        raise ConfigError(f"{path}: cannot parse scenarios ({type(exc).__name__}: {exc})") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: cannot parse scenarios ({type(exc).__name__}: {exc})") from None
     scenarios = data.get("scenarios") if isinstance(data, dict) else data
     return validate_scenarios(scenarios, where=str(path))
 
