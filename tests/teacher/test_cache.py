@@ -109,7 +109,7 @@ def test_check_matches_accepts_the_same_dataset_and_names_each_difference(tmp_pa
 
     edited = make_dataset()
     edited.splits["test"].texts[2] = "an entirely new text"
-    with pytest.raises(FingerprintMismatch, match=r"texts differ on 1 row\(s\) \(e.g. 'tiny-test-2'\)"):
+    with pytest.raises(FingerprintMismatch, match=r"texts differ on 1 row\(s\) \(e.g. 'tiny-test-2' in shard-00004.safetensors\)"):
         cache.check_matches(edited)
 
     reordered = make_dataset()
@@ -148,7 +148,7 @@ def test_check_matches_accepts_regrouped_splits_and_a_superset_cache(tmp_path):
     cache.check_matches(TextDataset(name="tiny", classes=smaller.classes, splits=smaller.splits))
 
 
-def test_verify_finds_a_flipped_byte(tmp_path, dataset):
+def test_a_flipped_byte_is_refused_on_every_open_unless_verification_is_turned_off(tmp_path, dataset, capsys):
     from distillab.cli import main
 
     write_cache(tmp_path / "c", dataset)
@@ -157,10 +157,20 @@ def test_verify_finds_a_flipped_byte(tmp_path, dataset):
     data = bytearray(shard.read_bytes())
     data[-3] ^= 0xFF  # inside the payload: size unchanged, contents differ
     shard.write_bytes(bytes(data))
-    assert TeacherCache.open(tmp_path / "c").verify() == [f"{shard_name(1)}: sha256 mismatch (file is corrupt or was modified)"]
+    capsys.readouterr()
+    assert TeacherCache.open(tmp_path / "c", verify=False).verify() == [
+        f"{shard_name(1)}: sha256 mismatch (file is corrupt or was modified)"]
+    assert "NOT verified" in capsys.readouterr().err
     with pytest.raises(InputError, match="sha256 mismatch"):
-        TeacherCache.open(tmp_path / "c", verify=True)
-    assert main(["cache", "inspect", str(tmp_path / "c"), "--verify"]) == 1
+        TeacherCache.open(tmp_path / "c")  # verification is the default
+    out = tmp_path / "teacher.npz"
+    for command in (["cache", "inspect", str(tmp_path / "c")], ["cache", "export", str(tmp_path / "c"), "--out", str(out)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{shard}: sha256 mismatch" in err[0], err
+        assert not out.exists()
+    assert main(["cache", "export", str(tmp_path / "c"), "--out", str(out), "--no-verify-cache"]) == 0
+    assert "NOT verified" in capsys.readouterr().err and out.exists()
 
 
 def test_nan_and_fp16_overflow_are_errors_naming_the_row(tmp_path, dataset):

@@ -29,7 +29,7 @@ def test_teacher_then_inspect(tmp_path, tiny_bert, capsys):
     preds, labels = cache.logits().argmax(1), cache.labels()
     assert summary["teacher_scores"]["all"]["accuracy"] == pytest.approx(accuracy_score(labels, preds))
     assert summary["teacher_scores"]["all"]["macro_f1"] == pytest.approx(f1_score(labels, preds, average="macro"))
-    assert summary["rows"] == 42 and summary["checksum_problems"] == [] and summary["dtype"] == "fp16"
+    assert summary["rows"] == 42 and summary["checksums_verified"] is True and summary["dtype"] == "fp16"
 
     assert main(["cache", "inspect", str(out)]) == 0
     text = capsys.readouterr().out

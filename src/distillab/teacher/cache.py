@@ -28,6 +28,7 @@ import json
 import math
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ import numpy as np
 from distillab.errors import FingerprintMismatch, InputError
 from distillab.io import Predictions, atomic_path, read_json, sha256_file, write_json_atomic
 from distillab.teacher import DEFAULT_SHARD_ROWS  # re-exported: runners import it from here
-from distillab.teacher.fingerprint import diff, text_digests
+from distillab.teacher.fingerprint import diff, short_repr, text_digests
 
 FORMAT = "distillab.teacher_cache"
 FORMAT_VERSION = 1
@@ -54,6 +55,10 @@ _ST_DTYPES = {  # safetensors dtype → numpy dtype used to map it (bf16 is mapp
     "I64": np.int64,
     "U8": np.uint8,
 }
+_NP_TO_ST = {np.dtype(v): k for k, v in _ST_DTYPES.items() if k != "BF16"}
+_CACHE_DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}  # manifest dtype → safetensors dtype
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit: a larger header is refused before it is read
+MAX_MANIFEST_BYTES = 256 << 20  # ~1.5 million shard entries; anything bigger is not a manifest
 
 
 def shard_name(index: int) -> str:
@@ -207,18 +212,8 @@ class CacheWriter:
         return path
 
     def _expected_shapes(self, rows: int) -> dict[str, tuple]:
-        lead = (rows,) if self.tokens is None else (rows, self.tokens)
-        if self.kind == "dense":
-            return {"logits": (rows, self.width)}
-        shapes = {
-            "topk_ids": (*lead, self.k),
-            "topk_logprobs": (*lead, self.k),
-            "tail_logmass": lead,
-            "tail_kl": lead,
-        }
-        if self.tokens is not None:
-            shapes.update(input_ids=lead, num_tokens=(rows,))
-        return shapes
+        return {name: shape for name, (shape, _) in
+                teacher_arrays(self.kind, rows, self.width, self.k, self.tokens, self.dtype).items()}
 
     def _cast(self, name: str, value: np.ndarray, index: int, start: int):
         import torch
@@ -269,6 +264,24 @@ class CacheWriter:
         write_json_atomic(self.out / MANIFEST, manifest)
         (self.out / PROGRESS).unlink(missing_ok=True)
         return manifest
+
+
+def teacher_arrays(kind: str, rows: int, width: int, k: int | None, tokens: int | None,
+                   dtype: str) -> dict[str, tuple[tuple, str]]:
+    """Name → (shape, safetensors dtype) of the teacher arrays a shard of ``rows`` rows holds."""
+    lead = (rows,) if tokens is None else (rows, tokens)
+    stored = _CACHE_DTYPES[dtype]
+    if kind == "dense":
+        return {"logits": ((rows, width), stored)}
+    arrays = {
+        "topk_ids": ((*lead, k), "I32"),
+        "topk_logprobs": ((*lead, k), stored),
+        "tail_logmass": (lead, "F32"),
+        "tail_kl": (lead, "F32"),
+    }
+    if tokens is not None:
+        arrays.update(input_ids=(lead, "I32"), num_tokens=((rows,), "I32"))
+    return arrays
 
 
 def _check_ids(ids: np.ndarray) -> np.ndarray:
@@ -328,30 +341,175 @@ def truncation_stats(shards: list[dict[str, np.ndarray]]) -> dict:
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """Parse a safetensors header and memory-map every tensor (bf16 comes back as raw uint16)."""
+    """Parse a safetensors header and memory-map every tensor (bf16 comes back as raw uint16).
+
+    Everything in the file is untrusted: the header length is bounded before anything is read,
+    and every tensor's dtype, shape and byte range must be consistent and lie inside the file.
+    """
     try:
         with open(path, "rb") as handle:
-            (header_len,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(header_len))
-    except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
+            size = os.fstat(handle.fileno()).st_size
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise InputError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > min(MAX_HEADER_BYTES, size - 8):
+                raise InputError(f"{path}: safetensors header length {header_len} exceeds the file "
+                                 f"({size} bytes) or the {MAX_HEADER_BYTES:,}-byte limit (truncated or corrupt)")
+            header = json.loads(handle.read(header_len).decode("utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: safetensors header is not UTF-8 (byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{path}: safetensors header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise InputError(f"{path}: safetensors header must be a JSON object, got {type(header).__name__}")
     metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise InputError(f"{path}: safetensors key '__metadata__' must map names to strings")
     base = 8 + header_len
     arrays: dict[str, np.ndarray] = {}
     for name, info in header.items():
-        if info["dtype"] not in _ST_DTYPES:
-            raise InputError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
+        where = f"{path}: tensor {name!r}"
+        if not isinstance(info, dict) or info.get("dtype") not in _ST_DTYPES:
+            raise InputError(f"{where} has no supported dtype ({short_repr(info)})")
+        shape, offsets = info.get("shape"), info.get("data_offsets")
+        if not (isinstance(shape, list) and all(_is_int(d) and d >= 0 for d in shape)):
+            raise InputError(f"{where}: 'shape' must be a list of non-negative integers, got {short_repr(shape)}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            raise InputError(f"{where}: 'data_offsets' must be two integers 0 <= begin <= end, got {short_repr(offsets)}")
         dtype = np.dtype(_ST_DTYPES[info["dtype"]]).newbyteorder("<")
-        shape = tuple(info["shape"])
-        begin, end = info["data_offsets"]
-        if end - begin != int(np.prod(shape)) * dtype.itemsize:
-            raise InputError(f"{path}: tensor {name!r} size does not match its shape {shape}")
+        begin, end = offsets
+        if end - begin != math.prod(shape) * dtype.itemsize:
+            raise InputError(f"{where}: {end - begin} bytes do not match its shape {tuple(shape)}")
+        if base + end > size:
+            raise InputError(f"{where}: data ends at byte {base + end}, past the end of the file ({size} bytes)")
         if end == begin:
             array = np.zeros(shape, dtype=dtype)
         else:
-            array = np.memmap(path, dtype=dtype, mode="r", offset=base + begin, shape=shape)
+            array = np.memmap(path, dtype=dtype, mode="r", offset=base + begin, shape=tuple(shape))
         arrays[name] = _BF16View(array) if info["dtype"] == "BF16" else array
     return metadata, arrays
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_manifest(path: Path) -> dict:
+    """``path/manifest.json``, refused unless every field a reader relies on is present and consistent.
+
+    The manifest decides which files are opened and how rows map to shards, so a lying field would
+    serve wrong rows or read outside the cache; each check names the key that is wrong.
+    """
+    file = path / MANIFEST
+    if not file.is_file():
+        raise InputError(f"{file}: not a regular file")
+    if file.stat().st_size > MAX_MANIFEST_BYTES:
+        raise InputError(f"{file}: {file.stat().st_size:,} bytes is too large for a cache manifest")
+    try:
+        manifest = read_json(file)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise InputError(f"{file}: JSON nested too deeply") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"{file}: a cache manifest must be a JSON object, got {type(manifest).__name__}")
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{file}: format {short_repr(manifest.get('format'))} v{short_repr(manifest.get('format_version'))} "
+                         f"is not {FORMAT} v{FORMAT_VERSION}")
+
+    def need(key: str, ok: bool, want: str, *, show: bool = True) -> None:
+        if not ok:
+            got = "" if not show else f", got {short_repr(manifest[key])}" if key in manifest else " (missing)"
+            raise InputError(f"{file}: key {key!r} must be {want}{got}")
+
+    get = manifest.get
+    need("kind", get("kind") in KINDS, f"one of {', '.join(KINDS)}")
+    need("dtype", get("dtype") in DTYPES, f"one of {', '.join(DTYPES)}")
+    classes = get("classes")
+    need("classes", isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes),
+         "a non-empty list of class names")
+    need("num_classes", _is_int(get("num_classes")) and get("num_classes") == len(classes),
+         f"an integer equal to the number of classes ({len(classes)})")
+    need("width", _is_int(get("width")) and get("width") >= 1, "a positive integer")
+    if get("kind") == "dense":
+        need("width", get("width") == len(classes), f"the number of classes ({len(classes)}) in a dense cache")
+        need("k", get("k") is None, "null in a dense cache")
+    else:
+        need("k", _is_int(get("k")) and 1 <= get("k") <= get("width"), f"an integer in [1, width={get('width')}]")
+    need("tokens", get("tokens") is None or (_is_int(get("tokens")) and get("tokens") >= 1),
+         "null or a positive integer")
+    temperature = get("temperature")
+    need("temperature", temperature is None or (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+                                                and math.isfinite(temperature) and temperature > 0),
+         "null or a positive finite number")
+    need("rows", _is_int(get("rows")) and get("rows") >= 1, "a positive integer")
+    need("shard_rows", _is_int(get("shard_rows")) and get("shard_rows") >= 1, "a positive integer")
+    rows, shard_rows = get("rows"), get("shard_rows")
+    shards = get("shards")
+    need("shards", isinstance(shards, list) and len(shards) == math.ceil(rows / shard_rows),
+         f"a list of {math.ceil(rows / shard_rows)} shard entries (rows {rows} / shard_rows {shard_rows})")
+    need("num_shards", get("num_shards") == len(shards), f"the number of shard entries ({len(shards)})")
+    for index, entry in enumerate(shards):
+        first, count = index * shard_rows, min(shard_rows, rows - index * shard_rows)
+        key = f"shards[{index}]"
+        if not (isinstance(entry, dict) and isinstance(entry.get("file"), str) and entry.get("first_row") == first
+                and entry.get("rows") == count and _is_int(entry.get("bytes")) and entry["bytes"] >= 0
+                and isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64):
+            raise InputError(f"{file}: key {key!r} must be {{file, first_row: {first}, rows: {count}, bytes, sha256}}"
+                             f", got {short_repr(entry)}")
+    fingerprint = get("fingerprint")
+    dataset = fingerprint.get("dataset") if isinstance(fingerprint, dict) else None
+    splits = dataset.get("splits") if isinstance(dataset, dict) else None
+    need("fingerprint.dataset.splits", isinstance(splits, dict) and all(_is_int(n) and n >= 0 for n in splits.values())
+         and sum(splits.values()) == rows, f"split sizes adding up to rows ({rows})", show=False)
+    need("fingerprint.teacher", isinstance(fingerprint.get("teacher"), dict), "an object", show=False)
+    return manifest
+
+
+def shard_path(path: Path, index: int, entry: dict) -> Path:
+    """The shard file of manifest entry ``index``: a regular file inside the cache folder, or an error.
+
+    A manifest is data, not a license to read anywhere: ``../x``, absolute paths, devices such as
+    ``/dev/zero`` and symlinks leading out of the folder are refused.
+    """
+    name = entry["file"]
+    where = f"{path / MANIFEST}: shards[{index}].file {name!r}"
+    try:
+        root, target = path.resolve(), (path / name).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise InputError(f"{where} cannot be resolved ({exc})") from None
+    if target == root or not target.is_relative_to(root):
+        raise InputError(f"{where} points outside the cache folder {path}")
+    if not target.exists():
+        raise InputError(f"{path / name}: shard listed in the manifest (shards[{index}]) is missing")
+    if not target.is_file():
+        raise InputError(f"{where} is not a regular file")
+    return target
+
+
+def _check_shard(file: Path, manifest: dict, rows: int, arrays: dict) -> None:
+    """A shard must hold exactly the arrays, shapes and dtypes the manifest promises, and labels in range."""
+    expected = teacher_arrays(manifest["kind"], rows, manifest["width"], manifest["k"], manifest["tokens"],
+                              manifest["dtype"])
+    expected.update(labels=((rows,), "I32"), text_sha256_8=((rows, 8), "U8"))
+    if set(arrays) != set(expected):
+        raise InputError(f"{file}: holds tensors {sorted(arrays)}, expected {sorted(expected)} for a "
+                         f"{manifest['kind']} cache")
+    for name, (shape, dtype) in expected.items():
+        found = getattr(arrays[name], "raw", arrays[name])  # bf16 views wrap a uint16 map
+        stored = "BF16" if isinstance(arrays[name], _BF16View) else _NP_TO_ST[found.dtype]
+        if tuple(found.shape) != shape or stored != dtype:
+            raise InputError(f"{file}: tensor {name!r} is {stored} {tuple(found.shape)}, the manifest implies "
+                             f"{dtype} {shape}")
+    labels = np.asarray(arrays["labels"])
+    outside = np.flatnonzero((labels < 0) | (labels >= manifest["num_classes"]))
+    if outside.size:
+        raise InputError(f"{file}: tensor 'labels' row {int(outside[0])} is {int(labels[outside[0]])}, outside "
+                         f"[0, {manifest['num_classes']})")
 
 
 class _BF16View:
@@ -368,8 +526,10 @@ class _BF16View:
 class TeacherCache:
     """Read-only view of a finished cache: memory-mapped shards, rows looked up by id."""
 
-    def __init__(self, path: Path, manifest: dict, shards: list[dict[str, np.ndarray]], ids: np.ndarray) -> None:
+    def __init__(self, path: Path, manifest: dict, shards: list[dict[str, np.ndarray]], ids: np.ndarray,
+                 verified: bool = False) -> None:
         self.path = path
+        self.verified = verified  # shard checksums were checked when this view was opened
         self.manifest = manifest
         self._shards = shards
         self.ids = ids
@@ -384,7 +544,13 @@ class TeacherCache:
         self.shard_rows: int = int(manifest["shard_rows"])
 
     @classmethod
-    def open(cls, path: str | os.PathLike, verify: bool = False) -> "TeacherCache":
+    def open(cls, path: str | os.PathLike, verify: bool = True) -> "TeacherCache":
+        """Open a finished cache for use, refusing anything malformed with one line naming the file and key.
+
+        ``verify`` re-hashes every shard against the manifest first (once per open; a few ms for the
+        builtin cache), so a corrupt or tampered shard is never served. ``verify=False`` skips that and
+        says so on stderr.
+        """
         path = Path(path)
         if not (path / MANIFEST).exists():
             partial = (path / PROGRESS).exists()
@@ -393,31 +559,40 @@ class TeacherCache:
                 + ("the cache is unfinished (re-run the same `distillab teacher` command to complete it)"
                    if partial else "not a teacher cache directory")
             )
-        manifest = read_json(path / MANIFEST)
-        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-            raise InputError(
-                f"{path / MANIFEST}: format {manifest.get('format')!r} v{manifest.get('format_version')} "
-                f"is not {FORMAT} v{FORMAT_VERSION}"
-            )
+        manifest = read_manifest(path)
+        files = [shard_path(path, index, entry) for index, entry in enumerate(manifest["shards"])]
+        for file, entry in zip(files, manifest["shards"]):
+            if file.stat().st_size != entry["bytes"]:
+                raise InputError(f"{file}: size {file.stat().st_size} != {entry['bytes']} in the manifest "
+                                 "(truncated or replaced); re-create the cache")
         if verify:
             problems = verify_checksums(path, manifest)
             if problems:
-                raise InputError(f"{path}: {problems[0]} ({len(problems)} problem(s)); re-create the cache")
+                more = f" (and {len(problems) - 1} more shard(s))" if len(problems) > 1 else ""
+                raise InputError(f"{path / problems[0]}{more}; re-create the cache")
+        else:
+            print(f"distillab: warning: shard checksums of teacher cache {path} NOT verified (verification turned "
+                  "off); a corrupt or modified shard would go unnoticed", file=sys.stderr)
         shards, ids = [], []
-        for entry in manifest["shards"]:
-            shard_path = path / entry["file"]
-            if not shard_path.exists():
-                raise InputError(f"{shard_path}: shard listed in the manifest is missing")
-            if shard_path.stat().st_size != entry["bytes"]:
-                raise InputError(f"{shard_path}: size {shard_path.stat().st_size} != {entry['bytes']} in the manifest "
-                                 "(truncated or replaced); re-create the cache")
-            metadata, arrays = read_safetensors(shard_path)
-            shard_ids = json.loads(metadata.get("ids", "[]"))
-            if len(shard_ids) != entry["rows"]:
-                raise InputError(f"{shard_path}: {len(shard_ids)} row ids but the manifest says {entry['rows']} rows")
+        for file, entry in zip(files, manifest["shards"]):
+            metadata, arrays = read_safetensors(file)
+            _check_shard(file, manifest, entry["rows"], arrays)
+            try:
+                shard_ids = json.loads(metadata.get("ids", "null"))
+            except (ValueError, RecursionError):
+                raise InputError(f"{file}: metadata key 'ids' is not valid JSON") from None
+            if not (isinstance(shard_ids, list) and len(shard_ids) == entry["rows"]
+                    and all(isinstance(i, str) for i in shard_ids)):
+                raise InputError(f"{file}: metadata key 'ids' must be a list of {entry['rows']} row id strings "
+                                 "(the manifest's row count)")
             shards.append(arrays)
             ids.extend(shard_ids)
-        return cls(path, manifest, shards, np.asarray(ids, dtype=str))
+        ids = np.asarray(ids, dtype=str)
+        unique, first = np.unique(ids, return_index=True)
+        if unique.size != ids.size:
+            duplicate = ids[np.setdiff1d(np.arange(ids.size), first)[0]]
+            raise InputError(f"{path}: row id {str(duplicate)!r} is stored twice; re-create the cache")
+        return cls(path, manifest, shards, ids, verified=verify)
 
     # ---- lookup
 
@@ -507,54 +682,60 @@ class TeacherCache:
     def check_matches(self, dataset, splits: list[str] | None = None) -> None:
         """Raise :class:`FingerprintMismatch` unless this cache holds ``dataset``'s rows unchanged.
 
-        Passes at once when the dataset's content hash is the recorded one. Otherwise it compares
-        rows: the class list must be identical, and every row of ``splits`` (default: each split
-        sharing any row with the cache) must be cached with the same text and label. Rows regrouped
-        into other splits (e.g. train ∪ test combined) or a cache holding extra rows still pass,
-        because lookups are by row id; anything that would serve a wrong row does not.
+        Always compares rows, never just the recorded dataset hash (a shard whose ``ids`` were
+        permuted keeps that hash but serves wrong rows): the class list must be identical, and every
+        row of ``splits`` (default: each split sharing any row with the cache) must be cached with
+        the same text and label. Rows regrouped into other splits (e.g. train ∪ test combined) or a
+        cache holding extra rows still pass, because lookups are by row id.
         """
         recorded = self.manifest["fingerprint"]["dataset"]
         if list(dataset.classes) != self.classes:
             problems = [_describe_class_diff(self.classes, list(dataset.classes))]
-        elif dataset.content_hash() == recorded["content_sha256"]:
-            return
         else:
             problems = self._row_differences(dataset, splits)
         if problems:
             raise FingerprintMismatch(
                 f"teacher cache {self.path} was made from a different dataset than {dataset.name!r} "
-                f"(cache: {recorded['name']!r}, splits {', '.join(self.splits)}): " + "; ".join(problems)
+                f"(cache: {recorded.get('name')!r}, splits {', '.join(self.splits)}): " + "; ".join(problems)
                 + ". Re-run `distillab teacher` on this dataset (or load the dataset it was made from)."
             )
 
     def _row_differences(self, dataset, splits: list[str] | None) -> list[str]:
+        """Vectorised row comparison (same class list assumed): ids present, labels and text hashes equal."""
         unknown = [s for s in splits or [] if s not in dataset.splits]
         if unknown:
             raise InputError(f"dataset {dataset.name!r} has no split {unknown[0]!r} (splits: {', '.join(dataset.splits)})")
         if splits is None:
-            splits = [name for name, split in dataset.splits.items() if any(i in self._index for i in split.ids.tolist())]
+            splits = [name for name, split in dataset.splits.items() if np.isin(split.ids.astype(str), self.ids).any()]
             if not splits:
                 return [f"none of the dataset's rows is in the cache (cache row ids look like {str(self.ids[0])!r})"]
         problems = []
         ids = np.concatenate([dataset.splits[s].ids for s in splits]).astype(str)
-        texts = [text for s in splits for text in dataset.splits[s].texts]
-        names = [dataset.classes[label] for s in splits for label in dataset.splits[s].labels.tolist()]
-        present = np.array([i in self._index for i in ids.tolist()], dtype=bool)
+        labels = np.concatenate([np.asarray(dataset.splits[s].labels, dtype=np.int64) for s in splits])
+        present = np.isin(ids, self.ids)
         if not present.all():
             problems.append(f"{int((~present).sum())} row(s) of split(s) {', '.join(splits)} are not in the cache "
                             f"(e.g. {str(ids[~present][0])!r})")
         rows = np.flatnonzero(present)
         if rows.size:
             cached = self.labels(ids[rows])
-            differ = [r for r, c in zip(rows.tolist(), cached.tolist()) if self.classes[c] != names[r]]
-            if differ:
-                r = differ[0]
-                problems.append(f"labels differ on {len(differ)} row(s) (e.g. {str(ids[r])!r}: cache "
-                                f"{self.classes[cached[np.searchsorted(rows, r)]]!r}, dataset {names[r]!r})")
-            changed = (self._gather("text_sha256_8", ids[rows]) != text_digests([texts[r] for r in rows])).any(axis=1)
-            if changed.any():
-                problems.append(f"texts differ on {int(changed.sum())} row(s) (e.g. {str(ids[rows[changed][0]])!r})")
+            differ = np.flatnonzero(cached != labels[rows])
+            if differ.size:
+                first = int(differ[0])
+                row_id = str(ids[rows[first]])
+                problems.append(f"labels differ on {differ.size} row(s) (e.g. {row_id!r} in {self._shard_of(row_id)}: "
+                                f"cache {self.classes[cached[first]]!r}, dataset {self.classes[labels[rows[first]]]!r})")
+            texts = [text for s in splits for text in dataset.splits[s].texts]
+            digests = text_digests([texts[r] for r in rows.tolist()])
+            changed = np.flatnonzero((self._gather("text_sha256_8", ids[rows]) != digests).any(axis=1))
+            if changed.size:
+                row_id = str(ids[rows[changed[0]]])
+                problems.append(f"texts differ on {changed.size} row(s) (e.g. {row_id!r} in {self._shard_of(row_id)})")
         return problems
+
+    def _shard_of(self, row_id: str) -> str:
+        """The shard file holding ``row_id``, for error messages."""
+        return self.manifest["shards"][int(self.rows([row_id])[0]) // self.shard_rows]["file"]
 
 
 def _describe_class_diff(cache: list[str], data: list[str]) -> str:
@@ -572,11 +753,9 @@ def _describe_class_diff(cache: list[str], data: list[str]) -> str:
 
 
 def verify_checksums(path: Path, manifest: dict) -> list[str]:
+    """One line per shard whose sha256 differs from the manifest's (empty when all match)."""
     problems = []
-    for entry in manifest["shards"]:
-        shard_path = Path(path) / entry["file"]
-        if not shard_path.exists():
-            problems.append(f"{entry['file']}: missing")
-        elif sha256_file(shard_path) != entry["sha256"]:
+    for index, entry in enumerate(manifest["shards"]):
+        if sha256_file(shard_path(Path(path), index, entry)) != entry["sha256"]:
             problems.append(f"{entry['file']}: sha256 mismatch (file is corrupt or was modified)")
     return problems

@@ -51,6 +51,13 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def add_no_verify_flag(parser: argparse.ArgumentParser) -> None:
+    """``--no-verify-cache``: shared by every command that opens a teacher cache for use."""
+    parser.add_argument("--no-verify-cache", dest="verify_cache", action="store_false",
+                        help="do not re-hash the teacher cache's shards on open (prints a warning; a corrupt or "
+                             "modified shard then goes unnoticed)")
+
+
 def register(subparsers) -> None:
     teacher = subparsers.add_parser(
         "teacher", help="run a teacher over a dataset once and cache its outputs",
@@ -84,7 +91,8 @@ def register(subparsers) -> None:
     actions = cache.add_subparsers(dest="cache_command", metavar="ACTION")
     inspect = actions.add_parser("inspect", help="summarise a cache (rows, classes, dtype, fingerprint, teacher scores)")
     inspect.add_argument("dir", metavar="DIR")
-    inspect.add_argument("--verify", action="store_true", help="re-hash every shard; exit 1 on any mismatch")
+    inspect.add_argument("--verify", action="store_true",
+                         help="accepted for old scripts: every command now re-hashes the shards when it opens a cache")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
     inspect.set_defaults(func=run_inspect)
 
@@ -103,6 +111,7 @@ def register(subparsers) -> None:
     export.add_argument("dir", metavar="DIR")
     export.add_argument("--split", default=None, help="split to export (default: every cached row)")
     export.add_argument("--out", required=True, metavar="FILE.npz")
+    add_no_verify_flag(export)
     export.set_defaults(func=run_export)
     cache.set_defaults(func=lambda args: (cache.print_help(), 2)[1])
 
@@ -133,12 +142,8 @@ def run_inspect(args) -> int:
     from distillab.teacher.cache import TeacherCache
     from distillab.teacher.summary import format_summary, summarize
 
-    summary = summarize(TeacherCache.open(args.dir), verify=args.verify)
+    summary = summarize(TeacherCache.open(args.dir))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
-    if summary.get("checksum_problems"):
-        print(f"distillab cache inspect: {len(summary['checksum_problems'])} shard(s) failed verification",
-              file=sys.stderr)
-        return 1
     return 0
 
 
@@ -153,10 +158,34 @@ def run_import(args) -> int:
 
 
 def run_export(args) -> int:
-    from distillab.io import save_predictions
+    """Write the split's predictions file and its sidecar as one set: both, or nothing new on failure."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from distillab.errors import InputError
+    from distillab.io import save_predictions, sidecar_path
     from distillab.teacher.cache import TeacherCache
 
-    predictions = TeacherCache.open(args.dir).predictions(args.split)
-    save_predictions(args.out, predictions.logits, predictions.labels, ids=predictions.ids, meta=predictions.meta)
-    print(f"wrote {len(predictions.labels):,} teacher rows to {args.out}", file=sys.stderr)
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise InputError(f"{out}: --out must name a .npz file (its .json sidecar is written beside it)")
+    if out.is_dir():
+        raise InputError(f"{out}: --out is a directory; give a FILE.npz path")
+    predictions = TeacherCache.open(args.dir, verify=args.verify_cache).predictions(args.split)
+    staging = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        staged = save_predictions(staging / out.name, predictions.logits, predictions.labels, ids=predictions.ids,
+                                  meta=predictions.meta)
+        os.replace(sidecar_path(staged), sidecar_path(out))
+        os.replace(staged, out)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    print(f"wrote {len(predictions.labels):,} teacher rows to {out}", file=sys.stderr)
     return 0

@@ -93,17 +93,17 @@ def diff(expected: Any, found: Any, prefix: str = "") -> list[str]:
         for key in sorted(set(expected) | set(found), key=str):
             path = f"{prefix}.{key}" if prefix else str(key)
             if key not in found:
-                lines.append(f"{path}: missing (expected {_short(expected[key])})")
+                lines.append(f"{path}: missing (expected {short_repr(expected[key])})")
             elif key not in expected:
-                lines.append(f"{path}: unexpected {_short(found[key])}")
+                lines.append(f"{path}: unexpected {short_repr(found[key])}")
             else:
                 lines.extend(diff(expected[key], found[key], path))
         return lines
     if expected != found:
-        return [f"{prefix or 'value'}: {_short(expected)} != {_short(found)}"]
+        return [f"{prefix or 'value'}: {short_repr(expected)} != {short_repr(found)}"]
     return []
 
 
-def _short(value: Any, width: int = 60) -> str:
+def short_repr(value: Any, width: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= width else text[: width - 3] + "..."
