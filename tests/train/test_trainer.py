@@ -30,8 +30,9 @@ def test_outputs_follow_the_training_outputs_contract(banking, banking_cache, tm
         meta = preds.meta
         assert meta["recipe"] == recipe and meta["arm"] == name and meta["temperature"] is None
         assert meta["params"] == 2**12 * 16 + 16 * 77 + 77
-        assert meta["serving"]["batch_size"] == 32 and meta["serving"]["ms_per_example"] > 0
-        assert meta["serving"]["device"].startswith("cpu")
+        serving = meta["measurements"]["serving"]
+        assert serving["batch_size"] == 32 and serving["ms_per_example"]["median"] > 0
+        assert serving["device"] == "cpu" and serving["threads"] == 1
         log = json.loads((arm_dir / "train_log.json").read_text())
         assert len(log["loss"]) == log["summary"]["steps"] == 20  # 2 epochs x ceil(160/16)
         resolved = json.loads((arm_dir / "resolved_config.json").read_text())

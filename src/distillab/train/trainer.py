@@ -297,7 +297,9 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                 "arm": arm.name,
                 "recipe": arm.recipe(),
                 "params": params,
-                "serving": serving_cost(unwrapped, student, split.texts, accelerator.device, accelerator.autocast),
+                # Timings vary between identical runs: kept under "measurements", never mixed with results.
+                "measurements": {"serving": serving_cost(unwrapped, student, split.texts, accelerator.device,
+                                                         accelerator.autocast)},
                 "temperature": None,
                 "classes": list(dataset.classes),
                 "dataset": dataset.name,
