@@ -220,7 +220,7 @@ def test_more_bad_files(tmp_path):
     with pytest.raises(InputError, match=r"p\.parquet, row 1: empty text"):
         load_dataset({"path": str(tmp_path / "p.parquet")})
     (tmp_path / "latin.csv").write_bytes("text,label\ncaf\xe9,a\n".encode("latin-1"))
-    with pytest.raises(InputError, match=r"latin\.csv: not UTF-8 text"):
+    with pytest.raises(InputError, match=r"latin\.csv, line 2: not UTF-8 text \(invalid continuation byte at byte 14\)"):
         load_dataset({"path": str(tmp_path / "latin.csv")})
     (tmp_path / "ragged.csv").write_text("text,label\nok,a\nextra,b,c\n")
     with pytest.raises(InputError, match=r"ragged\.csv, row 1: 3 fields but the header has 2"):

@@ -340,6 +340,8 @@ def read_files(paths: list[Path], split: str, text_column: str, label_column: st
     for path in paths:
         shards.append((len(texts), str(path)))
         columns, records = read_table(path)
+        if not columns:  # an empty JSON-lines or JSON file: no rows, no keys to check
+            continue
         check_columns(str(path), columns, text_column, label_column, id_column)
         texts += records[text_column]
         labels += records[label_column]
