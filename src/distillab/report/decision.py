@@ -11,22 +11,24 @@ bound triage, B regulated escalation, C long-tail monitoring).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from distillab.errors import ConfigError, InputError
-from distillab.io import load_yaml
+from distillab.errors import ConfigError
+from distillab.io import load_yaml, read_json
 from distillab.report.tables import (
     CANDIDATE_METRICS,
+    MEASURED_METRICS,
     Cite,
+    Spread,
     Table,
     baseline_arm,
     candidate_key,
     distilled_arm,
+    support_noun,
 )
 
 Fragment = Union[str, Cite]
@@ -84,8 +86,19 @@ _METRIC_NAMES = {
     "head_f1": "head-tier macro-F1",
     "mid_f1": "mid-tier macro-F1",
     "tail_f1": "tail-tier macro-F1",
-    "ms_per_example": "latency (ms per example)",
+    "ms_per_example": "latency (ms per example, text → logits)",
+    "forward_ms_per_example": "forward-pass latency (ms per example)",
 }
+
+# How candidates are ranked, stated once in the report beside the recommendations.
+RANKING_RULE = (
+    "Candidates are ranked by the scenario's primary metric, then its secondary, then ECE, then NLL, then "
+    "their order in the candidates table; among F1 scores the data cannot tell apart (within the noise floor), "
+    "the simplest recipe is chosen. Serving cost is a measurement that differs between identical runs, so it "
+    "never decides on noise: one candidate is faster than another only when its whole min–max spread lies "
+    "below the other's (a difference inside the spread is a tie, and the next key decides), and a latency "
+    "bound fails a candidate only when even its fastest timed repeat is over it."
+)
 
 
 # --------------------------------------------------------------------------- scenario config
@@ -99,14 +112,7 @@ def load_scenarios(path: str | Path | None) -> list[dict]:
     if path.suffix.lower() != ".json":
         data = load_yaml(path, ConfigError)  # no aliases, UTF-8 only, one line naming the file
     else:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise InputError(f"{path}: scenarios file not found") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: cannot parse scenarios ({type(exc).__name__}: {exc})") from None
+        data = read_json(path)  # UTF-8, valid JSON, readable: one line naming the file
     scenarios = data.get("scenarios") if isinstance(data, dict) else data
     return validate_scenarios(scenarios, where=str(path))
 
@@ -136,8 +142,11 @@ def validate_scenarios(scenarios: Any, where: str = "scenarios") -> list[dict]:
                     problems.append(f"{at}: significant_lift must be overall, head, mid or tail, got {c['significant_lift']!r}")
             elif c.get("metric") not in CANDIDATE_METRICS:
                 problems.append(f"{at}: constraint metric must be one of {metrics}, got {c.get('metric')!r}")
-            elif ("max" in c) == ("min" in c) or not isinstance(c.get("max", c.get("min")), (int, float)):
+            elif ("max" in c) == ("min" in c):
                 problems.append(f"{at}: constraint on {c['metric']} needs exactly one numeric 'max' or 'min'")
+            elif not _finite_number(c.get("max", c.get("min"))):
+                key = "max" if "max" in c else "min"
+                problems.append(f"{at}: constraints[{j}].{key} must be a finite number, got {c[key]!r}")
         for key in ("objective", "secondary"):
             goal = s.get(key)
             if goal is None and key == "secondary":
@@ -149,7 +158,7 @@ def validate_scenarios(scenarios: Any, where: str = "scenarios") -> list[dict]:
         threshold = s.get("threshold")
         if threshold is not None:
             target = threshold.get("accuracy_target") if isinstance(threshold, dict) else None
-            if not isinstance(target, (int, float)) or not 0 < target <= 1:
+            if not _finite_number(target) or not 0 < target <= 1:
                 problems.append(f"{at}: 'threshold' must be null or {{accuracy_target: a number in (0, 1]}}")
         for key, allowed in (("rule", RULE_FIELDS if threshold else ("recipe",)),
                              ("rule_no_threshold", NO_THRESHOLD_FIELDS)):
@@ -176,6 +185,10 @@ def validate_scenarios(scenarios: Any, where: str = "scenarios") -> list[dict]:
                                            "(the best is {best_accuracy} at threshold {best_threshold}).")
         out.append(merged)
     return out
+
+
+def _finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # --------------------------------------------------------------------------- recommendations
@@ -213,8 +226,39 @@ def _arm(tables: dict[str, Table], key: str) -> str:
 
 
 def _value(tables: dict[str, Table], key: str, metric: str) -> float | None:
+    """A candidate's number; for a measurement, its median (shown, never compared directly)."""
     v = tables["candidates"].value(key, metric)
+    if isinstance(v, Spread):
+        v = v.median
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
+
+
+def _spread(tables: dict[str, Table], key: str, metric: str) -> Spread | None:
+    v = tables["candidates"].value(key, metric)
+    return v if isinstance(v, Spread) else None
+
+
+def _show(tables: dict[str, Table], key: str, metric: str) -> list[Fragment]:
+    """A candidate's value in prose: the cited number, or for a measurement a link to its row.
+
+    A measurement's number changes between identical runs; the recommendation text must not.
+    """
+    if metric in MEASURED_METRICS:
+        return ["measured; see ", tables["candidates"].cite(key, "recipe")]
+    return [_cite(tables, key, metric)]
+
+
+def _faster_count(tables: dict[str, Table], key: str, metric: str, higher: bool) -> int:
+    """How many candidates are measurably better: their whole spread beats this one's (a noise-free rank)."""
+    me = _spread(tables, key, metric)
+    if me is None:
+        return len(tables["candidates"].rows)
+    count = 0
+    for row in tables["candidates"].rows:
+        other = row.cells[metric].value
+        if isinstance(other, Spread) and (other.low > me.high if higher else other.high < me.low):
+            count += 1
+    return count
 
 
 def _cite(tables: dict[str, Table], key: str, metric: str) -> Cite:
@@ -236,11 +280,15 @@ def _sort_key(tables, key: str, scenario: dict):
                  {"metric": "nll", "goal": "min"}):
         if not goal:
             continue
+        higher = goal.get("goal", "max") == "max"
+        if goal["metric"] in MEASURED_METRICS:  # ties inside the measured spread: the next key decides
+            parts.append(_faster_count(tables, key, goal["metric"], higher))
+            continue
         v = _value(tables, key, goal["metric"])
         if v is None:
             parts.append(math.inf)
         else:
-            parts.append(-v if goal.get("goal", "max") == "max" else v)
+            parts.append(-v if higher else v)
     return tuple(parts)
 
 
@@ -264,13 +312,13 @@ def _recommend_one(audit: dict, tables: dict[str, Table], s: dict) -> Recommenda
             known = [k for k in feasible if _value(tables, k, c["metric"]) is not None]
             if not known:
                 notes.append([f"The constraint on {_METRIC_NAMES[c['metric']]} (", bound,
-                              ") cannot be checked: no candidate reports it (for latency, add serving.ms_per_example "
-                              "to the predictions' sidecar)."])
+                              ") cannot be checked: no candidate reports it (for latency, the predictions' sidecar "
+                              "needs measurements.serving, which `distillab train` writes)."])
                 continue
             if len(known) < len(feasible):
                 missing = sorted({_arm(tables, k) for k in feasible if k not in known})
                 notes.append([f"Excluded because {_METRIC_NAMES[c['metric']]} is unknown: {', '.join(missing)}."])
-            passing = [k for k in known if _meets(_value(tables, k, c["metric"]), c)]
+            passing = [k for k in known if _meets_constraint(tables, k, c)]
         if not passing:
             failed.append((i, c))
         feasible = passing
@@ -303,6 +351,22 @@ def _meets(value: float, c: dict) -> bool:
     return value <= c["max"] if "max" in c else value >= c["min"]
 
 
+def _meets_constraint(tables, key: str, c: dict) -> bool:
+    """A measurement fails a bound only when its whole spread is past it (noise never fails it)."""
+    spread = _spread(tables, key, c["metric"])
+    if spread is not None:
+        return spread.low <= c["max"] if "max" in c else spread.high >= c["min"]
+    value = _value(tables, key, c["metric"])
+    return value is not None and _meets(value, c)
+
+
+def _borderline(tables, key: str, c: dict) -> bool:
+    """The bound lies inside the measured spread: met, but only by some of the timed repeats."""
+    spread = _spread(tables, key, c["metric"])
+    bound = c.get("max", c.get("min"))
+    return spread is not None and spread.low <= bound <= spread.high and spread.low != spread.high
+
+
 def _excludes_zero_up(boot: Table, arm: str, tier: str) -> bool:
     low = boot.value(_bootstrap_key(arm, tier), "ci_low")
     return low is not None and low > 0
@@ -312,7 +376,7 @@ def _why(tables, s: dict, chosen: str, best: str, width: Cite | None) -> list[Fr
     goal = s["objective"]
     name = _METRIC_NAMES[goal["metric"]]
     if chosen == best:
-        frags: list[Fragment] = [f"Best {name} (", _cite(tables, chosen, goal["metric"]),
+        frags: list[Fragment] = [f"Best {name} (", *_show(tables, chosen, goal["metric"]),
                                  ") among the candidates that meet every constraint"]
     else:
         frags = [f"{_recipe(tables, best)} has the best {name} (", _cite(tables, best, goal["metric"]),
@@ -329,6 +393,11 @@ def _why(tables, s: dict, chosen: str, best: str, width: Cite | None) -> list[Fr
             continue
         value = _value(tables, chosen, c["metric"])
         if value is None:
+            continue
+        if c["metric"] in MEASURED_METRICS:
+            frags += [f"; measured {_METRIC_NAMES[c['metric']]} within the bound ", bound]
+            if _borderline(tables, chosen, c):
+                frags.append(" (borderline: the bound lies inside its measured min–max spread)")
             continue
         frags += [f"; {_METRIC_NAMES[c['metric']]} ", _cite(tables, chosen, c["metric"]),
                   " ≤ " if "max" in c else " ≥ ", bound]
@@ -403,6 +472,8 @@ def _flip(tables, s: dict, chosen: str, candidates: list[str]) -> list[Fragment]
         if value is None:
             continue
         name = _METRIC_NAMES[c["metric"]]
+        if c["metric"] in MEASURED_METRICS:
+            return _flip_measured(tables, s, chosen, candidates, i, c)
         # Tighten this bound past the chosen value: who still qualifies (meeting every other constraint)?
         tighter = {**c, ("max" if "max" in c else "min"): value}
         alt = [k for k in candidates if k != chosen and (v := _value(tables, k, c["metric"])) is not None
@@ -429,6 +500,29 @@ def _flip(tables, s: dict, chosen: str, candidates: list[str]) -> list[Fragment]
             f"{_recipe(tables, runner)}."]
 
 
+def _flip_measured(tables, s: dict, chosen: str, candidates: list[str], i: int, c: dict) -> list[Fragment]:
+    """The flip on a serving-cost bound, worded without the measured number (it changes run to run).
+
+    The alternative must be measurably better (its whole spread beyond the chosen one's), so a
+    re-measurement cannot swap it for another.
+    """
+    name = _METRIC_NAMES[c["metric"]]
+    mine = _spread(tables, chosen, c["metric"])
+    better = [k for k in candidates if k != chosen and (v := _spread(tables, k, c["metric"])) is not None
+              and (v.high < mine.low if "max" in c else v.low > mine.high) and _meets_others(tables, s, k, i)]
+    better.sort(key=lambda k: _sort_key(tables, k, s))
+    frags: list[Fragment] = [f"If the {name} bound moved past the measured cost of ",
+                             tables["candidates"].cite(chosen, "recipe"), " (its whole min–max spread), it would no "
+                             "longer qualify; "]
+    if better:
+        frags += ["the alternative would be ", tables["candidates"].cite(better[0], "recipe"),
+                  f", measurably {'faster' if 'max' in c else 'slower'} (spreads do not overlap)."]
+    else:
+        frags += ["no candidate is measurably faster (their spreads overlap or lie above) — the alternative is "
+                  f"{s['flip_alternative']}."]
+    return frags
+
+
 def _meets_others(tables, s: dict, key: str, skip: int | None) -> bool:
     for j, c in enumerate(s["constraints"]):
         if j == skip:
@@ -439,8 +533,7 @@ def _meets_others(tables, s: dict, key: str, skip: int | None) -> bool:
             if boot is None or not boot.has(row) or not _excludes_zero_up(boot, _arm(tables, key), c["significant_lift"]):
                 return False
             continue
-        v = _value(tables, key, c["metric"])
-        if v is None or not _meets(v, c):
+        if not _meets_constraint(tables, key, c):
             return False
     return True
 
@@ -539,21 +632,30 @@ def _infeasible(audit, tables, s: dict, candidates: list[str], failed: list[tupl
         if rows:
             flip += [" (the closest lower bound now is ", boot.cite(r, "ci_low"), ")"]
         items.append(("Flip", flip + [f"; the alternative is {s['flip_alternative']}."]))
-        items.append(("Ceiling", _ceiling(tables, tier)))
+        items.append(("Ceiling", _ceiling(audit, tables, tier)))
     elif c:
         metric = c["metric"]
         name = _METRIC_NAMES[metric]
         known = [k for k in candidates if _value(tables, k, metric) is not None]
-        best = min(known, key=lambda k: _value(tables, k, metric) * (1 if "max" in c else -1))
-        items.append(("Why", [f"No candidate meets {name} {'≤' if 'max' in c else '≥'} ", bound,
-                              f"; the closest is {_recipe(tables, best)} at ", _cite(tables, best, metric), "."]))
-        items.append(("Flip", ["Loosening the bound to ", _cite(tables, best, metric),
-                               f" would admit {_recipe(tables, best)}; otherwise the alternative is "
-                               f"{s['flip_alternative']}."]))
+        if metric in MEASURED_METRICS:  # closest by the fastest repeat, not by a noisy median
+            best = min(known, key=lambda k: _spread(tables, k, metric).low if "max" in c else -_spread(tables, k, metric).high)
+            items.append(("Why", [f"No candidate meets {name} {'≤' if 'max' in c else '≥'} ", bound,
+                                  " even in its best timed repeat; the closest is ",
+                                  tables["candidates"].cite(best, "recipe"), " (measured)."]))
+            items.append(("Flip", ["Loosening the bound past the measured cost of ",
+                                   tables["candidates"].cite(best, "recipe"), " would admit it; otherwise the "
+                                   f"alternative is {s['flip_alternative']}."]))
+        else:
+            best = min(known, key=lambda k: _value(tables, k, metric) * (1 if "max" in c else -1))
+            items.append(("Why", [f"No candidate meets {name} {'≤' if 'max' in c else '≥'} ", bound,
+                                  f"; the closest is {_recipe(tables, best)} at ", _cite(tables, best, metric), "."]))
+            items.append(("Flip", ["Loosening the bound to ", _cite(tables, best, metric),
+                                   f" would admit {_recipe(tables, best)}; otherwise the alternative is "
+                                   f"{s['flip_alternative']}."]))
         tier = _TIER_OF_METRIC.get(metric)
         if tier is not None:
-            items.append(("Ceiling", _ceiling(tables, tier)))
-        elif metric == "ms_per_example":
+            items.append(("Ceiling", _ceiling(audit, tables, tier)))
+        elif metric in MEASURED_METRICS:
             items.append(("Ceiling", ["This is a serving-cost problem, not a data or recipe one: every measured "
                                       "model is slower than the budget."]))
         else:
@@ -566,12 +668,12 @@ def _infeasible(audit, tables, s: dict, candidates: list[str], failed: list[tupl
         k = ranked[0]
         goal = s["objective"]["metric"]
         items.append(("If forced", [f"If a model must ship anyway, the best {_METRIC_NAMES[goal]} is "
-                                    f"{_recipe(tables, k)} (", _cite(tables, k, goal), "), knowing it does not "
+                                    f"{_recipe(tables, k)} (", *_show(tables, k, goal), "), knowing it does not "
                                     "meet the constraint."]))
     return Recommendation(s, None, "none", False, items)
 
 
-def _ceiling(tables, tier: str) -> list[Fragment]:
+def _ceiling(audit: dict, tables, tier: str) -> list[Fragment]:
     """A data problem: cite the teacher's own score on the tier as the ceiling, and the tier's support."""
     frags: list[Fragment] = ["This is a data problem, not a recipe one"]
     metrics = tables.get("tier-metrics")
@@ -582,6 +684,6 @@ def _ceiling(tables, tier: str) -> list[Fragment]:
         frags.append(": no teacher predictions were given, so the ceiling cannot be cited from a teacher score")
     summary = tables.get("tier-summary")
     if tier in ("head", "mid", "tail") and summary is not None and summary.has(tier):
-        frags += [f"; {tier} classes have a median of ", summary.cite(tier, "median_count"), " training examples"]
+        frags += [f"; {tier} classes have a median of ", summary.cite(tier, "median_count"), f" {support_noun(audit)}"]
     frags.append(". More labelled examples for these classes, not a different loss, is what would move it.")
     return frags

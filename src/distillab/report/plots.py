@@ -238,6 +238,7 @@ def per_class_delta(
     ax: Axes | None = None,
     colors: Sequence | None = None,
     bin_above: int = PER_CLASS_BIN_ABOVE,
+    xlabel: str = "class rank by training frequency (1 = most frequent)",
 ) -> Axes:
     """Δ F1 per class (arm − baseline) in order of class frequency, most frequent first.
 
@@ -276,7 +277,7 @@ def per_class_delta(
             if len(deltas) == 1:
                 ax.vlines(ranks, 0, delta, color=colors[i], lw=0.8, alpha=0.6)
     ax.axhline(0, color="0.3", lw=0.8)
-    ax.set_xlabel("class rank by training frequency (1 = most frequent)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("Δ F1 vs baseline")
     ax.set_xlim(0.5, k + 0.5)
     if k > 50:
@@ -286,8 +287,12 @@ def per_class_delta(
     return ax
 
 
-def tier_support(counts: Sequence[int], tiers: Sequence[str], ax: Axes | None = None) -> Axes:
-    """Training examples per class by frequency rank (log scale), coloured by tier: the data ceiling."""
+def tier_support(counts: Sequence[int], tiers: Sequence[str], ax: Axes | None = None,
+                 ylabel: str = "training examples per class (log)") -> Axes:
+    """Examples per class by frequency rank (log scale), coloured by tier: the data ceiling.
+
+    ``ylabel`` names what was counted (training examples, or evaluation rows when no training counts
+    were given)."""
     ax = new_axes(ax, figsize=(7.0, 3.4))
     counts = np.asarray(counts, float)
     tiers = np.asarray(tiers)
@@ -307,6 +312,6 @@ def tier_support(counts: Sequence[int], tiers: Sequence[str], ax: Axes | None = 
         ax.set_xscale("log")
         plain_log_ticks(ax.xaxis)
     ax.set_xlabel("class rank (1 = most frequent)")
-    ax.set_ylabel("examples per class (log)")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, loc="upper right")
     return ax

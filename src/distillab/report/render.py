@@ -13,6 +13,10 @@ import csv
 import html
 import io
 import math
+import os
+import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,29 +25,41 @@ import numpy as np
 
 from distillab import __version__
 from distillab.errors import InputError
-from distillab.io import atomic_path, read_json, write_text_atomic
+from distillab.io import read_json
 from distillab.report import plots
-from distillab.report.decision import Recommendation, load_scenarios, recommend
+from distillab.report.decision import RANKING_RULE, Recommendation, load_scenarios, recommend
+from distillab.report.schema import check_audit
 from distillab.report.tables import (
     SCOPES,
     TIERS,
     Cite,
+    DuplicateRow,
     Table,
     baseline_arm,
     bootstrap_rows,
     build_tables,
     distilled_arm,
     fmt_float,
+    grid_floors,
     has_teacher,
     meta_of,
     per_class_columns,
     per_class_records,
     recipe_label,
     student_arms,
+    support_noun,
+    support_source_text,
 )
 
-REQUIRED_KEYS = ("n", "num_classes", "arms")
 FIGURE_DPI = 100
+# Matplotlib settings for every figure of the report, applied only while it is drawn: names are
+# drawn literally (an arm called "kd$\frac$" is not mathtext), and the SVGs are byte-identical
+# between runs (fixed id salt; the Date metadata is dropped when saving).
+REPORT_RC = {"svg.hashsalt": "distillab-report", "svg.fonttype": "none", "text.parse_math": False,
+             "text.usetex": False}
+FIGURES = "figures"
+# A folder being built by a report in progress, beside its target: ".OUT.report-PID-XXXX".
+_BUILD_PREFIX = ".{name}.report-{pid}-"
 UNKNOWN_DATASET = "not recorded in audit.json"
 # Shown under "What transferred" rather than with the other tables.
 SUMMARY_TABLES = ("transfer", "lift")
@@ -71,53 +87,110 @@ def render_report(
     """Write ``report.html``, ``report.md``, ``figures/*.png|svg`` and ``per_class.csv`` into ``out_dir``.
 
     ``audit_dir`` holds ``audit.json`` (or is the file itself); ``out_dir`` defaults to it.
-    Returns the paths written.
+    Returns the paths written. The files are one set: all are built in memory, written into a
+    folder beside ``out_dir`` and only then moved into place, so a failure leaves the previous
+    report (or nothing) — never new figures beside an old page.
     """
+    import matplotlib
+
     audit_path = Path(audit_dir)
     if audit_path.is_dir():
         audit_path = audit_path / "audit.json"
     audit = read_json(audit_path)
     check_audit(audit, audit_path)
     out = Path(out_dir) if out_dir is not None else audit_path.parent
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; pass --out a folder for the report")
 
     scenarios = load_scenarios(scenarios_path)
-    tables = build_tables(audit, scenarios)
+    try:
+        tables = build_tables(audit, scenarios)
+    except DuplicateRow as exc:
+        raise InputError(f"{audit_path}: {exc}; re-run `distillab audit` to regenerate it") from None
     recs = recommend(audit, tables, scenarios)
-    figures = build_figures(audit)
     dataset = _dataset_name(audit)
     title = title or ("Distillation report" + ("" if dataset == UNKNOWN_DATASET else f": {dataset}"))
-
-    # Render everything in memory first: a failure while drawing or rendering must not leave a
-    # report folder with fresh figures next to a stale (or missing) report.html.
-    for f in figures:
-        _encode(f)
+    with matplotlib.rc_context(REPORT_RC):
+        figures = build_figures(audit)
+        for f in figures:
+            _encode(f)
     header = _header(audit, audit_path)
-    html_text = to_html(title, header, audit, tables, recs, figures)
-    md_text = to_markdown(title, header, audit, tables, recs, figures)
-
-    written: dict[str, Path] = {}
-    fig_dir = out / "figures"
-    fig_dir.mkdir(exist_ok=True)
+    files: dict[str, bytes] = {}
     for f in figures:
-        with atomic_path(fig_dir / f"{f.id}.png") as tmp:
-            tmp.write_bytes(f.png)
-        write_text_atomic(fig_dir / f"{f.id}.svg", f.svg)
-        written[f"figure:{f.id}"] = fig_dir / f"{f.id}.png"
-    csv_path = out / "per_class.csv"
-    _write_per_class_csv(audit, csv_path)
-    written["per_class_csv"] = csv_path
-
-    write_text_atomic(out / "report.html", html_text)
-    write_text_atomic(out / "report.md", md_text)
-    written["html"], written["markdown"] = out / "report.html", out / "report.md"
+        files[f"{FIGURES}/{f.id}.png"] = f.png
+        files[f"{FIGURES}/{f.id}.svg"] = f.svg.encode("utf-8")
+    files["per_class.csv"] = _per_class_csv(audit).encode("utf-8")
+    files["report.md"] = to_markdown(title, header, audit, tables, recs, figures).encode("utf-8")
+    files["report.html"] = to_html(title, header, audit, tables, recs, figures).encode("utf-8")
+    publish(out, files)
+    written = {f"figure:{f.id}": out / FIGURES / f"{f.id}.png" for f in figures}
+    written.update(per_class_csv=out / "per_class.csv", html=out / "report.html", markdown=out / "report.md")
     return written
+
+
+def publish(out: Path, files: dict[str, bytes]) -> None:
+    """Put ``files`` (relative path → bytes) into ``out`` as one set.
+
+    Everything is written into a fresh folder beside ``out`` first; a write that fails (disk full,
+    no permission) removes it and leaves ``out`` as it was. Then the set moves in by renames only:
+    the whole folder when ``out`` is new, else ``figures/`` (so no figure of an older report stays)
+    and each page file. The folder of a report that was killed is removed by the next one.
+    """
+    parent = out.absolute().parent
+    created = [p for p in (parent, *parent.parents) if not p.exists()]
+    tmp = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_builds(parent, out.name)
+        tmp = Path(tempfile.mkdtemp(prefix=_BUILD_PREFIX.format(name=out.name, pid=os.getpid()), dir=parent))
+        for rel, data in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
+        if not out.exists():
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the report folder is the user's
+            os.rename(tmp, out)
+            return
+        retired = tmp / ".previous"
+        retired.mkdir()
+        if (out / FIGURES).exists():
+            os.rename(out / FIGURES, retired / FIGURES)
+        if (tmp / FIGURES).exists():
+            os.rename(tmp / FIGURES, out / FIGURES)
+        for rel in files:
+            if "/" not in rel:
+                os.replace(tmp / rel, out / rel)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the report ({exc.strerror or exc})") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        for p in created:  # folders made for a report that was not written
+            if not out.exists():
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
+
+
+def _remove_dead_builds(parent: Path, name: str) -> None:
+    """Remove build folders of reports into ``name`` whose process no longer runs (killed mid-write)."""
+    pattern = re.compile(re.escape(_BUILD_PREFIX.split("{pid}")[0].format(name=name)) + r"(\d+)-")
+    for entry in parent.iterdir():
+        m = pattern.match(entry.name)
+        if m is None or not entry.is_dir():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except (PermissionError, OverflowError):
+            continue
 
 
 def _encode(f: ReportFigure) -> None:
     """PNG bytes and SVG text of one figure; the layout is solved once and reused by both."""
-    import matplotlib
-
     engine = f.figure.get_layout_engine()
     if engine is not None:
         engine.execute(f.figure)
@@ -126,29 +199,9 @@ def _encode(f: ReportFigure) -> None:
     f.figure.savefig(buf, format="png", dpi=FIGURE_DPI)
     f.png = buf.getvalue()
     text = io.StringIO()
-    # Text stays text in the SVG: smaller, searchable, and much faster than outlining every glyph.
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        f.figure.savefig(text, format="svg")
+    # Text stays text in the SVG (REPORT_RC): smaller, searchable, and much faster than outlining glyphs.
+    f.figure.savefig(text, format="svg", metadata={"Date": None})
     f.svg = text.getvalue()
-
-
-def check_audit(audit: Any, path: Path) -> None:
-    """Fail with one line naming the missing key (the report reads nothing else)."""
-    if not isinstance(audit, dict):
-        raise InputError(f"{path}: expected a JSON object (an audit.json written by `distillab audit`)")
-    missing = [k for k in REQUIRED_KEYS if k not in audit]
-    if missing:
-        raise InputError(f"{path}: missing key(s) {', '.join(missing)}; re-run `distillab audit` to regenerate it")
-    if not audit["arms"]:
-        raise InputError(f"{path}: 'arms' is empty; the audit needs at least one arm")
-    k = int(audit["num_classes"])
-    for arm, block in audit["arms"].items():
-        for key in ("overall", "per_class_f1"):
-            if key not in block:
-                raise InputError(f"{path}: arms.{arm} has no '{key}'; re-run `distillab audit`")
-        if len(block["per_class_f1"]) != k:
-            raise InputError(f"{path}: arms.{arm}.per_class_f1 has {len(block['per_class_f1'])} values, "
-                             f"expected num_classes = {k}")
 
 
 # --------------------------------------------------------------------------- header
@@ -160,7 +213,7 @@ def _dataset_name(audit: dict) -> str:
         if isinstance(settings.get(key), str):
             return settings[key]
     for entry in (audit.get("inputs") or {}).values():
-        if isinstance((entry.get("meta") or {}).get("dataset"), str):
+        if isinstance(((entry or {}).get("meta") or {}).get("dataset"), str):
             return entry["meta"]["dataset"]
     return UNKNOWN_DATASET
 
@@ -191,6 +244,7 @@ def _header(audit: dict, audit_path: Path) -> list[tuple[str, str]]:
         ("Baseline / distilled", f"{baseline_arm(audit)} / {distilled_arm(audit) or '—'}"),
         ("Splits", "; ".join(splits) or "—"),
         ("Sizes", sizes),
+        ("Tiers", f"from {support_source_text(audit)}"),
         ("Seeds", "; ".join(seeds) or "—"),
         ("Tool version", f"audit by distillab {audit.get('tool_version', '?')} (schema "
                          f"{audit.get('schema_version', '?')}); report by distillab {__version__}"),
@@ -337,20 +391,22 @@ def _grid_figure(audit) -> ReportFigure | None:
         return None
     ts = sorted({float(g["T"]) for g in grid})
     alphas = sorted({float(g["alpha"]) for g in grid})
-    floor = (audit.get("noise_floor") or {}).get("overall")
-    fig = _new_figure(11.5, 3.4)
-    for i, (metric, label, higher) in enumerate((("macro_f1", "macro-F1", True), ("ece", "ECE", False),
-                                                 ("nll", "NLL", False))):
+    floor, head_floor = grid_floors(audit)
+    panels = (("macro_f1", "macro-F1 (overall CI width decides)", True, floor),
+              ("head_f1", "head F1 (head CI width: reference reading)", True, head_floor),
+              ("ece", "ECE", False, None), ("nll", "NLL", False, None))
+    fig = _new_figure(15.0, 3.4)
+    for i, (metric, label, higher, noise) in enumerate(panels):
         values = np.full((len(alphas), len(ts)), np.nan)
         for g in grid:
             if g.get(metric) is not None:
                 values[alphas.index(float(g["alpha"])), ts.index(float(g["T"]))] = g[metric]
-        plots.grid_heatmap(ts, alphas, values, label, higher, noise_floor=floor if metric == "macro_f1" else None,
-                           ax=fig.add_subplot(1, 3, i + 1))
+        plots.grid_heatmap(ts, alphas, values, label, higher, noise_floor=noise, ax=fig.add_subplot(1, 4, i + 1))
     return ReportFigure("grid", "T × α grid",
-                        "Each KD arm's metric at its (T, α). Red outline: macro-F1 within the noise floor (overall "
-                        "bootstrap CI width) of the best cell — the data cannot rank those. ECE and NLL have no "
-                        "bootstrap, so no noise floor is marked on them.", fig)
+                        "Each KD arm's metric at its (T, α). Red outline: within the noise floor of the best cell — "
+                        "macro-F1 against the overall bootstrap CI width (this is the reading that decides), head F1 "
+                        "against the head CI width (how the reference procedure reads the grid; shown for "
+                        "comparison). ECE and NLL have no bootstrap, so no noise floor is marked on them.", fig)
 
 
 def _per_class_figure(audit, colors) -> ReportFigure | None:
@@ -363,7 +419,8 @@ def _per_class_figure(audit, colors) -> ReportFigure | None:
     tiers = [r.get("tier") for r in support] if support else None
     ordered = {a: np.asarray(v, float)[order] for a, v in deltas.items()}
     fig = _new_figure(8.0, 3.8)
-    plots.per_class_delta(ordered, tiers, ax=fig.add_subplot(), colors=[colors[a] for a in ordered])
+    plots.per_class_delta(ordered, tiers, ax=fig.add_subplot(), colors=[colors[a] for a in ordered],
+                          xlabel=f"class rank by support ({support_noun(audit)}; 1 = most)")
     k = len(order)
     how = (f"{k:,} classes grouped into rank bins (mean Δ with min–max band)" if k > plots.PER_CLASS_BIN_ABOVE
            else "one point per class")
@@ -378,19 +435,22 @@ def _support_figure(audit) -> ReportFigure | None:
     if not support:
         return None
     fig = _new_figure(8.0, 3.4)
-    plots.tier_support([r["count"] for r in support], [r.get("tier") for r in support], ax=fig.add_subplot())
-    return ReportFigure("tier-support", "Examples per class by rank (the data ceiling)",
-                        f"Support of each class in the counts the tiers were ranked by "
-                        f"({audit.get('tier_source') or 'unknown source'}), log scale.", fig)
+    noun = support_noun(audit)
+    plots.tier_support([r["count"] for r in support], [r.get("tier") for r in support], ax=fig.add_subplot(),
+                       ylabel=f"{noun} per class (log)")
+    return ReportFigure("tier-support", f"Support per class by rank: {noun} (the data ceiling)",
+                        f"Support of each class ({noun}) in the counts the tiers were ranked by — tiers from "
+                        f"{support_source_text(audit)}; log scale.", fig)
 
 
-def _write_per_class_csv(audit: dict, path: Path) -> None:
+def _per_class_csv(audit: dict) -> str:
     columns = per_class_columns(audit)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([key for key, _ in columns])
-        for rec in per_class_records(audit):
-            writer.writerow(["" if rec.get(k) is None else rec[k] for k, _ in columns])
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow([key for key, _ in columns])
+    for rec in per_class_records(audit):
+        writer.writerow(["" if rec.get(k) is None else rec[k] for k, _ in columns])
+    return handle.getvalue()
 
 
 # --------------------------------------------------------------------------- noise-floor note
@@ -428,6 +488,8 @@ dl.header dd{margin:0}
 a.cite{background:#eef3ff;border-radius:3px;padding:0 2px;text-decoration:none;border-bottom:1px dotted #36c}
 figure{margin:16px 0}figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#444;font-size:12.5px}
 nav ul{columns:3;font-size:13px}
+.warnings{border:2px solid #c44e52;background:#fff4f4;border-radius:6px;padding:6px 14px;margin:12px 0}
+.warnings h2{margin:4px 0;border:0;font-size:17px;color:#a12}
 """
 
 
@@ -478,8 +540,14 @@ def _recs_html(recs: list[Recommendation]) -> str:
     return "".join(out)
 
 
+def warning_texts(audit: dict) -> list[str]:
+    """The audit's warnings (e.g. rows aligned by position, a temperature bound hit), as sentences."""
+    return [w if isinstance(w, str) else w["message"] for w in audit.get("warnings") or []]
+
+
 def to_html(title, header, audit, tables: dict[str, Table], recs, figures: list[ReportFigure]) -> str:
-    nav = [("header", "Header"), ("what-transferred", "What transferred"), ("recommendations", "Deployment"),
+    warnings = warning_texts(audit)
+    nav = [("warnings", "Warnings")] * bool(warnings) + [("header", "Header"), ("what-transferred", "What transferred"), ("recommendations", "Deployment"),
            ("figures", "Figures")] + [(t.id, t.title) for t in tables.values() if t.id not in SUMMARY_TABLES]
     parts = [
         "<!DOCTYPE html>",
@@ -487,6 +555,8 @@ def to_html(title, header, audit, tables: dict[str, Table], recs, figures: list[
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
+        (f'<div class="warnings" id="warnings" role="alert"><h2>Warnings from the audit ({len(warnings)})</h2><ul>'
+         + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul></div>") if warnings else "",
         "<nav><ul>" + "".join(f'<li><a href="#{_e(i)}">{_e(n)}</a></li>' for i, n in nav) + "</ul></nav>",
         '<h2 id="header">Header</h2><dl class="header">'
         + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in header) + "</dl>",
@@ -495,7 +565,8 @@ def to_html(title, header, audit, tables: dict[str, Table], recs, figures: list[
     ]
     parts += [table_html(tables[t]) for t in SUMMARY_TABLES if t in tables]
     parts.append('<h2 id="recommendations">Deployment recommendations</h2>'
-                 '<p class="note">Every number below links to the table row it was taken from.</p>')
+                 '<p class="note">Every number below links to the table row it was taken from.</p>'
+                 f'<p class="note">{_e(RANKING_RULE)}</p>')
     parts.append(_recs_html(recs))
     parts.append('<h2 id="figures">Figures</h2>')
     for f in figures:
@@ -512,8 +583,13 @@ def to_html(title, header, audit, tables: dict[str, Table], recs, figures: list[
 # --------------------------------------------------------------------------- Markdown
 
 
+_MD_ESCAPE = re.compile(r"([\\`*_\[\]|~])")
+
+
 def _md(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text shown literally in Markdown: no HTML (a name "<script>" stays text) and no emphasis or links."""
+    text = html.escape(str(text).replace("\r", " ").replace("\n", " "), quote=False)
+    return _MD_ESCAPE.sub(r"\\\1", text)
 
 
 def _frags_md(frags: list) -> str:
@@ -521,7 +597,7 @@ def _frags_md(frags: list) -> str:
 
 
 def table_md(t: Table) -> str:
-    lines = [f'<a id="{t.id}"></a>', "", f"### {t.title}", "",
+    lines = [f'<a id="{t.id}"></a>', "", f"### {_md(t.title)}", "",
              "| " + " | ".join(_md(h) for _, h in t.columns) + " |",
              "|" + "|".join("---" for _ in t.columns) + "|"]
     for row in t.rows:
@@ -541,20 +617,26 @@ def table_md(t: Table) -> str:
 
 
 def to_markdown(title, header, audit, tables: dict[str, Table], recs, figures: list[ReportFigure]) -> str:
-    out = [f"# {title}", "", "## Header", ""]
+    out = [f"# {_md(title)}", ""]
+    warnings = warning_texts(audit)
+    if warnings:
+        out += [f"## Warnings from the audit ({len(warnings)})", ""] + [f"> **Warning:** {_md(w)}  " for w in warnings]
+        out.append("")
+    out += ["## Header", ""]
     out += [f"- **{k}:** {_md(v)}" for k, v in header]
-    out += ["", "## What transferred", "", noise_floor_sentence(audit), ""]
+    out += ["", "## What transferred", "", _md(noise_floor_sentence(audit)), ""]
     for t in SUMMARY_TABLES:
         if t in tables:
             out += [table_md(tables[t]), ""]
-    out += ["## Deployment recommendations", "", "Every number below links to the table row it was taken from.", ""]
+    out += ["## Deployment recommendations", "", "Every number below links to the table row it was taken from.", "",
+            _md(RANKING_RULE), ""]
     for r in recs:
-        out += [f"### Scenario {r.scenario['id']} — {r.scenario['name']}: {r.recipe}", ""]
+        out += [f"### Scenario {_md(r.scenario['id'])} — {_md(r.scenario['name'])}: {_md(r.recipe)}", ""]
         out += [f"- **{label}:** {_frags_md(frags)}" for label, frags in r.items]
         out.append("")
     out += ["## Figures", ""]
     for f in figures:
-        out += [f"### {f.title}", "", f"![{f.title}](figures/{f.id}.png)", "",
+        out += [f"### {_md(f.title)}", "", f"![{_md(f.title)}](figures/{f.id}.png)", "",
                 f"*{_md(f.caption)}* ([SVG](figures/{f.id}.svg))", ""]
     out += ["## Tables", ""]
     for t in tables.values():

@@ -54,8 +54,13 @@ def fmt_pct(x: Any) -> str:
     return f"{100 * float(x):.0f}%"
 
 
-def fmt_ms(x: Any) -> str:
-    return "—" if x is None else f"{float(x):.2f}"
+def fmt_spread(x: "Spread | None") -> str:
+    """A measurement as "median (min–max)"; a single recorded number (no repeats) as itself."""
+    if x is None:
+        return "—"
+    if x.low == x.high:
+        return f"{x.median:.2f}"
+    return f"{x.median:.2f} ({x.low:.2f}–{x.high:.2f})"
 
 
 def fmt_threshold(x: Any) -> str:
@@ -90,10 +95,27 @@ class Cite:
     value: Any = None
 
 
+@dataclass(frozen=True)
+class Spread:
+    """A measurement (serving cost): median over timed repeats and their min–max.
+
+    Measurements differ between identical runs, so decisions compare them only through the
+    spread: a difference inside it is a tie (see decision.py).
+    """
+
+    median: float
+    low: float
+    high: float
+
+
 @dataclass
 class Row:
     id: str
     cells: dict[str, Cell]
+
+
+class DuplicateRow(ValueError):
+    """Two rows of one table got the same anchor (a malformed audit.json lists something twice)."""
 
 
 @dataclass
@@ -108,7 +130,7 @@ class Table:
     def add(self, row_key: str, /, **cells: Any) -> Row:
         row_id = f"{self.id}-{slug(row_key)}"
         if any(r.id == row_id for r in self.rows):
-            raise ValueError(f"duplicate row id {row_id!r} in table {self.id!r}")
+            raise DuplicateRow(f"two rows of the {self.title!r} table have the key {row_key!r}")
         row = Row(row_id, {k: v if isinstance(v, Cell) else Cell(str(v), v) for k, v in cells.items()})
         self.rows.append(row)
         return row
@@ -142,8 +164,8 @@ def _num(x: Any, fmt=fmt_float) -> Cell:
 def baseline_arm(audit: dict) -> str:
     """The arm every Δ is taken against: settings, then Test B, then the bootstrap rows, then the first arm."""
     for candidate in (
-        audit.get("settings", {}).get("baseline"),
-        (audit.get("transfer_tests") or {}).get("test_b", {}).get("baseline"),
+        (audit.get("settings") or {}).get("baseline"),
+        ((audit.get("transfer_tests") or {}).get("test_b") or {}).get("baseline"),
         next((r.get("baseline") for r in audit.get("bootstrap", [])), None),
     ):
         if candidate in audit["arms"]:
@@ -155,8 +177,8 @@ def distilled_arm(audit: dict) -> str | None:
     """The arm the "what transferred" section compares with the baseline (None with a single student)."""
     base = baseline_arm(audit)
     for candidate in (
-        audit.get("settings", {}).get("distilled"),
-        (audit.get("transfer_tests") or {}).get("test_b", {}).get("distilled"),
+        (audit.get("settings") or {}).get("distilled"),
+        ((audit.get("transfer_tests") or {}).get("test_b") or {}).get("distilled"),
     ):
         if candidate in audit["arms"] and candidate != base:
             return candidate
@@ -175,6 +197,58 @@ def has_teacher(audit: dict) -> bool:
 
 def meta_of(audit: dict, arm: str) -> dict:
     return ((audit.get("inputs") or {}).get(arm) or {}).get("meta") or {}
+
+
+# Serving-cost metrics a scenario may constrain; both are measurements (sidecar ``measurements.serving``).
+MEASURED_METRICS = ("ms_per_example", "forward_ms_per_example")
+
+
+def serving_of(audit: dict, arm: str) -> tuple[dict[str, Spread], dict]:
+    """An arm's serving-cost measurements and the protocol block they came from.
+
+    ``distillab train`` records ``measurements.serving`` (median, min, max over repeats); a
+    hand-written sidecar may hold the older ``serving.ms_per_example`` single number, read as a
+    measurement with no spread.
+    """
+    meta = meta_of(audit, arm)
+    block = (meta.get("measurements") or {}).get("serving") or {}
+    spreads = {}
+    for metric in MEASURED_METRICS:
+        m = block.get(metric)
+        if isinstance(m, dict) and m.get("median") is not None:
+            median = float(m["median"])
+            spreads[metric] = Spread(median, float(m.get("min", median)), float(m.get("max", median)))
+    legacy = meta.get("serving") or {}
+    if not block and legacy.get("ms_per_example") is not None:
+        value = float(legacy["ms_per_example"])
+        spreads["ms_per_example"] = Spread(value, value, value)
+        block = legacy
+    return spreads, block
+
+
+# What the support counts (tier_support, tier-summary) count, by the audit's tier_source.
+SUPPORT_NOUNS = {
+    "train_counts": "training examples",
+    "file": "evaluation rows",
+    "eval_labels": "evaluation rows",
+}
+
+
+def support_noun(audit: dict) -> str:
+    """"training examples" only when the audit ranked classes by training counts."""
+    return SUPPORT_NOUNS.get(audit.get("tier_source"), "examples (source not recorded)")
+
+
+def support_source_text(audit: dict) -> str:
+    source = audit.get("tier_source")
+    if source == "train_counts":
+        return "training counts (train_counts)"
+    if source == "file":
+        return ("the predictions files' per-row tiers; support is counted on the evaluation rows, as no "
+                "training counts were given")
+    if source == "eval_labels":
+        return "the evaluation labels (no training counts were given)"
+    return "not recorded in audit.json"
 
 
 def recipe_of(audit: dict, arm: str) -> dict:
@@ -269,15 +343,19 @@ def _inputs_table(audit: dict) -> Table:
         "inputs",
         "Inputs and fingerprints",
         [("arm", "Arm"), ("role", "Role"), ("model", "Model"), ("recipe", "Recipe"), ("params", "Params"),
-         ("ms", "ms / example"), ("device", "Serving device"), ("sha256", "sha256"), ("path", "File")],
-        note="sha256 of each predictions file as read by the audit; serving cost from the file's sidecar "
-        "(batch 32, median of timed runs).",
+         ("ms", "Measured: ms / example, text → logits"), ("forward_ms", "Measured: forward pass only"),
+         ("device", "Serving device"), ("sha256", "sha256"), ("path", "File")],
+        note="sha256 of each predictions file as read by the audit. Serving cost is a MEASUREMENT from the file's "
+        "sidecar (measurements.serving): it differs between identical runs. Median (min–max) of the timed repeats "
+        "after warm-ups, at the sidecar's batch size and fixed thread count; \"text → logits\" includes "
+        "tokenising and is what a scenario's ms_per_example constraint uses, \"forward pass only\" "
+        "(forward_ms_per_example) is what the reference timed.",
     )
     inputs = audit.get("inputs") or {}
     for arm in audit["arms"]:
         entry = inputs.get(arm) or {}
         meta = entry.get("meta") or {}
-        serving = meta.get("serving") or {}
+        spreads, serving = serving_of(audit, arm)
         t.add(
             arm,
             arm=arm,
@@ -285,12 +363,22 @@ def _inputs_table(audit: dict) -> Table:
             model=meta.get("model") or "—",
             recipe=recipe_label(audit, arm),
             params=_num(meta.get("params"), fmt_int),
-            ms=_num(serving.get("ms_per_example"), fmt_ms),
-            device=serving.get("device") or "—",
+            ms=Cell(fmt_spread(spreads.get("ms_per_example")), spreads.get("ms_per_example")),
+            forward_ms=Cell(fmt_spread(spreads.get("forward_ms_per_example")), spreads.get("forward_ms_per_example")),
+            device=_device_text(serving),
             sha256=Cell(entry.get("sha256") or "—", entry.get("sha256")),
             path=entry.get("path") or "—",
         )
     return t
+
+
+def _device_text(serving: dict) -> str:
+    device = str(serving.get("device") or "—")
+    if serving.get("threads") is not None:
+        device += f", {serving['threads']} thread(s)"
+    if serving.get("batch_size") is not None:
+        device += f", batch {serving['batch_size']}"
+    return device
 
 
 def _flatten(prefix: str, obj: Any) -> Iterable[tuple[str, Any]]:
@@ -587,30 +675,64 @@ def _sla_table(audit: dict) -> Table:
     return t
 
 
+def grid_floors(audit: dict) -> tuple[float | None, float | None]:
+    """(overall, head) macro-F1 bootstrap CI widths: the yardsticks the T × α grid is read against."""
+    floor = audit.get("noise_floor") or {}
+    return floor.get("overall"), floor.get("head")
+
+
+def _grid_ranks(rows: list[dict], metric: str) -> list[int | None]:
+    """1 = best (higher F1); ties share the best rank, as the audit ranks its own columns."""
+    values = [g.get(metric) for g in rows]
+    return [None if v is None else 1 + sum(o is not None and o > v for o in values) for v in values]
+
+
 def _grid_table(audit: dict) -> Table:
     t = Table(
         "grid",
         "T × α grid (KD arms) with ranks per metric",
         [("arm", "Arm"), ("T", "T"), ("alpha", "α"), ("macro_f1", "Macro-F1"), ("rank_macro_f1", "Rank F1"),
-         ("floor", "Macro-F1 vs best"), ("ece", "ECE"), ("rank_ece", "Rank ECE"), ("nll", "NLL"), ("rank_nll", "Rank NLL"),
-         ("head_f1", "Head F1"), ("mid_f1", "Mid F1"), ("tail_f1", "Tail F1")],
+         ("floor", "Macro-F1 vs best (overall CI width; decides)"), ("ece", "ECE"), ("rank_ece", "Rank ECE"),
+         ("nll", "NLL"), ("rank_nll", "Rank NLL"), ("head_f1", "Head F1"), ("rank_head_f1", "Rank head F1"),
+         ("head_floor", "Head F1 vs best (head CI width; reference reading)"), ("mid_f1", "Mid F1"),
+         ("tail_f1", "Tail F1")],
     )
     rows = audit.get("grid") or []
-    floor = (audit.get("noise_floor") or {}).get("overall")
+    floor, head_floor = grid_floors(audit)
     best = max((g["macro_f1"] for g in rows if g.get("macro_f1") is not None), default=None)
-    for g in rows:
-        t.add(g["arm"], arm=g["arm"], floor=Cell(_floor_label(g.get("macro_f1"), best, floor)), T=Cell(f"{float(g['T']):g}", g["T"]), alpha=Cell(f"{float(g['alpha']):g}", g["alpha"]),
+    best_head = max((g["head_f1"] for g in rows if g.get("head_f1") is not None), default=None)
+    head_ranks = [g.get("rank_head_f1", r) for g, r in zip(rows, _grid_ranks(rows, "head_f1"))]
+    for g, head_rank in zip(rows, head_ranks):
+        t.add(g["arm"], arm=g["arm"], T=Cell(f"{float(g['T']):g}", g["T"]), alpha=Cell(f"{float(g['alpha']):g}", g["alpha"]),
+              floor=Cell(_floor_label(g.get("macro_f1"), best, floor)),
+              head_floor=Cell(_floor_label(g.get("head_f1"), best_head, head_floor)),
+              rank_head_f1=_num(head_rank, fmt_int),
               **{k: _num(g.get(k)) for k in ("macro_f1", "ece", "nll", "head_f1", "mid_f1", "tail_f1")},
               **{k: _num(g.get(k), fmt_int) for k in ("rank_macro_f1", "rank_ece", "rank_nll")})
     if rows:
-        spreads = {k: max(g[k] for g in rows) - min(g[k] for g in rows) for k in ("macro_f1", "ece", "nll")}
+        spreads = {k: _grid_spread(rows, k) for k in ("macro_f1", "head_f1", "ece", "nll")}
         t.note = (
-            f"Spread across the grid: macro-F1 {fmt_float(spreads['macro_f1'])}, ECE {fmt_float(spreads['ece'])}, "
-            f"NLL {fmt_float(spreads['nll'])}. Noise floor (overall macro-F1 bootstrap CI width): {fmt_float(floor)}; "
-            + ("the macro-F1 ranking is within the noise floor." if floor is not None and spreads["macro_f1"] < floor
-               else "compare macro-F1 ranks with the noise floor.")
+            f"Spread across the grid: macro-F1 {fmt_float(spreads['macro_f1'])}, head F1 "
+            f"{fmt_float(spreads['head_f1'])}, ECE {fmt_float(spreads['ece'])}, NLL {fmt_float(spreads['nll'])}. "
+            f"Two yardsticks: the overall macro-F1 bootstrap CI width ({fmt_float(floor)}) decides — it is the "
+            "uncertainty of the score being ranked, and the recommendations read every F1 against its own tier's "
+            f"width; the head CI width ({fmt_float(head_floor)}) is how the reference procedure reads the grid, and "
+            f"it ranks by head F1 too (shown, not deciding). Against the overall width the macro-F1 spread is {_within(spreads['macro_f1'], floor)}; "
+            f"against the head width it is {_within(spreads['macro_f1'], head_floor)} (head F1 spread: "
+            f"{_within(spreads['head_f1'], head_floor)})."
         )
     return t
+
+
+def _grid_spread(rows: list[dict], key: str) -> float | None:
+    values = [g[key] for g in rows if g.get(key) is not None]
+    return max(values) - min(values) if values else None
+
+
+def _within(spread: float | None, floor: float | None) -> str:
+    if spread is None or floor is None:
+        return "not comparable (no bootstrap width)"
+    return "within the noise floor" if spread < floor else "beyond the noise floor"
 
 
 def _floor_label(value: float | None, best: float | None, floor: float | None) -> str:
@@ -642,11 +764,12 @@ def _lift_table(audit: dict) -> Table | None:
 
 
 def _tier_summary_table(audit: dict) -> Table:
-    t = Table("tier-summary", "Tiers: classes, evaluated rows and training support",
+    noun = support_noun(audit)
+    t = Table("tier-summary", f"Tiers: classes, evaluated rows and support ({noun} per class)",
               [("tier", "Tier"), ("classes", "Classes"), ("n", "Evaluated rows"), ("max_count", "Max support"),
                ("median_count", "Median support"), ("min_count", "Min support")],
-              note=f"Tier source: {audit.get('tier_source') or 'unknown'}. Support = examples per class "
-              "in the counts the tiers were ranked by.")
+              note=f"Tiers from {support_source_text(audit)}. Support = {noun} per class, in the counts the "
+              "tiers were ranked by.")
     support = audit.get("tier_support") or []
     for tier in TIERS:
         info = (audit.get("tiers") or {}).get(tier)
@@ -667,7 +790,7 @@ def _tier_summary_table(audit: dict) -> Table:
 def _tier_support_table(audit: dict) -> Table:
     support = audit.get("tier_support") or []
     t = Table("tier-support", "Class support by rank", [("rank", "Rank"), ("class", "Class id"), ("name", "Class"),
-                                                         ("count", "Support"), ("tier", "Tier")])
+                                                         ("count", f"Support ({support_noun(audit)})"), ("tier", "Tier")])
     picked = _support_ranks(support)
     if len(picked) < len(support):
         t.note = ("Top 5, the classes around each tier boundary, and the rarest 5 of "
@@ -753,11 +876,22 @@ def _per_class_table(audit: dict) -> Table:
 # --------------------------------------------------------------------------- deployment candidates
 
 
-CANDIDATE_METRICS = ("macro_f1", "ece", "nll", "head_f1", "mid_f1", "tail_f1", "ms_per_example")
+CANDIDATE_METRICS = ("macro_f1", "ece", "nll", "head_f1", "mid_f1", "tail_f1") + MEASURED_METRICS
 
 
 def candidate_key(arm: str, scaled: bool) -> str:
     return f"{arm}+T" if scaled else arm
+
+
+def calibration_rows(audit: dict) -> str:
+    """Which rows the candidates' ECE and NLL come from: the eval half when any arm was calibrated.
+
+    Only calibrated arms have eval-half numbers (and a "+T" row exists only there), so once one arm
+    is calibrated every candidate is read on the eval half; an arm without eval-half numbers then
+    has none, rather than a full-set value that would be compared with eval-half ones.
+    """
+    cal = audit.get("calibration") or {}
+    return "eval" if any(_cal_metric(cal, arm, "raw", "ece") is not None for arm in cal) else "full"
 
 
 def _candidates_table(audit: dict) -> Table:
@@ -766,18 +900,32 @@ def _candidates_table(audit: dict) -> Table:
     Each cell is copied from (and links to) the row of the table it comes from, so a decision that
     cites a candidate's number cites a number that is also in its source table.
     """
+    cal = audit.get("calibration") or {}
+    rows = calibration_rows(audit)
+    uncalibrated = [arm for arm in audit["arms"] if rows == "eval" and _cal_metric(cal, arm, "raw", "ece") is None]
+    n_eval = next((c.get("n_eval") for c in cal.values() if c.get("n_eval") is not None), None)
+    if rows == "eval":
+        where = (f"the calibration eval half ({fmt_int(n_eval)} rows" if n_eval is not None
+                 else "the calibration eval half (") + ", which no temperature was fitted on) for every candidate"
+        if uncalibrated:
+            where += (f"; {', '.join(uncalibrated)} {'was' if len(uncalibrated) == 1 else 'were'} not calibrated, "
+                      "so the audit has no eval-half ECE or NLL for it (—) and decisions on ECE or NLL leave it out")
+    else:
+        where = f"all {fmt_int(audit.get('n'))} evaluated rows for every candidate (no arm was calibrated)"
     t = Table(
         "candidates",
         "Deployment candidates (recipe shortlist)",
         [("recipe", "Recipe"), ("arm", "Arm"), ("scaled", "Post-hoc T"), ("macro_f1", "Macro-F1"),
          ("ece", "ECE"), ("nll", "NLL"), ("head_f1", "Head F1"), ("mid_f1", "Mid F1"), ("tail_f1", "Tail F1"),
-         ("ms_per_example", "ms / example")],
-        note="F1 on the full evaluation set (temperature scaling does not change it); ECE and NLL from the "
-        "calibration table (eval half) when the arm was calibrated, else from the per-tier table.",
+         ("ms_per_example", "Measured ms / example (text → logits)"),
+         ("forward_ms_per_example", "Measured ms / example (forward only)")],
+        note=f"Every candidate is compared on the same rows: macro-F1 and tier F1 on all {fmt_int(audit.get('n'))} "
+        f"evaluated rows (temperature scaling does not change them); ECE and NLL on {where}. Serving cost is a "
+        "measurement (median and min–max over timed repeats; it differs between identical runs).",
     )
-    cal = audit.get("calibration") or {}
     for arm in audit["arms"]:
-        calibrated = arm in cal
+        calibrated = _cal_metric(cal, arm, "raw", "ece") is not None
+        spreads, _ = serving_of(audit, arm)
         for scaled in (False, True) if calibrated else (False,):
             cells: dict[str, Cell] = {
                 "recipe": Cell(recipe_label(audit, arm) + (" + T" if scaled else "")),
@@ -790,13 +938,13 @@ def _candidates_table(audit: dict) -> Table:
                 m = (audit["arms"][arm].get("tiers") or {}).get(tier) or {}
                 cells[f"{tier}_f1"] = _copy(m.get("macro_f1"), f"tier-metrics-{slug(arm)}-{tier}")
             for metric in ("ece", "nll"):
-                if calibrated:
+                if rows == "eval":
                     value = _cal_metric(cal, arm, "scaled" if scaled else "raw", metric)
-                    cells[metric] = _copy(value, f"calibration-{slug(arm)}")
+                    cells[metric] = _copy(value, f"calibration-{slug(arm)}") if calibrated else Cell("—")
                 else:
                     cells[metric] = _copy(audit["arms"][arm]["overall"].get(metric), overall_row)
-            ms = (meta_of(audit, arm).get("serving") or {}).get("ms_per_example")
-            cells["ms_per_example"] = Cell(fmt_ms(ms), ms, f"inputs-{slug(arm)}")
+            for metric in MEASURED_METRICS:
+                cells[metric] = Cell(fmt_spread(spreads.get(metric)), spreads.get(metric), f"inputs-{slug(arm)}")
             t.add(candidate_key(arm, scaled), **cells)
     return t
 
