@@ -13,8 +13,13 @@ Conventions shared by every function here (and by :mod:`distillab.losses.referen
   :func:`generalized_jsd_loss`) are divergences at temperature T, like TRL's.
 - Teacher inputs are targets: nothing here detaches them, but the chunked path returns no
   gradient for them.
-- Labels are class ids in [0, K); there is no ``ignore_index``: select the rows to train on first
-  (e.g. ``logits[labels != -100]``), so the KL and CE terms average over the same rows.
+- Labels are class ids in [0, K), or ``-100`` (:data:`IGNORE_INDEX`, HF's padding label): an
+  ignored row leaves every term and the mean's denominator, so KL and CE average over the same rows.
+  When every row is ignored the loss is 0 with a zero gradient (a padding-only micro-batch must not
+  turn an accumulated gradient into NaN).
+- Teacher rows must have a softmax: a NaN or +inf teacher value, or a row with no finite value,
+  raises :class:`~distillab.errors.InputError` naming the row (KL would otherwise count it as 0).
+  ``-inf`` entries are allowed: they are classes the teacher gives probability 0.
 
 Bad hyper-parameters raise :class:`HyperparameterError`, which is both a
 :class:`~distillab.errors.ConfigError` (the CLI prints it on one line) and a :class:`ValueError`.
@@ -31,6 +36,7 @@ import torch.nn.functional as F
 from distillab.errors import ConfigError, InputError
 
 TAIL_MODES = ("renormalize", "bucket")
+IGNORE_INDEX = -100  # the label F.cross_entropy and HF use for "no target at this position"
 
 
 class HyperparameterError(ConfigError, ValueError):
@@ -81,7 +87,47 @@ def _labels(labels, student_logits: torch.Tensor, alpha: float) -> torch.Tensor 
         return None
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise InputError(f"labels must be integer class ids, got dtype {labels.dtype}")
-    return _same_rows("labels", labels, student_logits).long()
+    labels = _same_rows("labels", labels, student_logits).long()
+    classes = student_logits.shape[-1]
+    bad = ((labels < 0) | (labels >= classes)) & (labels != IGNORE_INDEX)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        raise InputError(f"labels row {row} is {int(labels[row])}: labels must be class ids in [0, {classes}) "
+                         f"or {IGNORE_INDEX} (ignored)")
+    return labels
+
+
+def _kept(labels: torch.Tensor | None) -> torch.Tensor | None:
+    """Mask of the rows to train on, or None when every row counts (the usual case, nothing to copy)."""
+    if labels is None:
+        return None
+    keep = labels != IGNORE_INDEX
+    return None if bool(keep.all()) else keep
+
+
+def _only(keep: torch.Tensor | None, *tensors):
+    """The kept rows of each tensor (None stays None)."""
+    if keep is None:
+        return tensors
+    return tuple(None if t is None else t[keep] for t in tensors)
+
+
+def _check_teacher(name: str, values: torch.Tensor, keep: torch.Tensor | None, *, per_row: bool = True) -> None:
+    """Refuse a kept teacher row without a softmax: NaN or +inf anywhere, or (``per_row``) no finite value.
+
+    F.log_softmax turns such a row into NaN and ``_kl_rows`` would count it as KL = 0: a silent
+    hole in the distillation signal. -inf alone is a class with probability 0 and is fine.
+    """
+    # A row's max is NaN, +inf or -inf exactly in those cases (one reduction, no [rows, K] temporaries).
+    bad = ~torch.isfinite(values.amax(-1)) if per_row else torch.isnan(values) | (values == float("inf"))
+    if keep is not None:
+        bad = bad & keep
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        raise InputError(
+            f"{name} row {row} is not a usable teacher row (NaN, +inf, or no finite value): "
+            "the teacher cache or teacher run produced non-finite outputs; rebuild it"
+        )
 
 
 # --------------------------------------------------------------------------- row-wise cores
@@ -136,49 +182,67 @@ def _topk_kd_rows(student, topk_ids, topk_logprobs, tail_logmass, labels, T: flo
     return rows
 
 
+def _chunked_value_and_grad(rows_fn: Callable, chunk_rows: int, student: torch.Tensor, row_tensors: tuple,
+                            wants_grad: bool):
+    """(mean over rows of ``rows_fn``, its gradient w.r.t. ``student`` or None), one chunk of rows at a time."""
+    n = student.shape[0]
+    grad = torch.empty_like(student) if wants_grad else None
+    total = torch.zeros((), dtype=student.dtype, device=student.device)
+    for start in range(0, n, chunk_rows):
+        rows = slice(start, start + chunk_rows)
+        chunk = student[rows].detach().requires_grad_(wants_grad)
+        with torch.enable_grad():
+            chunk_mean = rows_fn(chunk, *(t[rows] for t in row_tensors)).sum() / n  # its share of the mean
+        if wants_grad:
+            (grad[rows],) = torch.autograd.grad(chunk_mean, chunk)
+        total += chunk_mean.detach()
+    return total, grad
+
+
 class _RowChunkedMean(torch.autograd.Function):
     """Mean over rows of ``rows_fn`` evaluated chunk by chunk, with bounded memory.
 
     Forward computes each chunk's value and its gradient w.r.t. the student logits (by autograd on
     the same row function the dense path uses), keeps only that gradient and frees the chunk's
-    softmaxes. Backward hands the stored gradient on. Peak memory is one gradient the size of the
-    student logits plus one chunk's intermediates, instead of every intermediate for every row.
+    softmaxes. Peak memory is one gradient the size of the student logits plus one chunk's
+    intermediates, instead of every intermediate for every row.
+
+    Backward hands the stored gradient on without a copy (the usual case), and with it its
+    ownership: autograd may keep it as the leaf's ``.grad`` and later add into it or zero it in
+    place. So a second backward through the same graph (``retain_graph``) never reuses it but
+    recomputes the gradient chunk by chunk.
     """
 
     @staticmethod
     def forward(ctx, rows_fn: Callable, chunk_rows: int, student: torch.Tensor, *row_tensors: torch.Tensor):
-        n = student.shape[0]
-        wants_grad = ctx.needs_input_grad[2]
-        grad = torch.empty_like(student) if wants_grad else None
-        total = torch.zeros((), dtype=student.dtype, device=student.device)
-        for start in range(0, n, chunk_rows):
-            rows = slice(start, start + chunk_rows)
-            chunk = student[rows].detach().requires_grad_(wants_grad)
-            with torch.enable_grad():
-                chunk_mean = rows_fn(chunk, *(t[rows] for t in row_tensors)).sum() / n  # its share of the mean
-            if wants_grad:
-                (grad[rows],) = torch.autograd.grad(chunk_mean, chunk)
-            total += chunk_mean.detach()
-        ctx.grad, ctx.n_rest = grad, len(row_tensors)
+        total, grad = _chunked_value_and_grad(rows_fn, chunk_rows, student, row_tensors, ctx.needs_input_grad[2])
+        ctx.grad, ctx.recompute = grad, (rows_fn, chunk_rows)
+        ctx.save_for_backward(student, *row_tensors)
         return total
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output):
-        # The usual case (the loss itself is backpropagated) returns the stored buffer without a
-        # copy; anything else scales out of place, so retain_graph / repeated backward stay correct.
-        if bool(grad_output == 1):
-            grad = ctx.grad
-        else:
-            grad = ctx.grad * grad_output
-        return (None, None, grad) + (None,) * ctx.n_rest
+        student, *row_tensors = ctx.saved_tensors
+        grad = None
+        if ctx.needs_input_grad[2]:
+            if ctx.grad is None:  # handed over by an earlier backward: compute it afresh
+                rows_fn, chunk_rows = ctx.recompute
+                _, ctx.grad = _chunked_value_and_grad(rows_fn, chunk_rows, student, row_tensors, True)
+            if bool(grad_output == 1):
+                grad, ctx.grad = ctx.grad, None
+            else:
+                grad = ctx.grad * grad_output
+        return (None, None, grad) + (None,) * len(row_tensors)
 
 
-def _mean_rows(rows_fn: Callable, student: torch.Tensor, row_tensors: tuple, chunk_rows: int | None):
+def _mean_rows(rows_fn: Callable, student: torch.Tensor, row_tensors: tuple, chunk_rows: int | None = None):
+    if chunk_rows is not None and (int(chunk_rows) != chunk_rows or chunk_rows < 1):
+        raise HyperparameterError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    if student.shape[0] == 0:  # every row ignored: 0 with a zero gradient, not the NaN of an empty mean
+        return student.sum()
     if chunk_rows is None:
         return rows_fn(student, *row_tensors).mean()
-    if int(chunk_rows) != chunk_rows or chunk_rows < 1:
-        raise HyperparameterError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     return _RowChunkedMean.apply(rows_fn, int(chunk_rows), student, *row_tensors)
 
 
@@ -189,7 +253,9 @@ def cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor, label_smoo
     """Mean cross-entropy; with ε > 0 the target is (1−ε)·one-hot + ε/K (Szegedy et al. 2016)."""
     epsilon = _unit_interval("label_smoothing (epsilon)", label_smoothing, upper_open=True)
     student = _as_rows(student_logits)
-    return F.cross_entropy(student, _labels(labels, student_logits, 0.0), label_smoothing=epsilon)
+    labels = _labels(labels, student_logits, 0.0)
+    student, labels = _only(_kept(labels), student, labels)
+    return _mean_rows(lambda s, y: F.cross_entropy(s, y, label_smoothing=epsilon, reduction="none"), student, (labels,))
 
 
 def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float = 1.0) -> torch.Tensor:
@@ -197,6 +263,7 @@ def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     T = _temperature(T)
     student = _as_rows(student_logits)
     teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
+    _check_teacher("teacher_logits", teacher, None)
     return _kl_rows(F.log_softmax(teacher.to(student.dtype) / T, -1), F.log_softmax(student / T, -1)).mean()
 
 
@@ -205,6 +272,7 @@ def reverse_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     T = _temperature(T)
     student = _as_rows(student_logits)
     teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
+    _check_teacher("teacher_logits", teacher, None)
     return _kl_rows(F.log_softmax(student / T, -1), F.log_softmax(teacher.to(student.dtype) / T, -1)).mean()
 
 
@@ -222,6 +290,7 @@ def generalized_jsd_loss(
     T = _temperature(T)
     student = _as_rows(student_logits)
     teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
+    _check_teacher("teacher_logits", teacher, None)
     student_logp = F.log_softmax(student / T, -1)
     teacher_logp = F.log_softmax(teacher.to(student.dtype) / T, -1)
     if beta == 0:
@@ -245,7 +314,10 @@ def kd_loss(
     student = _as_rows(student_logits)
     teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
     labels = _labels(labels, student_logits, alpha)
-    return _kd_rows(student, teacher, labels, T, alpha).mean()
+    keep = _kept(labels)
+    _check_teacher("teacher_logits", teacher, keep)
+    student, teacher, labels = _only(keep, student, teacher, labels)
+    return _mean_rows(lambda s, t, y: _kd_rows(s, t, y, T, alpha), student, (teacher, labels))
 
 
 def chunked_kd_loss(
@@ -267,6 +339,9 @@ def chunked_kd_loss(
     student = _as_rows(student_logits)
     teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
     labels = _labels(labels, student_logits, alpha)
+    keep = _kept(labels)
+    _check_teacher("teacher_logits", teacher, keep)
+    student, teacher, labels = _only(keep, student, teacher, labels)
     row_tensors = (teacher,) if labels is None else (teacher, labels)
 
     def rows_fn(chunk, teacher_chunk, label_chunk=None):
@@ -313,6 +388,10 @@ def topk_kd_loss(
     logprobs = _same_rows("topk_logprobs", topk_logprobs, student_logits, (k,))
     tail_mass = _same_rows("tail_logmass", tail_logmass, student_logits)
     labels = _labels(labels, student_logits, alpha)
+    keep = _kept(labels)
+    _check_teacher("topk_logprobs", logprobs, keep)
+    _check_teacher("tail_logmass", tail_mass, keep, per_row=False)  # -inf (k = K: no tail) is fine
+    student, ids, logprobs, tail_mass, labels = _only(keep, student, ids, logprobs, tail_mass, labels)
     row_tensors = (ids, logprobs, tail_mass) if labels is None else (ids, logprobs, tail_mass, labels)
 
     def rows_fn(chunk, ids_chunk, logprobs_chunk, tail_chunk, label_chunk=None):
@@ -332,10 +411,15 @@ def hard_kd_loss(
     student = _as_rows(student_logits)
     teacher = _same_rows("teacher_logits", teacher_logits, student_logits, (student.shape[-1],))
     labels = _labels(labels, student_logits, alpha)
-    loss = alpha * _ce_rows(student, teacher.argmax(-1)).mean()
-    if alpha < 1:
-        loss = loss + (1 - alpha) * _ce_rows(student, labels).mean()
-    return loss
+    keep = _kept(labels)
+    _check_teacher("teacher_logits", teacher, keep)  # the argmax of a NaN row is meaningless
+    student, teacher, labels = _only(keep, student, teacher, labels)
+
+    def rows_fn(s, t, y):
+        rows = alpha * _ce_rows(s, t.argmax(-1))
+        return rows + (1 - alpha) * _ce_rows(s, y) if alpha < 1 else rows
+
+    return _mean_rows(rows_fn, student, (teacher, labels))
 
 
 def topk_targets(teacher_logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -25,6 +25,20 @@ def _ints(y) -> np.ndarray:
     return np.asarray(y, dtype=np.int64)
 
 
+IGNORED = -100  # a label meaning "no target here": the row counts in neither term nor in the mean
+
+
+def _kept_rows(y: np.ndarray) -> list[int]:
+    return [i for i in range(len(y)) if y[i] != IGNORED]
+
+
+def _teacher_row(row: np.ndarray, i: int) -> np.ndarray:
+    """A teacher row must have a softmax: no NaN, no +inf, at least one finite value (-inf = probability 0)."""
+    if np.any(np.isnan(row)) or np.any(row == np.inf) or not np.any(np.isfinite(row)):
+        raise ValueError(f"teacher row {i} has no softmax: {row.tolist()}")
+    return row
+
+
 def log_softmax(row: np.ndarray) -> np.ndarray:
     """log softmax of one row, max-subtracted so exp never overflows."""
     shifted = row - np.max(row)
@@ -86,29 +100,33 @@ def generalized_jsd_loss(student_logits, teacher_logits, beta: float = 0.5, T: f
 
 
 def kd_loss(student_logits, teacher_logits, labels, T: float = 4.0, alpha: float = 0.7) -> float:
-    """mean_i α·T²·KL(softmax(t_i/T) ‖ softmax(s_i/T)) + (1−α)·(−log softmax(s_i)[y_i])."""
+    """mean over rows i with y_i ≠ −100 of α·T²·KL(softmax(t_i/T) ‖ softmax(s_i/T)) + (1−α)·(−log softmax(s_i)[y_i]).
+
+    No kept row: 0. A kept teacher row without a softmax (NaN, +inf, all −inf): ValueError.
+    """
     s, t, y = _matrix(student_logits), _matrix(teacher_logits), _ints(labels)
+    kept = _kept_rows(y)
     total = 0.0
-    for i in range(len(s)):
-        soft = kl(_softmax(t[i] / T), _softmax(s[i] / T))
+    for i in kept:
+        soft = kl(_softmax(_teacher_row(t[i], i) / T), _softmax(s[i] / T))
         hard = -log_softmax(s[i])[y[i]]
         total += alpha * T * T * soft + (1 - alpha) * hard
-    return total / len(s)
+    return total / len(kept) if kept else 0.0
 
 
 def kd_loss_grad(student_logits, teacher_logits, labels, T: float = 4.0, alpha: float = 0.7) -> np.ndarray:
-    """d kd_loss / d s in closed form: [α·T·(p_s^T − p_t^T) + (1−α)·(p_s − onehot(y))] / N.
+    """d kd_loss / d s in closed form: [α·T·(p_s^T − p_t^T) + (1−α)·(p_s − onehot(y))] / N, N = kept rows.
 
     (d/ds of T²·KL(p_t^T ‖ p_s^T) is T²·(1/T)·(p_s^T − p_t^T): one T cancels.)
     """
     s, t, y = _matrix(student_logits), _matrix(teacher_logits), _ints(labels)
-    n = len(s)
+    kept = _kept_rows(y)  # ignored rows (y = −100) get a zero gradient and leave N
     grad = np.zeros_like(s)
-    for i in range(n):
+    for i in kept:
         onehot = np.zeros(s.shape[1])
         onehot[y[i]] = 1.0
-        grad[i] = alpha * T * (_softmax(s[i] / T) - _softmax(t[i] / T)) + (1 - alpha) * (_softmax(s[i]) - onehot)
-    return grad / n
+        grad[i] = alpha * T * (_softmax(s[i] / T) - _softmax(_teacher_row(t[i], i) / T)) + (1 - alpha) * (_softmax(s[i]) - onehot)
+    return grad / max(len(kept), 1)
 
 
 def hard_kd_loss(student_logits, teacher_logits, labels, alpha: float = 0.7) -> float:
