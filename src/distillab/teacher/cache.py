@@ -36,7 +36,7 @@ import numpy as np
 from distillab.errors import FingerprintMismatch, InputError
 from distillab.io import Predictions, atomic_path, read_json, sha256_file, write_json_atomic
 from distillab.teacher import DEFAULT_SHARD_ROWS  # re-exported: runners import it from here
-from distillab.teacher.fingerprint import diff, short_repr, text_digests
+from distillab.teacher.fingerprint import diff, sha256_lines, short_repr, text_digests
 
 FORMAT = "distillab.teacher_cache"
 FORMAT_VERSION = 1
@@ -592,6 +592,10 @@ class TeacherCache:
         if unique.size != ids.size:
             duplicate = ids[np.setdiff1d(np.arange(ids.size), first)[0]]
             raise InputError(f"{path}: row id {str(duplicate)!r} is stored twice; re-create the cache")
+        recorded = manifest["fingerprint"]["dataset"].get("ids_sha256")
+        if recorded is not None and sha256_lines(ids.tolist()) != recorded:
+            raise InputError(f"{path / MANIFEST}: the row ids stored in the shards do not hash to key "
+                             "'fingerprint.dataset.ids_sha256' (a shard's 'ids' metadata was changed); re-create the cache")
         return cls(path, manifest, shards, ids, verified=verify)
 
     # ---- lookup
