@@ -495,6 +495,11 @@ def _flip(tables, s: dict, chosen: str, candidates: list[str]) -> list[Fragment]
     if not others:
         return [f"No other candidate meets this scenario's constraints; the alternative is {s['flip_alternative']}."]
     runner = others[0]
+    if goal["metric"] in MEASURED_METRICS:
+        faster = "faster" if goal.get("goal", "max") == "min" else "slower"
+        return ["If ", tables["candidates"].cite(runner, "recipe"), f" were measured {faster} than ",
+                tables["candidates"].cite(chosen, "recipe"), f" beyond both spreads on {_METRIC_NAMES[goal['metric']]}, "
+                "the decision would flip to it."]
     return [f"If {_METRIC_NAMES[goal['metric']]} of {_recipe(tables, chosen)} fell to ",
             _cite(tables, runner, goal["metric"]), f" (the runner-up's value), the decision would flip to "
             f"{_recipe(tables, runner)}."]
