@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from distillab.teacher.cache import TeacherCache
+from distillab.teacher.fingerprint import describe_teacher
 
 
 def macro_f1(labels: np.ndarray, preds: np.ndarray) -> float:
@@ -78,10 +79,7 @@ def format_summary(summary: dict) -> str:
         f"temperature {summary['temperature'] if summary['temperature'] is not None else 'none (raw logits)'}",
         f"size       {summary['bytes']:,} bytes in {summary['shards']} shard(s), {summary['bytes_per_row']:.1f} bytes/row",
         f"dataset    {summary['dataset']['name']} content sha256 {summary['dataset']['content_sha256'][:16]}…",
-        f"teacher    {teacher['name']}"
-        + (f" @ {teacher['revision']}" if teacher.get("revision") else "")
-        + (f", weights sha256 {teacher['weights_sha256'][:16]}…" if teacher.get("weights_sha256") else "")
-        + (f", imported from {teacher['source_file']}" if teacher.get("source_file") else ""),
+        f"teacher    {describe_teacher(teacher)}" + (f" @ {teacher['revision']}" if teacher.get("revision") else ""),
         f"tool       distillab {summary['tool_version']}",
     ]
     if summary["truncation"]:
