@@ -71,7 +71,8 @@ class TeacherConfig:
     model: str | None = _help("a sequence-classification model (folder, Hub id or pypi:NAME) to run and cache",
                               default=None)
     import_npz: str | None = _help("an .npz with 'logits' (+ 'labels') to import as the cache", default=None)
-    temperature: float | None = _help("post-hoc temperature applied at capture and recorded", default=None)
+    temperature: float | None = _help("post-hoc temperature applied at capture and recorded (with cache: the "
+                                      "temperature the cache must record)", default=None)
     already_scaled_by: float | None = _help("import_npz only: a temperature already applied to those logits", default=None)
     splits: list[str] | None = _help("splits to cache (default: all); the evaluation split may be left out "
                                      "when eval_predictions is given", default=None)

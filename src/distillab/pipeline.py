@@ -277,45 +277,37 @@ def _teacher_inputs(spec, dataset) -> dict:
     return inputs
 
 
-def teacher_identity(fingerprint: dict) -> str:
-    """A short name for the teacher a cache fingerprint records: the model, or the imported file and its hash."""
-    teacher = fingerprint.get("teacher", {})
-    if teacher.get("source_sha256"):
-        return f"imported {teacher.get('source_file')} (sha256 {teacher['source_sha256'][:12]})"
-    return f"model {teacher.get('name')} (weights sha256 {str(teacher.get('weights_sha256'))[:12]})"
-
-
 def check_teacher_identity(spec, cache) -> None:
     """Refuse a cache whose recorded teacher or temperature is not the config's, naming both."""
+    from distillab.teacher.fingerprint import describe_teacher, model_identity, short_repr
+
     fingerprint = cache.manifest["fingerprint"]
     teacher, capture = fingerprint.get("teacher", {}), fingerprint.get("capture", {})
-    found = teacher_identity(fingerprint)
     if spec.import_npz:
         source = Path(spec.import_npz).expanduser()
-        wanted = {"source_sha256": sha256_file(source), "temperature": spec.temperature,
-                  "already_scaled_by": spec.already_scaled_by}
-        recorded = {"source_sha256": teacher.get("source_sha256"), "temperature": capture.get("temperature"),
-                    "already_scaled_by": capture.get("already_scaled_by")}
-        expected = f"imported {source.name} (sha256 {wanted['source_sha256'][:12]})"
+        identity = {"source_file": source.name, "source_sha256": sha256_file(source)}
+        wanted = {**identity, "temperature": spec.temperature, "already_scaled_by": spec.already_scaled_by}
+        recorded = {key: teacher.get(key) for key in identity} | {
+            "temperature": capture.get("temperature"), "already_scaled_by": capture.get("already_scaled_by")}
     elif spec.model:
         from distillab.pypi_models import resolve_model_ref
 
-        wanted = {"name": resolve_model_ref(spec.model), "temperature": spec.temperature}
-        recorded = {"name": teacher.get("name"), "temperature": capture.get("temperature")}
-        expected = f"model {wanted['name']}"
+        identity = model_identity(resolve_model_ref(spec.model))
+        wanted = {**identity, "temperature": spec.temperature}
+        recorded = {key: teacher.get(key) for key in identity} | {"temperature": capture.get("temperature")}
     else:  # an existing cache: only a temperature the config states can disagree with it
         if spec.temperature is None or spec.temperature == cache.temperature:
             return
-        wanted, recorded, expected = {"temperature": spec.temperature}, {"temperature": cache.temperature}, found
-    if spec.dtype and not spec.cache:
+        identity, wanted, recorded = teacher, {"temperature": spec.temperature}, {"temperature": cache.temperature}
+    if not spec.cache:
         wanted["dtype"], recorded["dtype"] = spec.dtype, cache.manifest.get("dtype")
     if wanted != recorded:
-        differs = "; ".join(f"{key}: config {wanted[key]!r}, cache {recorded[key]!r}"
+        differs = "; ".join(f"{key}: config {short_repr(wanted[key])}, cache {short_repr(recorded[key])}"
                             for key in wanted if wanted[key] != recorded[key])
         fix = ("point teacher.cache at a cache of the configured teacher" if spec.cache
                else "rerun with --restart teacher to rebuild it")
-        raise FingerprintMismatch(f"{cache.path}: the cache holds {found}, but the config's teacher is {expected} "
-                                  f"({differs}); {fix}")
+        raise FingerprintMismatch(f"{cache.path}: the cache holds {describe_teacher(teacher)}, but the config's "
+                                  f"teacher is {describe_teacher(identity)} ({differs}); {fix}")
 
 
 def train_stage(dataset, arms: list, train_config, cache, arms_dir: Path, retrain: bool = False) -> None:
