@@ -104,10 +104,7 @@ def locate_row(where: str, shards: tuple[tuple[int, str], ...], raw_row: int) ->
 def load_dataset(spec: dict) -> TextDataset:
     """Build a :class:`TextDataset` from ``spec`` (see the module docstring for the keys)."""
     spec = dict(spec)
-    unknown = sorted(set(spec) - SPEC_KEYS)
-    if unknown:
-        raise InputError(f"dataset spec: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(SPEC_KEYS))})")
-    check_spec_types(spec)
+    check_spec(spec)
     sources = [key for key in SOURCE_KEYS if spec.get(key)]
     if len(sources) != 1:
         raise InputError(f"dataset spec: give exactly one of lab, hub or path (got {', '.join(sources) or 'none'})")
@@ -191,8 +188,14 @@ STRING_KEYS = ("lab", "hub", "path", "data_dir", "config", "revision", "name", "
                "label_column", "id_column", "class_split")
 
 
-def check_spec_types(spec: dict) -> None:
-    """Every spec value of the wrong type, listed at once: caught here, not as a TypeError deep in the loader."""
+def check_spec(spec: dict, where: str = "dataset spec") -> None:
+    """Unknown keys, then every value of the wrong type, listed at once (not a TypeError deep in the loader).
+
+    ``where`` names a spec file when the spec came from one.
+    """
+    unknown = sorted(map(str, set(spec) - SPEC_KEYS))
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(SPEC_KEYS))})")
     problems = [f"{key} must be a string, got {type(spec[key]).__name__}"
                 for key in STRING_KEYS if spec.get(key) is not None and not isinstance(spec[key], str)]
     files = spec.get("files")
@@ -204,7 +207,7 @@ def check_spec_types(spec: dict) -> None:
         if spec.get(key) is not None and not isinstance(spec[key], dict):
             problems.append(f"{key} must be a mapping, got {type(spec[key]).__name__}")
     if problems:
-        raise InputError(f"dataset spec: {'; '.join(problems)}")
+        raise InputError(f"{where}: {'; '.join(problems)}")
 
 
 def combine_splits(dataset: TextDataset, mapping: dict) -> TextDataset:
@@ -262,6 +265,7 @@ def spec_from_argument(text: str, data_dir: str | None = None) -> dict:
 def spec_mapping(value: Any, where: str) -> dict:
     if not isinstance(value, dict):
         raise InputError(f"{where}: a dataset spec must be a mapping (lab / hub / path plus options)")
+    check_spec(value, where)
     return value
 
 
