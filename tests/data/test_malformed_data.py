@@ -179,3 +179,14 @@ def test_cli_prints_one_line_for_a_repeated_column(tmp_path, capsys):
     assert main(["data", "inspect", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "column 'text' appears 2 times" in err and str(path) in err
+
+
+def test_spec_file_problems_name_the_spec_file(tmp_path):
+    """A JSON object is read as a spec; its unknown or wrongly typed keys must name that file, not 'dataset spec'."""
+    path = tmp_path / "records.json"
+    path.write_text('{"text": "a", "label": "x"}', encoding="utf-8")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: unknown key\(s\) label, text"):
+        spec_from_argument(str(path))
+    path.write_text('{"path": 5}', encoding="utf-8")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: path must be a string, got int"):
+        spec_from_argument(str(path))
