@@ -14,8 +14,12 @@ import importlib
 import importlib.util
 import inspect
 import itertools
+import json
+import multiprocessing
 import os
+import signal
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from distillab.errors import InputError
+from distillab.io import write_text_atomic
 from distillab.losses import reference
 
 # Known silent bugs, in the order they are reported. Each is a switch of buggy_kd_loss below.
@@ -141,6 +146,8 @@ def load_function(spec: str) -> tuple[Callable, str]:
 def _import_file(path: Path):
     if not path.is_file():
         raise InputError(f"no such file: {path}")
+    if path.suffix != ".py":
+        raise InputError(f"{path} is not a Python file: give path/to/losses.py:FUNCTION or an importable module")
     name = f"_distillab_user_loss_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -148,9 +155,9 @@ def _import_file(path: Path):
     sys.path.insert(0, str(path.resolve().parent))  # so the file can import its siblings
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         del sys.modules[name]
-        raise InputError(f"importing {path} failed: {type(exc).__name__}: {_one_line(exc)}") from exc
+        raise InputError(f"importing {path} {_describe(exc)}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
     return module
@@ -165,8 +172,8 @@ def _import_dotted(name: str):
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         raise InputError(f"cannot import module {name!r} from {cwd} or sys.path: {_one_line(exc)}") from exc
-    except Exception as exc:
-        raise InputError(f"importing {name!r} failed: {type(exc).__name__}: {_one_line(exc)}") from exc
+    except (Exception, SystemExit) as exc:
+        raise InputError(f"importing {name!r} {_describe(exc)}") from exc
     finally:
         if added:
             sys.path.remove(cwd)
@@ -174,6 +181,13 @@ def _import_dotted(name: str):
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _describe(exc: BaseException) -> str:
+    """``raised RuntimeError: boom``, or for a SystemExit the call that ended the program (its code means nothing here)."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r}) instead of returning"
+    return f"raised {type(exc).__name__}: {_one_line(exc)}"
 
 
 def make_caller(fn: Callable, name: str, fixed: tuple[float, float] | None = None):
@@ -229,7 +243,10 @@ def _scalar(result, name: str) -> torch.Tensor | float:
 
 
 def _evaluate(call: Callable, name: str, case: Case, T: float, alpha: float):
-    """The user's (value, grad or None) on one case, float64 inputs first, float32 as a fallback."""
+    """The user's (value, grad or None) on one case, float64 inputs first, float32 as a fallback.
+
+    A SystemExit is caught like any error: a loss that exits has not returned a value.
+    """
     first_error = None
     for dtype in (torch.float64, torch.float32):
         s, t, y = make_batch(case, dtype)
@@ -238,17 +255,22 @@ def _evaluate(call: Callable, name: str, case: Case, T: float, alpha: float):
             loss = _scalar(call(s, t, y, T, alpha), name)
         except InputError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
+            if isinstance(exc, SystemExit):
+                first_error = exc
+                break
             first_error = first_error or exc
             continue
         if isinstance(loss, float) or not loss.requires_grad:
             return float(loss), None
-        loss.backward()
+        try:
+            loss.backward()
+        except (Exception, SystemExit) as exc:
+            raise InputError(f"backward through the value {name} returned {_describe(exc)}") from exc
         grad = None if s.grad is None else s.grad.double().numpy()
         return float(loss.detach()), grad
     raise InputError(
-        f"calling {name} on a batch of {case.batch}x{case.classes} logits raised "
-        f"{type(first_error).__name__}: {_one_line(first_error)}"
+        f"calling {name} on a batch of {case.batch}x{case.classes} logits {_describe(first_error)}"
     )
 
 
@@ -277,18 +299,28 @@ def check_loss(
     """Compare ``fn`` with the reference KD loss on ``cases``; identify known bugs if it differs.
 
     ``fixed=(T, alpha)`` is for a function that takes only (student_logits, teacher_logits, labels):
-    every case then uses those values.
+    every case then uses those values. Runs ``fn`` in this process: a function that calls
+    ``os._exit`` ends it, so the CLI uses :func:`check_loss_isolated`.
     """
     name = name or getattr(fn, "__name__", "loss")
     call, description = make_caller(fn, name, fixed)
-    settings = [(case, *(fixed or (case.T, case.alpha))) for case in cases]
-    outputs, ref_grads, results = [], [], []
-    for case, T, alpha in settings:
-        value, grad = _evaluate(call, name, case, T, alpha)
+    outputs = [_evaluate(call, name, case, T, alpha) for case, T, alpha in _settings(cases, fixed)]
+    return compare_with_reference(description, outputs, cases, fixed)
+
+
+def _settings(cases, fixed):
+    return [(case, *(fixed or (case.T, case.alpha))) for case in cases]
+
+
+def compare_with_reference(description: str, outputs: list, cases=DEFAULT_CASES,
+                           fixed: tuple[float, float] | None = None) -> CheckResult:
+    """Judge the user's ``outputs`` ([(value, grad or None)] per case) against the reference and the bugs."""
+    settings = _settings(cases, fixed)
+    ref_grads, results = [], []
+    for (value, grad), (case, T, alpha) in zip(outputs, settings):
         s, t, y = make_batch(case)
         ref_value = reference.kd_loss(s, t, y, T, alpha)
         ref_grad = reference.kd_loss_grad(s, t, y, T, alpha)
-        outputs.append((value, grad))
         ref_grads.append(ref_grad)
         grad_error = None if grad is None else float(np.max(np.abs(grad - ref_grad)))
         results.append(CaseResult(case, T, alpha, value, ref_value, grad_error))
@@ -308,6 +340,57 @@ def check_loss(
         if fits:
             result.bugs.append(bugs)
     return result
+
+
+# --------------------------------------------------------------------------- running the user's code apart
+
+
+def check_loss_isolated(spec: str, fixed: tuple[float, float] | None = None, cases=DEFAULT_CASES) -> CheckResult:
+    """:func:`check_loss` on ``MODULE:FUNCTION``, with the user's code imported and called in a child process.
+
+    Why a process: the command's exit code is the verdict (0 = matches), so nothing the user's
+    module does may end the check early with code 0. ``sys.exit`` could be caught in process,
+    but ``os._exit``, a signal or a crash cannot. The child (forked where the platform allows,
+    so it starts in milliseconds with torch already imported) writes its outputs to a file
+    only after the last case, atomically; the parent compares them with the reference itself.
+    The check passes only on a complete result from a child that exited normally; anything
+    else (an exit, a kill, an error) is an :class:`InputError`.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with tempfile.TemporaryDirectory(prefix="distillab-check-loss-") as tmp:
+        result_path = Path(tmp) / "result.json"
+        sys.stdout.flush()  # a forked child flushes its copy of these buffers when it ends
+        sys.stderr.flush()
+        child = context.Process(target=_child_main, args=(spec, fixed, tuple(cases), str(result_path)))
+        child.start()
+        child.join()
+        result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.exists() else None
+    if result is not None and "error" in result:
+        raise InputError(result["error"])
+    if result is None or child.exitcode != 0:
+        code = child.exitcode
+        how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        raise InputError(
+            f"checking {spec}: the process {how} before the function returned on every test batch "
+            "(os._exit, a signal or a crash); a loss function must return its value"
+        )
+    outputs = [(value, None if grad is None else np.asarray(grad, dtype=np.float64)) for value, grad in result["outputs"]]
+    return compare_with_reference(result["call"], outputs, cases, fixed)
+
+
+def _child_main(spec: str, fixed, cases, result_path: str) -> None:
+    """In the child: import and call the user's function; write its outputs (or one error line) to ``result_path``."""
+    try:
+        fn, name = load_function(spec)
+        call, description = make_caller(fn, name, fixed)
+        outputs = [_evaluate(call, name, case, T, alpha) for case, T, alpha in _settings(cases, fixed)]
+        result = {"call": description, "outputs": [(v, None if g is None else g.tolist()) for v, g in outputs]}
+    except InputError as exc:
+        result = {"error": str(exc)}
+    except Exception as exc:  # e.g. the user's signature inspection itself failing: still one line
+        result = {"error": f"checking {spec} {_describe(exc)}"}
+    write_text_atomic(result_path, json.dumps(result))  # NaN stays NaN: json reads it back
 
 
 # --------------------------------------------------------------------------- report

@@ -1,4 +1,4 @@
-"""``distillab check-loss MODULE:FUNCTION``: a thin wrapper over :func:`distillab.losses.check.check_loss`.
+"""``distillab check-loss MODULE:FUNCTION``: a thin wrapper over :func:`distillab.losses.check.check_loss_isolated`.
 
 Imports torch only inside the handler so the CLI starts fast.
 """
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from distillab.errors import InputError
-    from distillab.losses.check import check_loss, format_report, load_function
+    from distillab.losses.check import check_loss_isolated, format_report
 
     if (args.T is None) != (args.alpha is None):
         raise InputError("give both --T and --alpha (the values fixed inside your function), or neither")
@@ -44,7 +44,6 @@ def run(args) -> int:
         from distillab.losses.kd import _temperature, _unit_interval
 
         fixed = (_temperature(args.T), _unit_interval("alpha", args.alpha))
-    fn, name = load_function(args.target)
-    result = check_loss(fn, name, fixed=fixed)
+    result = check_loss_isolated(args.target, fixed)
     print(format_report(result, args.target))
     return 0 if result.matches else 1
