@@ -7,9 +7,11 @@ later stage would trust. Readers validate and fail with one line naming the file
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,24 +23,142 @@ import yaml
 from distillab.errors import InputError
 
 
+# Errors of the disk, not of the data: a full disk, a quota, the file-size limit, a read-only mount.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The temp file lives in the same directory so the final ``os.replace`` is atomic on POSIX.
     ``suffix`` keeps libraries that insist on an extension (``np.savez`` adds ``.npz``) happy.
+    A folder that cannot be made, a full disk or a file-size limit is an :class:`InputError`
+    naming ``path``; nothing is left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    made = _make_parents(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    except OSError as exc:
+        _remove_empty(made)
+        _check_ancestor(path.parent, path)  # names the file in the way, when that is the cause
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with _disk_errors(path):
+            yield tmp_path
+        try:
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            what = "is a folder, not a file" if path.is_dir() else f"cannot write ({exc.strerror or exc})"
+            raise InputError(f"{path}: {what}") from None
+    except BaseException:
+        _remove_empty(made)
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; its files land in ``path`` only if the block succeeds.
+
+    A new ``path`` is the temporary folder renamed; an existing one (a stage folder holding other
+    files) receives each file by ``os.replace``. On failure nothing new remains: no temporary
+    folder, no empty ``path`` and no parent folders made for it.
+    """
+    path = Path(path)
+    check_output_dir(path)
+    made = _make_parents(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        _remove_empty(made)
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with _disk_errors(path):
+            yield tmp
+        try:
+            if not path.exists():
+                os.rename(tmp, path)
+            else:
+                for item in sorted(tmp.iterdir()):
+                    os.replace(item, path / item.name)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except BaseException:
+        _remove_empty(made)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_output_dir(path: str | os.PathLike) -> None:
+    """Refuse, naming it, an output folder that is a file, lies under a file, or cannot be written.
+
+    Called before long work, so that a bad ``--out`` costs nothing.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: exists and is not a folder; give a folder to write into")
+    _check_ancestor(path, path)
+
+
+def check_output_file(path: str | os.PathLike) -> None:
+    """Refuse, naming it, an output file path that is a folder, lies under a file, or cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name (e.g. {path / 'calibration.json'})")
+    _check_ancestor(path.parent, path)
+
+
+def _check_ancestor(folder: Path, path: Path) -> None:
+    """``folder`` (where ``path`` will be written) exists as a writable folder or can be made."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{path}: cannot be made: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write in {existing} (permission denied)")
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Make ``path``'s missing parent folders; return those made (deepest first), for cleanup on failure."""
+    missing = []
+    parent = path.parent
+    while not parent.exists() and parent.parent != parent:
+        missing.append(parent)
+        parent = parent.parent
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+    except OSError as exc:
+        made = [folder for folder in missing if folder.is_dir()]
+        _remove_empty(made)
+        _check_ancestor(path.parent, path)  # names the file in the way, when that is the cause
+        raise InputError(f"{path}: cannot make the folder {folder} ({exc.strerror or exc})") from None
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+@contextlib.contextmanager
+def _disk_errors(path: Path) -> Iterator[None]:
+    """A full disk or a file-size limit while writing ``path``: one line naming it, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRNOS:
+            raise
+        raise InputError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -47,8 +167,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON with sorted-free, human-diffable layout; NaN is written as null (strict JSON)."""
-    write_text_atomic(path, json.dumps(_nan_to_none(obj), indent=2, allow_nan=False) + "\n")
+    write_text_atomic(path, json_text(obj))
+
+
+def json_text(obj: Any) -> str:
+    """JSON with sorted-free, human-diffable layout; NaN is written as null (strict JSON)."""
+    return json.dumps(_nan_to_none(obj), indent=2, allow_nan=False) + "\n"
 
 
 def _nan_to_none(obj: Any) -> Any:
@@ -66,9 +190,17 @@ def _nan_to_none(obj: Any) -> Any:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; every problem is one :class:`InputError` line naming the file.
+
+    Strings must be text: a ``"\\ud800"`` escape (a lone surrogate) would otherwise fail only when
+    a later stage prints or writes the value.
+    """
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        bad = _unencodable(data)
+    except RecursionError:
+        raise InputError(f"{path}: not valid JSON (nested too deeply)") from None
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except json.JSONDecodeError as exc:
@@ -79,6 +211,9 @@ def read_json(path: str | os.PathLike) -> Any:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     except OSError as exc:  # a directory, no permission, ...
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if bad is not None:
+        raise InputError(f"{path}: {bad} holds a lone surrogate (e.g. '\\ud800'), which is not text")
+    return data
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -106,6 +241,8 @@ class Predictions:
     ids: np.ndarray | None = None  # [n] row identity, aligns arms and the teacher
     tiers: np.ndarray | None = None  # [n] str "head" | "mid" | "tail"
     meta: dict = field(default_factory=dict)
+    # Rows whose stored ``preds`` name another class tied at the top logit (fp16 ties); None: no ``preds``.
+    preds_ties: int | None = None
 
     @property
     def n(self) -> int:
@@ -124,12 +261,19 @@ class Predictions:
             ids=None if self.ids is None else self.ids[rows],
             tiers=None if self.tiers is None else self.tiers[rows],
             meta=self.meta,
+            preds_ties=self.preds_ties,
         )
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
-    """``preds.npz`` → ``preds.json``: where the description of the model that made the file lives."""
+    """``preds.npz`` → ``preds.json``: where the description of the model that made the file lives.
+
+    A predictions file named ``*.json`` would be its own sidecar (and be overwritten by it): refused.
+    """
     path = Path(path)
+    if path.suffix.lower() == ".json":
+        raise InputError(f"{path}: a predictions file must not be named *.json (that name is its sidecar's); "
+                         "rename it to .npz")
     return path.with_suffix(".json")
 
 
@@ -143,6 +287,7 @@ def save_predictions(
 ) -> Path:
     """Write a predictions ``.npz`` (and its sidecar when ``meta`` is given), atomically."""
     path = Path(path)
+    sidecar = sidecar_path(path)
     logits = np.asarray(logits)
     labels = np.asarray(labels, dtype=np.int64)
     arrays: dict[str, np.ndarray] = {"logits": logits, "labels": labels}
@@ -154,13 +299,14 @@ def save_predictions(
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
     if meta is not None:
-        write_json_atomic(sidecar_path(path), meta)
+        write_json_atomic(sidecar, meta)
     return path
 
 
 def load_predictions(path: str | os.PathLike) -> Predictions:
     """Read our layout (``logits, labels[, ids, tiers]``) or the course's (``logits, preds, labels, val_tiers``)."""
     path = Path(path)
+    sidecar = sidecar_path(path)
     if not path.exists():
         raise InputError(f"{path}: predictions file not found")
     try:
@@ -179,9 +325,9 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
     labels = arrays["labels"]
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"{path}: 'labels' must be a 1-D integer array, got shape {labels.shape} dtype {labels.dtype}")
-    meta = read_json(sidecar_path(path)) if sidecar_path(path).exists() else {}
+    meta = read_json(sidecar) if sidecar.exists() else {}
     if not isinstance(meta, dict):  # every reader does meta.get(...): a list here would crash far from the cause
-        raise InputError(f"{sidecar_path(path)}: a predictions sidecar must be a JSON object, got {type(meta).__name__}")
+        raise InputError(f"{sidecar}: a predictions sidecar must be a JSON object, got {type(meta).__name__}")
     preds = Predictions(
         path=path,
         logits=arrays["logits"],
@@ -192,7 +338,7 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
     )
     validate_predictions(preds)
     if "preds" in arrays:
-        _check_preds_match_argmax(path, arrays["preds"], preds.logits)
+        preds.preds_ties = _count_preds_ties(path, arrays["preds"], preds.logits)
     return preds
 
 
@@ -234,25 +380,33 @@ def validate_predictions(pred: Predictions) -> None:
             raise InputError(f"{where}: unknown tier value {unknown[0]!r} in 'tiers' (expected head, mid or tail)")
 
 
-def _check_preds_match_argmax(path: Path, preds: np.ndarray, logits: np.ndarray) -> None:
-    """The course files carry ``preds``; they must be the argmax of ``logits`` (fp16 ties excepted)."""
-    if preds.shape != (logits.shape[0],):
-        raise InputError(f"{path}: 'preds' has shape {preds.shape}, expected ({logits.shape[0]},)")
-    outside = np.flatnonzero((preds < 0) | (preds >= logits.shape[1]))
-    if outside.size:
-        raise InputError(f"{path}: 'preds' row {int(outside[0])} is {int(preds[outside[0]])}, outside [0, {logits.shape[1]})")
+def _count_preds_ties(path: Path, preds: np.ndarray, logits: np.ndarray) -> int:
+    """The course files carry ``preds``; each must be a class attaining the row's maximum logit.
+
+    Returns how many rows name a tied class other than argmax's first index (fp16 logits tie);
+    distillab scores argmax, so the audit reports that count rather than hiding it.
+    """
+    n, k = logits.shape
+    if preds.shape != (n,):
+        raise InputError(f"{path}: 'preds' has shape {preds.shape}, expected ({n},)")
+    if not (np.issubdtype(preds.dtype, np.integer) or np.issubdtype(preds.dtype, np.floating)):
+        raise InputError(f"{path}: 'preds' must hold class ids, got dtype {preds.dtype}")
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~((preds >= 0) & (preds < k) & (preds == np.floor(preds))))
+    if bad.size:
+        row = int(bad[0])
+        raise InputError(f"{path}: 'preds' row {row} is {preds[row].item()}, not a class id in [0, {k}) ({bad.size} such rows)")
+    preds = preds.astype(np.int64)
     argmax = logits.argmax(axis=1)
     differ = np.flatnonzero(preds != argmax)
-    if differ.size == 0:
-        return
     # A row whose stored prediction also attains the maximum logit is a tie, not a mismatch.
-    tied = logits[differ, preds[differ].astype(np.int64)] == logits[differ].max(axis=1)
+    tied = logits[differ, preds[differ]] == logits[differ].max(axis=1)
     if not tied.all():
         row = int(differ[~tied][0])
         raise InputError(
             f"{path}: 'preds' row {row} is {int(preds[row])} but argmax of 'logits' is {int(argmax[row])}"
         )
-
+    return int(differ.size)
 
 
 # --------------------------------------------------------------------------- YAML

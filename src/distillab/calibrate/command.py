@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers) -> None:
@@ -18,6 +19,9 @@ def register(subparsers) -> None:
     p.add_argument("--split-seed", type=int, default=1041, help="RandomState seed of the halves (default: 1041, the course's)")
     p.add_argument("--out", metavar="FILE.json", help="also write the calibration record here")
     p.add_argument("--no-sidecar", action="store_true", help="do not write the temperature into PRED.json")
+    p.add_argument("--optimizer", choices=("exact", "reference"), default="exact",
+                   help="exact: float64 L-BFGS-B to the optimum (default); reference: the course's torch LBFGS "
+                   "(lr 0.1, max_iter 200, float32), which stops slightly short and reproduces its printed numbers")
     p.set_defaults(func=run)
 
 
@@ -26,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
 
     record = calibrate_predictions(
         args.predictions, cal_split=args.cal_split, split_seed=args.split_seed, out=args.out,
-        update_sidecar=not args.no_sidecar,
+        update_sidecar=not args.no_sidecar, optimizer=args.optimizer,
     )
+    if record["warning"]:
+        print(f"distillab calibrate: warning: {args.predictions}: {record['warning']}", file=sys.stderr)
     raw, scaled = record["eval"]["raw"], record["eval"]["scaled"]
     print(
         f"T = {record['temperature']:.4f} (fitted on {record['n_cal']} rows); eval ECE {raw['ece']:.4f} -> {scaled['ece']:.4f}, "
