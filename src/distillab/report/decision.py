@@ -74,6 +74,12 @@ DEFAULT_SCENARIOS: list[dict] = [
     },
 ]
 
+# Every key a scenario may have (a typo such as "constraint" must not silently drop a constraint).
+SCENARIO_KEYS = {"id", "name", "constraints", "objective", "secondary", "threshold", "rule", "rule_no_threshold",
+                 "flip_alternative", "include_teacher"}
+CONSTRAINT_KEYS = {"metric", "max", "min", "significant_lift"}
+GOAL_KEYS = {"metric", "goal"}
+
 # Placeholders a scenario's rule templates may use (filled with cited numbers).
 RULE_FIELDS = ("recipe", "threshold", "coverage", "accuracy")
 NO_THRESHOLD_FIELDS = ("recipe", "target", "best_accuracy", "best_threshold", "best_coverage")
@@ -134,7 +140,14 @@ def validate_scenarios(scenarios: Any, where: str = "scenarios") -> list[dict]:
         elif str(s["id"]) in seen:
             problems.append(f"{at}: duplicate id {s['id']!r}")
         seen.add(str(s.get("id")))
+        for key in sorted(set(s) - SCENARIO_KEYS, key=str):
+            problems.append(f"{at}: unknown key {key!r} (known: {', '.join(sorted(SCENARIO_KEYS))})")
+        if not isinstance(s.get("constraints") or [], list):
+            problems.append(f"{at}: 'constraints' must be a list")
+            continue
         for j, c in enumerate(s.get("constraints") or []):
+            if isinstance(c, dict) and set(c) - CONSTRAINT_KEYS:
+                problems.append(f"{at}: constraints[{j}] has unknown key(s) {', '.join(sorted(map(str, set(c) - CONSTRAINT_KEYS)))}")
             if not isinstance(c, dict):
                 problems.append(f"{at}: constraint {j + 1} must be a mapping")
             elif "significant_lift" in c:
@@ -151,6 +164,8 @@ def validate_scenarios(scenarios: Any, where: str = "scenarios") -> list[dict]:
             goal = s.get(key)
             if goal is None and key == "secondary":
                 continue
+            if isinstance(goal, dict) and set(goal) - GOAL_KEYS:
+                problems.append(f"{at}: '{key}' has unknown key(s) {', '.join(sorted(map(str, set(goal) - GOAL_KEYS)))}")
             if not isinstance(goal, dict) or goal.get("metric") not in CANDIDATE_METRICS:
                 problems.append(f"{at}: '{key}' must be {{metric: one of {metrics}, goal: max|min}}")
             elif goal.get("goal", "max") not in ("max", "min"):
@@ -158,6 +173,8 @@ def validate_scenarios(scenarios: Any, where: str = "scenarios") -> list[dict]:
         threshold = s.get("threshold")
         if threshold is not None:
             target = threshold.get("accuracy_target") if isinstance(threshold, dict) else None
+            if isinstance(threshold, dict) and set(threshold) - {"accuracy_target"}:
+                problems.append(f"{at}: 'threshold' takes only accuracy_target")
             if not _finite_number(target) or not 0 < target <= 1:
                 problems.append(f"{at}: 'threshold' must be null or {{accuracy_target: a number in (0, 1]}}")
         for key, allowed in (("rule", RULE_FIELDS if threshold else ("recipe",)),
