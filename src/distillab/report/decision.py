@@ -533,9 +533,9 @@ def _flip_measured(tables, s: dict, chosen: str, candidates: list[str], i: int, 
     better = [k for k in candidates if k != chosen and (v := _spread(tables, k, c["metric"])) is not None
               and (v.high < mine.low if "max" in c else v.low > mine.high) and _meets_others(tables, s, k, i)]
     better.sort(key=lambda k: _sort_key(tables, k, s))
-    frags: list[Fragment] = [f"If the {name} bound moved past the measured cost of ",
-                             tables["candidates"].cite(chosen, "recipe"), " (its whole min–max spread), it would no "
-                             "longer qualify; "]
+    edge = "fell below even the fastest" if "max" in c else "rose above even the slowest"
+    frags: list[Fragment] = [f"If the {name} bound {edge} timed repeat of ",
+                             tables["candidates"].cite(chosen, "recipe"), ", it would no longer qualify; "]
     if better:
         frags += ["the alternative would be ", tables["candidates"].cite(better[0], "recipe"),
                   f", measurably {'faster' if 'max' in c else 'slower'} (spreads do not overlap)."]

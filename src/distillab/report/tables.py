@@ -905,8 +905,8 @@ def _candidates_table(audit: dict) -> Table:
     uncalibrated = [arm for arm in audit["arms"] if rows == "eval" and _cal_metric(cal, arm, "raw", "ece") is None]
     n_eval = next((c.get("n_eval") for c in cal.values() if c.get("n_eval") is not None), None)
     if rows == "eval":
-        where = (f"the calibration eval half ({fmt_int(n_eval)} rows" if n_eval is not None
-                 else "the calibration eval half (") + ", which no temperature was fitted on) for every candidate"
+        size = f"{fmt_int(n_eval)} rows, " if n_eval is not None else ""
+        where = f"the calibration eval half ({size}which no temperature was fitted on) for every candidate"
         if uncalibrated:
             where += (f"; {', '.join(uncalibrated)} {'was' if len(uncalibrated) == 1 else 'were'} not calibrated, "
                       "so the audit has no eval-half ECE or NLL for it (—) and decisions on ECE or NLL leave it out")
