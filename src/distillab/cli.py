@@ -8,11 +8,15 @@ user can fix are :class:`~distillab.errors.DistillabError`: printed on one line,
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
 from distillab import __version__
 from distillab.errors import DistillabError
+
+# Failures of the user's disk or permissions, not of distillab: one line naming the file, exit 2.
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 # Data-flow order, which is also the order ``--help`` lists them in.
 COMMAND_MODULES = (
@@ -49,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except DistillabError as exc:
         print(f"distillab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = exc.filename or "writing output"
+        print(f"distillab {args.command}: error: {where}: {exc.strerror} "
+              "(free space, raise the limit or choose another output location)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"distillab {args.command}: interrupted", file=sys.stderr)

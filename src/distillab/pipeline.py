@@ -163,8 +163,11 @@ def run_lock(out: Path):
         os.close(fd)
     try:
         stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, started {stamp}".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, started {stamp}".encode())
+        except OSError as exc:  # a full disk or file-size limit: name the file
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         yield
     finally:
         path.unlink(missing_ok=True)

@@ -200,3 +200,36 @@ def test_restart_rejects_unknown_stage(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["run", "--restart", "nope"])
     assert info.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_file_size_limit_is_one_line_and_leaves_no_folder(tmp_path):
+    """A full disk or file-size limit (here RLIMIT_FSIZE) is the user's environment: one line, exit 2."""
+    import resource
+
+    config = write_config(tmp_path, tiny_config(tmp_path))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
+
+    done = subprocess.run([sys.executable, "-m", "distillab", "run", str(config)], capture_output=True, text=True,
+                          preexec_fn=limit, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"error: {tmp_path / 'run'}/" in errors[0] and "File too large" in errors[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_disk_full_anywhere_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    """Writers that do not go through distillab.io (libraries saving files) raise a bare OSError."""
+    import errno
+
+    import distillab.pipeline
+
+    def full(config, restart=None):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "model.safetensors"))
+
+    monkeypatch.setattr(distillab.pipeline, "run", full)
+    assert main(["run", str(write_config(tmp_path, tiny_config(tmp_path)))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'run' / 'model.safetensors'}: No space left on device" in err
