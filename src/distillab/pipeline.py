@@ -208,7 +208,7 @@ def teacher_stage(config: ExperimentConfig, dataset, out: Path, rebuild: bool = 
     the imported file's or model folder's content and the dataset, so another ``import_npz`` file,
     ``temperature`` or ``model`` rebuilds it rather than reusing the old one.
     """
-    from distillab.teacher.cache import TeacherCache
+    from distillab.teacher.cache import PROGRESS, TeacherCache
 
     spec = config.teacher
     if spec.cache:
@@ -234,6 +234,8 @@ def teacher_stage(config: ExperimentConfig, dataset, out: Path, rebuild: bool = 
         try:
             _build_cache(spec, dataset, path)
         except FingerprintMismatch:  # a partial cache of another plan (e.g. the Hub model moved on): start over
+            if not (path / PROGRESS).exists():
+                raise
             _say("teacher", f"{path} holds a partial cache of another plan; building it again")
             shutil.rmtree(path)
             _build_cache(spec, dataset, path)

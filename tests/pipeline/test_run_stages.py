@@ -112,6 +112,21 @@ def test_stale_in_progress_cache_does_not_block_run(tmp_path):
     assert not (partial / "in-progress.json").exists() and len(cache) == 114
 
 
+def test_partial_cache_of_another_plan_with_a_current_stamp_is_started_over(tmp_path):
+    """Same config, but the partial cache's plan differs (a Hub model that moved on): no dead end."""
+    from distillab.pipeline import _stamp, _teacher_inputs
+
+    values = tiny_config(tmp_path)
+    dataset = load_dataset(values["data"])
+    config = config_from_dict(values)
+    _stamp(tmp_path / "run" / "teacher", _teacher_inputs(config.teacher, dataset), complete=False,
+           name="cache-stage.json")
+    partial = tmp_path / "run" / "teacher-cache"
+    partial.mkdir(parents=True)
+    (partial / "in-progress.json").write_text('{"format": "another plan"}')
+    assert len(teacher_stage(config, dataset, tmp_path / "run")) == 114
+
+
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
