@@ -6,6 +6,7 @@ Nothing heavier than argparse is imported at module level; numpy/scipy load insi
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -21,6 +22,8 @@ def _floats(count: int | None):
             values = tuple(float(v) for v in text.split(","))
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        if not all(math.isfinite(v) for v in values):  # inf would overflow int(), NaN fails every comparison
+            raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
         if count is not None and len(values) != count:
             raise argparse.ArgumentTypeError(f"expected {count} comma-separated numbers, got {text!r}")
         return values
@@ -68,7 +71,10 @@ def register(subparsers) -> None:
     p.add_argument("--reference-score", type=float, metavar="F1",
                    help="a reference macro-F1 (e.g. a smaller-data baseline) for the lift table")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory for audit.json and audit.md")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    p.add_argument("--optimizer", choices=("exact", "reference"), default="exact",
+                   help="temperature fit: exact (float64 L-BFGS-B to the optimum, default) or reference (the course's "
+                   "torch LBFGS, lr 0.1, max_iter 200, float32: reproduces its printed ECE and Test B)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary (warnings still print)")
     p.set_defaults(func=run)
 
 
@@ -100,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         reference_score=args.reference_score,
         out=args.out,
         progress=not args.quiet,
+        optimizer=args.optimizer,
     )
     if not args.quiet:
         print(summary(result, Path(args.out) / "audit.json"))

@@ -8,6 +8,7 @@ after everything is computed, so bad input never leaves a partial ``audit.json``
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -18,13 +19,17 @@ from distillab.audit import metrics as M
 from distillab.audit import transfer
 from distillab.audit.bootstrap import METRICS, paired_bootstrap
 from distillab.audit.coverage import DEFAULT_SLA, DEFAULT_THRESHOLDS, coverage_table, sla
-from distillab.calibrate.temperature import MIN_CAL_ROWS, SPLIT_SEED, TemperatureScaler, cal_eval_split, split_from_json
+from distillab.calibrate.temperature import (
+    MIN_CAL_ROWS, OPTIMIZERS, SPLIT_SEED, TemperatureScaler, cal_eval_split, split_from_json,
+)
 from distillab.data.tiers import DEFAULT_CUTOFFS, TIERS, assign_tiers, load_train_counts, tier_support
 from distillab.errors import InputError
-from distillab.io import Predictions, load_predictions, read_json, sha256_file, write_json_atomic, write_text_atomic
+from distillab.io import Predictions, atomic_dir, check_output_dir, json_text, load_predictions, read_json, sha256_file
 
 SCHEMA_VERSION = 1
 TEACHER = "teacher"
+MAX_BINS = 10_000  # a reliability table is written per bin: 1e12 bins would exhaust memory, not inform
+MAX_RESAMPLES = 100_000  # 1,000 take ~2 s on the course's 6,430 rows; 1e5 is already far past any use
 
 PredictionsLike = str | os.PathLike | Predictions
 
@@ -48,14 +53,20 @@ def audit(
     reference_score: float | None = None,
     out: str | os.PathLike | None = None,
     progress: bool = False,
+    optimizer: str = "exact",
 ) -> dict:
     """Audit student ``arms`` against ``baseline`` (and the teacher, when given); return the audit dict.
 
     Every argument mirrors a ``distillab audit`` flag. ``calibrate=None`` fits a temperature for
-    every arm; the baseline is always fitted because Test B needs it. With ``out``, writes
-    ``out/audit.json`` and ``out/audit.md``.
+    every arm; the baseline is always fitted because Test B needs it. ``optimizer`` fits T exactly
+    ("exact") or as the course's torch LBFGS does ("reference"). With ``out``, writes
+    ``out/audit.json`` and ``out/audit.md``, both or neither. Anything the reader must know but that
+    does not stop the audit (rows aligned by position, a temperature on its bound, ``preds`` ties)
+    is printed to stderr and listed in ``warnings``.
     """
-    _check_settings(bins, n_resamples, seed, thresholds, sla_target)
+    _check_settings(bins, n_resamples, seed, thresholds, sla_target, reference_score, optimizer)
+    if out is not None:
+        check_output_dir(out)  # before any work: a bad --out costs nothing
 
     # ---- inputs: load, check names, align rows to the reference (teacher, else first arm)
     if not arms:
@@ -77,7 +88,8 @@ def audit(
     unknown = [name for name in calibrated if name not in preds]
     if unknown:
         raise InputError(f"--calibrate {unknown[0]!r} is not an arm (arms: {', '.join(preds)})")
-    preds = _align(preds)
+    preds, alignment = _align(preds)
+    warnings = _alignment_warnings(preds, alignment)
     reference = next(iter(preds.values()))
     labels, ids, n, k = reference.labels, reference.ids, reference.n, reference.num_classes
 
@@ -99,6 +111,9 @@ def audit(
         counts = np.bincount(labels, minlength=k)
         class_tiers, tier_source = assign_tiers(counts, tier_cutoffs, tier_thresholds), "eval_labels"
     row_tiers = class_tiers[labels]
+    # Each tier's label set is fixed on the full evaluated set (the course's TIER_LABELS), so on a
+    # half or a resample a tier class without rows there still counts, with F1 0.
+    tier_labels = {tier: np.unique(labels[row_tiers == tier]) for tier in TIERS}
     for tier in TIERS:
         if not (row_tiers == tier).any():
             if tier_source == "file":
@@ -124,17 +139,24 @@ def audit(
     probs = {name: M.softmax(p.logits) for name, p in preds.items()}
     teacher_probs = probs.get(TEACHER)
     values = {name: M.row_values(probs[name], labels, teacher_probs) for name in preds}  # per row, computed once
-    arm_results = {name: _arm_metrics(values[name], probs[name], row_tiers, k, bins, thresholds, sla_target) for name in preds}
+    arm_results = {
+        name: _arm_metrics(values[name], probs[name], row_tiers, tier_labels, k, bins, thresholds, sla_target)
+        for name in preds
+    }
 
     # ---- temperature scaling: fit on cal, judge raw vs scaled on eval
     calibration = {}
     eval_teacher = None if teacher_probs is None else teacher_probs[eval_rows]
     for name in calibrated:
-        scaler = TemperatureScaler().fit(preds[name].logits[cal_rows], labels[cal_rows])
+        scaler = TemperatureScaler(optimizer=optimizer).fit(preds[name].logits[cal_rows], labels[cal_rows])
+        if scaler.bound_warning():
+            warnings.append(f"{name}: {scaler.bound_warning()}")
         scaled_probs = scaler.predict_proba(preds[name].logits[eval_rows])
         scaled = M.row_values(scaled_probs, labels[eval_rows], eval_teacher)
         calibration[name] = {
             "temperature": scaler.temperature_,
+            "temperature_at_bound": scaler.at_bound_,
+            "optimizer": optimizer,
             "fit_split": "cal",
             "eval_split": "eval",
             "n_cal": int(cal_rows.size),
@@ -142,8 +164,8 @@ def audit(
             "nll_cal_before": scaler.nll_before_,
             "nll_cal_after": scaler.nll_after_,
             "eval": {
-                "raw": _split_metrics(values[name], eval_rows, row_tiers, k, bins),
-                "scaled": _split_metrics(scaled, None, row_tiers[eval_rows], k, bins),
+                "raw": _split_metrics(values[name], eval_rows, row_tiers, tier_labels, k, bins),
+                "scaled": _split_metrics(scaled, None, row_tiers[eval_rows], tier_labels, k, bins),
             },
         }
         # A "+T" deployment thresholds softmax(z / T): its coverage, on rows the temperature never saw.
@@ -176,12 +198,15 @@ def audit(
             "thresholds": [float(t) for t in thresholds],
             "sla": sla_target,
             "cal_split": split_source,
+            "calibration_optimizer": optimizer,
             "classes": classes_source,
             "reference_score": reference_score,
             "softmax": "float64, max-subtracted (course: float32)",
             "preds": "argmax of logits (first index on ties)",
         },
         "inputs": {name: _input_record(p) for name, p in preds.items()},
+        "alignment": alignment,
+        "warnings": warnings + _ties_warnings(preds),
         "n": n,
         "num_classes": k,
         "classes": class_names,
@@ -220,24 +245,34 @@ def audit(
     if out is not None:
         from distillab.audit.markdown import render
 
-        out = Path(out)
-        markdown = render(result)  # render before writing: a rendering bug must not leave half the output
-        write_json_atomic(out / "audit.json", result)
-        write_text_atomic(out / "audit.md", markdown)
+        # Rendered before anything is written, then both files land together or not at all.
+        texts = {"audit.json": json_text(result), "audit.md": render(result)}
+        with atomic_dir(out) as folder:
+            for name, text in texts.items():
+                (folder / name).write_text(text, encoding="utf-8")
+    for warning in result["warnings"]:
+        print(f"distillab audit: warning: {warning}", file=sys.stderr)
     return result
 
 
-def _check_settings(bins: int, n_resamples: int, seed: int, thresholds: Sequence[float], sla_target: float) -> None:
-    if bins < 1:
-        raise InputError(f"--bins must be >= 1, got {bins}")
-    if n_resamples < 1:
-        raise InputError(f"--n-resamples must be >= 1, got {n_resamples}")
+def _check_settings(
+    bins: int, n_resamples: int, seed: int, thresholds: Sequence[float], sla_target: float,
+    reference_score: float | None, optimizer: str,
+) -> None:
+    if not 1 <= bins <= MAX_BINS:
+        raise InputError(f"--bins must be in [1, {MAX_BINS}], got {bins}")
+    if not 1 <= n_resamples <= MAX_RESAMPLES:
+        raise InputError(f"--n-resamples must be in [1, {MAX_RESAMPLES}], got {n_resamples}")
     if not 0 <= seed < 2**32:  # RandomState's range; checked here, before any file is read
         raise InputError(f"--seed must be in [0, 2**32), got {seed}")
     if not thresholds or any(not 0 <= t <= 1 for t in thresholds):
         raise InputError(f"--thresholds must be probabilities in [0, 1], got {list(thresholds)}")
     if not 0 < sla_target <= 1:
         raise InputError(f"--sla must be in (0, 1], got {sla_target}")
+    if reference_score is not None and not 0 <= reference_score <= 1:  # a macro-F1; NaN fails too
+        raise InputError(f"--reference-score must be a macro-F1 in [0, 1], got {reference_score}")
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"--optimizer must be {' or '.join(OPTIMIZERS)}, got {optimizer!r}")
 
 
 def _load(source: PredictionsLike) -> Predictions:
@@ -248,10 +283,11 @@ def _where(p: Predictions) -> str:
     return str(p.path) if p.path is not None else "predictions"
 
 
-def _align(preds: dict[str, Predictions]) -> dict[str, Predictions]:
+def _align(preds: dict[str, Predictions]) -> tuple[dict[str, Predictions], dict[str, str]]:
     """Reorder every input to the first one's rows: by ``ids`` when all have them, else by position.
 
     Either way the labels must then agree row for row, so a shuffled file without ids is caught.
+    Returns the aligned inputs and how each was aligned ("ids" or "row-position").
     """
     names = list(preds)
     ref = preds[names[0]]
@@ -278,7 +314,20 @@ def _align(preds: dict[str, Predictions]) -> dict[str, Predictions]:
                 f"when aligned {how} ({differ.size} rows differ)"
             )
         aligned[name] = p
-    return aligned
+    return aligned, dict.fromkeys(names, "ids" if by_id else "row-position")
+
+
+def _alignment_warnings(preds: dict[str, Predictions], alignment: dict[str, str]) -> list[str]:
+    """Files with ``ids`` matched by position because another file has none: the user expected ids to count."""
+    without = [_where(p) for p in preds.values() if p.ids is None]
+    if "ids" in alignment.values() or len(without) == len(preds):
+        return []  # all by id, or no file has ids (the course's layout): nothing was ignored
+    with_ids = [_where(p) for p in preds.values() if p.ids is not None]
+    return [
+        f"rows were matched by position, not by 'ids': {', '.join(without)} {'has' if len(without) == 1 else 'have'} "
+        f"no 'ids' (but {', '.join(with_ids)} {'does' if len(with_ids) == 1 else 'do'}); the audit is right only if "
+        "every file lists the same rows in the same order; give every file 'ids' to align by id"
+    ]
 
 
 def _class_names(classes, preds: dict[str, Predictions], k: int) -> tuple[list[str], str]:
@@ -318,14 +367,14 @@ def _tiers_from_files(preds: dict[str, Predictions], labels: np.ndarray, k: int)
     return class_tiers
 
 
-def _split_metrics(values: dict, rows: np.ndarray | None, row_tiers: np.ndarray, k: int, bins: int) -> dict:
-    """Overall and per-tier metrics of one arm on ``rows`` (None = all) of its per-row values."""
+def _split_metrics(values: dict, rows: np.ndarray | None, row_tiers: np.ndarray, tier_labels: dict, k: int, bins: int) -> dict:
+    """Overall and per-tier metrics of one arm on ``rows`` (None = all) of its per-row values.
+
+    ``tier_labels``: each tier's label set from the full evaluated set, whatever ``rows`` holds.
+    """
     v = values if rows is None else {key: arr[rows] for key, arr in values.items()}
-    labels, tiers_here = v["labels"], row_tiers if rows is None else row_tiers[rows]
-    tiers = {}
-    for tier in TIERS:
-        mask = tiers_here == tier
-        tiers[tier] = M.summarize(v, k, mask, label_set=np.unique(labels[mask]), bins=bins)
+    tiers_here = row_tiers if rows is None else row_tiers[rows]
+    tiers = {tier: M.summarize(v, k, tiers_here == tier, label_set=tier_labels[tier], bins=bins) for tier in TIERS}
     return {
         "overall": M.summarize(v, k, bins=bins),
         "tiers": tiers,
@@ -333,8 +382,8 @@ def _split_metrics(values: dict, rows: np.ndarray | None, row_tiers: np.ndarray,
     }
 
 
-def _arm_metrics(values: dict, probs: np.ndarray, row_tiers, k, bins, thresholds, sla_target) -> dict:
-    result = _split_metrics(values, None, row_tiers, k, bins)
+def _arm_metrics(values: dict, probs: np.ndarray, row_tiers, tier_labels, k, bins, thresholds, sla_target) -> dict:
+    result = _split_metrics(values, None, row_tiers, tier_labels, k, bins)
     table = coverage_table(probs, values["labels"], thresholds)
     result["per_class_f1"] = M.per_class_f1(values["labels"], values["preds"], k).tolist()
     result["coverage"] = table
@@ -343,6 +392,23 @@ def _arm_metrics(values: dict, probs: np.ndarray, row_tiers, k, bins, thresholds
 
 
 def _input_record(p: Predictions) -> dict:
-    """Where an input came from, its checksum (for "is this the file I think it is"), and its sidecar."""
+    """Where an input came from, its checksum (for "is this the file I think it is"), and its sidecar.
+
+    ``preds_argmax_ties``: rows whose stored ``preds`` name another class tied at the top logit
+    (the audit scores argmax, first index); None when the file has no ``preds``.
+    """
     has_file = p.path is not None and Path(p.path).exists()
-    return {"path": None if p.path is None else str(p.path), "sha256": sha256_file(p.path) if has_file else None, "meta": p.meta}
+    return {
+        "path": None if p.path is None else str(p.path),
+        "sha256": sha256_file(p.path) if has_file else None,
+        "meta": p.meta,
+        "preds_argmax_ties": p.preds_ties,
+    }
+
+
+def _ties_warnings(preds: dict[str, Predictions]) -> list[str]:
+    return [
+        f"{_where(p)}: {p.preds_ties} rows' stored 'preds' name a class tied at the top logit other than argmax's "
+        "first index (fp16 ties); the audit scores argmax, so its numbers can differ there from ones computed on 'preds'"
+        for p in preds.values() if p.preds_ties
+    ]

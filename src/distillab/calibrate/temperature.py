@@ -195,9 +195,10 @@ def split_from_json(spec: dict, ids: np.ndarray | None, n: int, where: str) -> t
                 raise InputError(f"{where}: '{part}' id {missing[0]!r} is not in the predictions ({len(missing)} missing)")
             rows = np.array([position[x] for x in items], dtype=np.int64)
         elif all(isinstance(x, int) and not isinstance(x, bool) for x in items):
+            outside = next((x for x in items if not 0 <= x < n), None)  # before int64: 10**23 would overflow it
+            if outside is not None:
+                raise InputError(f"{where}: '{part}' has row position {outside}, outside [0, {n})")
             rows = np.array(items, dtype=np.int64)
-            if rows.min() < 0 or rows.max() >= n:
-                raise InputError(f"{where}: '{part}' has a row position outside [0, {n})")
         else:
             raise InputError(f"{where}: '{part}' must be all integers (positions) or all strings (ids)")
         if np.unique(rows).size != rows.size:

@@ -8,7 +8,6 @@ Numpy only: the audit imports this module and must stay light.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,9 +15,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from distillab.errors import InputError
+from distillab.io import read_json
 
 TIERS = ("head", "mid", "tail")
 DEFAULT_CUTOFFS = (20, 60)  # course: most_common()[:20], [20:60], [60:]
+MAX_COUNT = 10**15  # counts are int64 and exact in float64 up to 2**53; no training set comes near either
 
 
 def rank_classes(counts: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -79,10 +80,7 @@ def load_train_counts(path: str | Path, classes: Sequence[str]) -> np.ndarray:
     if path.suffix.lower() == ".csv":
         pairs = _read_counts_csv(path)
     else:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        data = read_json(path)  # UTF-8, valid JSON, a readable file: one line naming it otherwise
         if isinstance(data, list):
             if len(data) != k:
                 raise InputError(f"{path}: has {len(data)} counts but the predictions have {k} classes")
@@ -95,13 +93,20 @@ def load_train_counts(path: str | Path, classes: Sequence[str]) -> np.ndarray:
 
 
 def _read_counts_csv(path: Path) -> list[tuple[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        key = next((f for f in ("class", "label", "name", "id") if f in fields), None)
-        if key is None or "count" not in fields:
-            raise InputError(f"{path}: CSV needs a 'count' column and one of class/label/name/id (found: {fields})")
-        return [(row[key], row["count"]) for row in reader]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            fields = reader.fieldnames or []
+            key = next((f for f in ("class", "label", "name", "id") if f in fields), None)
+            if key is None or "count" not in fields:
+                raise InputError(f"{path}: CSV needs a 'count' column and one of class/label/name/id (found: {fields})")
+            return [(row[key], row["count"]) for row in reader]
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV ({exc})") from None
+    except OSError as exc:  # a folder, no permission, ...
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _counts_from_pairs(path: Path, pairs: list, classes: Sequence[str]) -> np.ndarray:
@@ -129,5 +134,8 @@ def _counts_from_pairs(path: Path, pairs: list, classes: Sequence[str]) -> np.nd
             raise InputError(f"{path}: count for class {key!r} is not a number: {value!r}") from None
         if not math.isfinite(count) or count < 0 or count != int(count):  # int(inf) would raise OverflowError
             raise InputError(f"{path}: count for class {key!r} must be a non-negative integer, got {value!r}")
+        if count > MAX_COUNT:
+            raise InputError(f"{path}: count for class {key!r} is {value!r}, more than {MAX_COUNT:.0e} rows; "
+                             "is it really a count?")
         counts[cls] = int(count)
     return counts
