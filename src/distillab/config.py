@@ -123,9 +123,14 @@ class CalibrationConfig:
     """Temperature scaling: fitted on one half of the evaluation split, scored on the other."""
 
     seed: int = _help("seed of the permutation that splits evaluation rows into cal/eval halves", default=1041)
+    optimizer: str = _help("how T is fitted: exact (float64, to the optimum) or reference (the course's torch LBFGS, "
+                           "lr 0.1, max_iter 200, float32: reproduces its printed ECE and Test B)", default="exact")
 
     def problems(self) -> list[str]:
-        return [] if _seed(self.seed) else [f"calibration.seed: must be an integer in [0, 2**32), got {self.seed!r}"]
+        found = [] if _seed(self.seed) else [f"calibration.seed: must be an integer in [0, 2**32), got {self.seed!r}"]
+        if self.optimizer not in ("exact", "reference"):
+            found.append(f"calibration.optimizer: must be exact or reference, got {self.optimizer!r}")
+        return found
 
 
 @dataclass

@@ -402,6 +402,7 @@ def audit_stage(config: ExperimentConfig, teacher: Path, arms: dict[str, Path], 
         reference_score=settings.reference_score,
         out=out,
         progress=True,
+        optimizer=config.calibration.optimizer,
     )
     _stamp(out, inputs)
     return out
