@@ -38,7 +38,12 @@ def model_logits(output) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(accelerator, model, student, features, batch_size: int) -> np.ndarray:
-    """Logits (float32 [n, K]) for every featurised row, in row order, on all processes at once."""
+    """Logits (float32 [n, K]) for every featurised row, in row order, on all processes at once.
+
+    The forward runs in float32, without the training autocast: under bf16 the classifier's
+    output is rounded to 8 bits of mantissa, creating argmax ties and coarse calibration in
+    the saved predictions; casting afterwards cannot bring the lost bits back.
+    """
     n = len(features)
     loader = torch.utils.data.DataLoader(
         range(n),
@@ -51,8 +56,7 @@ def predict_logits(accelerator, model, student, features, batch_size: int) -> np
     chunks, seen = [], []
     for batch in loader:
         rows = batch.pop("rows")
-        with accelerator.autocast():
-            logits = model_logits(model(**batch)).float()
+        logits = model_logits(model(**batch)).float()
         logits, rows = accelerator.gather_for_metrics((logits, rows))
         chunks.append(logits.cpu())
         seen.append(rows.cpu())

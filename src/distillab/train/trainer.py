@@ -265,8 +265,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
             step_loss += loss.detach() * weight / world
         if config.max_grad_norm is not None and dense:  # the sparse embedding (bow) is not clipped
             accelerator.clip_grad_norm_(dense, config.max_grad_norm)
+        _step_optimizers(accelerator, optimizers)
         for opt, sched in zip(optimizers, schedulers):
-            opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
         loss_value = float(accelerator.reduce(step_loss, reduction="sum"))
@@ -282,7 +282,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     train_seconds = time.perf_counter() - started
 
     # -- outputs
-    unwrapped = accelerator.unwrap_model(model)
+    # Without Accelerate's autocast wrapper round the forward: predictions are float32 logits.
+    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     state_dict = accelerator.get_state_dict(model)  # on every process: FSDP/DeepSpeed gather their shards here
     if accelerator.is_main_process:
         student.save(unwrapped, arm_dir / "model", state_dict)
@@ -359,6 +360,26 @@ def _torch_threads(count: int | None):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _step_optimizers(accelerator, optimizers: list) -> None:
+    """Step every optimizer; under fp16 loss scaling, unscale each once and update the scale once a step.
+
+    Accelerate's optimizer wrapper runs ``scaler.step`` *and* ``scaler.update`` for each
+    optimizer. With two (the bow student's AdamW + LazyAdam) the first update forgets that
+    clipping already unscaled the second, which ``scaler.step`` then unscales again (gradients
+    65,536x too small), and the scale is updated twice a step. This is PyTorch's recipe for
+    several optimizers instead: ``scaler.step`` each (it unscales only the ones not yet
+    unscaled), then one ``scaler.update``.
+    """
+    scaler = accelerator.scaler
+    if scaler is None:
+        for opt in optimizers:
+            opt.step()
+        return
+    for opt in optimizers:
+        scaler.step(opt.optimizer)  # the wrapped torch optimizer: no per-optimizer update
+    scaler.update()
 
 
 def _split_parameters(model: nn.Module) -> tuple[list, list]:
