@@ -24,17 +24,19 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import struct
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from distillab.errors import FingerprintMismatch, InputError
-from distillab.io import Predictions, atomic_path, read_json, sha256_file, write_json_atomic
+from distillab.io import Predictions, atomic_path, check_output_dir, read_json, sha256_file, write_json_atomic
 from distillab.teacher import DEFAULT_SHARD_ROWS  # re-exported: runners import it from here
 from distillab.teacher.fingerprint import diff, sha256_lines, short_repr, text_digests
 
@@ -73,6 +75,29 @@ def _is_cache_file(name: str) -> bool:
 
 
 # --------------------------------------------------------------------------- writer
+
+
+@contextlib.contextmanager
+def removed_on_failure(out: str | os.PathLike) -> Iterator[None]:
+    """On any failure, remove the cache files this block added to ``out`` (and ``out`` if it made it).
+
+    For writers whose work is cheap to redo (``cache import``): a failed import must not leave an
+    ``in-progress.json`` or some shards behind for a later run to trip over.
+    """
+    out = Path(out)
+    existed = out.exists()
+    before = set(os.listdir(out)) if out.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        if out.is_dir():
+            for name in set(os.listdir(out)) - before:
+                if _is_cache_file(name):
+                    (out / name).unlink(missing_ok=True)
+            if not existed and not os.listdir(out):
+                out.rmdir()
+        raise
+
 
 
 class CacheWriter:
@@ -154,6 +179,7 @@ class CacheWriter:
         Raises :class:`FingerprintMismatch` when ``out`` holds a cache or partial cache of a
         different plan, listing what differs, unless ``overwrite``.
         """
+        check_output_dir(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         if overwrite:
             for name in os.listdir(self.out):

@@ -158,34 +158,24 @@ def run_import(args) -> int:
 
 
 def run_export(args) -> int:
-    """Write the split's predictions file and its sidecar as one set: both, or nothing new on failure."""
-    import os
-    import shutil
-    import tempfile
+    """Write the split's predictions file and its sidecar; a failure removes whichever of them it created."""
     from pathlib import Path
 
     from distillab.errors import InputError
-    from distillab.io import save_predictions, sidecar_path
+    from distillab.io import check_output_file, save_predictions, sidecar_path
     from distillab.teacher.cache import TeacherCache
 
     out = Path(args.out)
     if out.suffix != ".npz":
         raise InputError(f"{out}: --out must name a .npz file (its .json sidecar is written beside it)")
-    if out.is_dir():
-        raise InputError(f"{out}: --out is a directory; give a FILE.npz path")
+    check_output_file(out)
     predictions = TeacherCache.open(args.dir, verify=args.verify_cache).predictions(args.split)
-    staging = None
+    created = [path for path in (out, sidecar_path(out)) if not path.exists()]
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        staged = save_predictions(staging / out.name, predictions.logits, predictions.labels, ids=predictions.ids,
-                                  meta=predictions.meta)
-        os.replace(sidecar_path(staged), sidecar_path(out))
-        os.replace(staged, out)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        save_predictions(out, predictions.logits, predictions.labels, ids=predictions.ids, meta=predictions.meta)
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
     print(f"wrote {len(predictions.labels):,} teacher rows to {out}", file=sys.stderr)
     return 0

@@ -14,7 +14,7 @@ import numpy as np
 
 from distillab.errors import InputError
 from distillab.io import sha256_file
-from distillab.teacher.cache import DEFAULT_SHARD_ROWS, CacheWriter
+from distillab.teacher.cache import DEFAULT_SHARD_ROWS, CacheWriter, removed_on_failure
 from distillab.teacher.capture import run_shards, select_rows
 from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint
 
@@ -96,7 +96,8 @@ def import_logits(
 
     ``temperature`` divides the logits now; ``already_scaled_by`` records a temperature applied
     before the file was written (the course's ``_final`` logits: 1.2538). The manifest records
-    their product, i.e. the temperature relative to the teacher's raw logits.
+    their product, i.e. the temperature relative to the teacher's raw logits. A failed import
+    leaves nothing new in ``out`` (no ``in-progress.json``, no shards).
     """
     path = Path(source)
     arrays = read_arrays(path)
@@ -129,4 +130,5 @@ def import_logits(
         advance(stop - start)
         return {"logits": logits}
 
-    return run_shards(writer, compute, overwrite=overwrite, progress=progress, desc=f"import {path.name}")
+    with removed_on_failure(out):
+        return run_shards(writer, compute, overwrite=overwrite, progress=progress, desc=f"import {path.name}")

@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import typing
 
+from distillab.teacher.command import add_no_verify_flag
 from distillab.train.config import TrainConfig
 
 ARM_HELP = (
@@ -63,6 +64,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              "JSON), local file/folder, or Hub id")
     parser.add_argument("--data-dir", default=None, help="where lab dataset files are looked up first")
     parser.add_argument("--cache", default=None, metavar="DIR", help="teacher cache directory (needed by kd/hard_kd)")
+    add_no_verify_flag(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder; each arm writes OUT/<arm>/")
     parser.add_argument("--eval-split", action="append", default=None, metavar="SPLIT",
                         help="split to write predictions for (repeatable; default: test)")
@@ -109,6 +111,13 @@ def _load(args):
     return resolve_data(args.data, data_dir=args.data_dir)
 
 
+def _open_cache(args):
+    """``--cache``, opened once here so ``--no-verify-cache`` applies (None when not given)."""
+    from distillab.teacher.cache import TeacherCache
+
+    return TeacherCache.open(args.cache, verify=args.verify_cache) if args.cache else None
+
+
 def train_command(args) -> int:
     from distillab.train.arms import parse_arm
     from distillab.train.trainer import train_arms
@@ -116,7 +125,7 @@ def train_command(args) -> int:
     config = _config_from_args(args)
     arm_specs = args.arm or (["vanilla", "kd"] if args.cache else ["vanilla"])
     arms = [parse_arm(spec) for spec in arm_specs]
-    train_arms(_load(args), arms, config, args.out, cache=args.cache)
+    train_arms(_load(args), arms, config, args.out, cache=_open_cache(args))
     return 0
 
 
@@ -125,6 +134,6 @@ def grid_command(args) -> int:
 
     config = _config_from_args(args)
     T, alpha = parse_floats(args.T, "--T"), parse_floats(args.alpha, "--alpha")
-    run_grid(_load(args), config, args.out, args.cache, T=T, alpha=alpha,
+    run_grid(_load(args), config, args.out, _open_cache(args), T=T, alpha=alpha,
              baseline=not args.no_baseline, extra=tuple(args.arm or ()))
     return 0
