@@ -19,7 +19,9 @@ Why it is built this way:
   while shards accumulate, and is replaced by ``manifest.json`` at the end. Nothing in either file
   depends on time or machine, so a killed-and-resumed run ends byte-identical to an uninterrupted one.
 - The reader memory-maps shard payloads straight from the file (safetensors is a JSON header plus
-  raw little-endian arrays), so opening a cache is instant and random access by row id is cheap.
+  raw little-endian arrays), so random access by row id is cheap. Opening re-hashes every shard
+  (milliseconds for the builtin cache) and validates the manifest and each header field by field:
+  a cache is data from anywhere, so nothing in it may read outside its folder or serve wrong rows.
 """
 
 from __future__ import annotations
