@@ -126,3 +126,67 @@ def test_explicit_split_errors(spec, match):
     ids = np.array([f"r{i}" for i in range(6)])
     with pytest.raises(InputError, match=match):
         split_from_json(spec, ids, 6, "s.json")
+
+
+def course_fit_temperature(logits, labels):
+    """The course's fit_temperature (HW [f13156cf]), written out by hand: the 'reference' optimizer must equal it."""
+    import torch
+
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+    z = torch.tensor(np.asarray(logits), dtype=torch.float32)
+    y = torch.tensor(np.asarray(labels), dtype=torch.long)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.CrossEntropyLoss()(z / torch.exp(log_t), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return log_t.item(), torch.exp(log_t).item()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_reference_optimizer_reproduces_the_course_loop_exactly(dtype):
+    pytest.importorskip("torch")
+    logits, labels = overconfident(seed=2)
+    logits = logits.astype(dtype)
+    log_t, t = course_fit_temperature(logits, labels)
+    scaler = TemperatureScaler(optimizer="reference").fit(logits, labels)
+    assert (scaler.log_temperature_, scaler.temperature_) == (log_t, t)
+    assert scaler.at_bound_ is None
+    exact = TemperatureScaler().fit(logits, labels)
+    assert exact.temperature_ != t and exact.nll_after_ <= scaler.nll_after_  # stops short of the optimum
+
+
+def test_unknown_optimizer_is_an_input_error():
+    with pytest.raises(InputError, match="optimizer 'adam'"):
+        TemperatureScaler(optimizer="adam").fit(*overconfident())
+
+
+def bound_case(sign):
+    """Separable rows (sign 1) push T to 0; anti-informative logits (sign -1) push it to infinity."""
+    labels = np.arange(200) % 4
+    logits = np.zeros((200, 4), dtype=np.float32)
+    logits[np.arange(200), labels] = sign * 0.01
+    return logits, labels
+
+
+# The reference (lr 0.1, float32 tolerances) stops long before T = 1e-3 on separable rows, so it has no lower case.
+@pytest.mark.parametrize("optimizer, sign, bound", [("exact", 1, "lower"), ("exact", -1, "upper"), ("reference", -1, "upper")])
+def test_a_temperature_on_its_bound_is_reported(optimizer, sign, bound):
+    """Both end clamped on the bound, and say so."""
+    pytest.importorskip("torch")
+    logits, labels = bound_case(sign)
+    scaler = TemperatureScaler(optimizer=optimizer).fit(logits, labels)
+    assert scaler.at_bound_ == bound
+    assert scaler.temperature_ == pytest.approx(1e-3 if bound == "lower" else 1e3)
+    assert f"{bound} bound" in scaler.bound_warning()
+    inside = TemperatureScaler(optimizer=optimizer).fit(*overconfident())
+    assert inside.at_bound_ is None and inside.bound_warning() is None
+
+
+def test_split_position_beyond_int64_is_an_input_error():
+    with pytest.raises(InputError, match=r"row position 100000000000000000000000, outside \[0, 10\)"):
+        split_from_json({"cal": [10**23], "eval": [1]}, None, 10, "s.json")
