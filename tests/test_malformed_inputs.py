@@ -658,7 +658,6 @@ case("teacher-data-repeated-column", lambda w, fx: ["teacher", "--model", str(w 
 # one turns into a failure the moment it passes (then delete its line here).
 TRAIN_OWNER = "train/ owner fix pending: "
 PENDING: dict[str, str] = {
-    "cache-import-nan-logits": "teacher/ owner fix pending: the NaN error names the row id and shard, not the .npz file",
     "train-epochs-inf": TRAIN_OWNER + "OverflowError traceback (cannot convert float infinity to integer)",
     "train-seed-negative": TRAIN_OWNER + "ValueError traceback (expected non-negative integer)",
     "grid-seed-negative": TRAIN_OWNER + "ValueError traceback (expected non-negative integer)",

@@ -30,35 +30,41 @@ def one_error_line(capsys) -> str:
     return err[0]
 
 
-def npz(tmp_path, nan_row=None) -> str:
+def npz(tmp_path, bad_row=None, bad=np.nan) -> str:
     logits = np.random.RandomState(0).normal(size=(42, 3)).astype(np.float32)
-    if nan_row is not None:
-        logits[nan_row, 0] = np.nan
+    if bad_row is not None:
+        logits[bad_row, 0] = bad
     np.savez(tmp_path / "logits.npz", logits=logits)
     return str(tmp_path / "logits.npz")
 
 
+@pytest.mark.parametrize("bad,message", [(np.nan, "NaN or inf in 'logits' at row 20 (row id 'tiny-train-20'"),
+                                         (7e4, "'logits' at row 20 (row id 'tiny-train-20') reach 7e+04")])
+def test_bad_values_in_an_import_name_the_file_and_row_before_writing(tmp_path, spec, capsys, bad, message):
+    path = npz(tmp_path, bad_row=20, bad=bad)
+    out = tmp_path / "cache"
+    assert main(["cache", "import", path, "--data", spec, "--out", str(out), "--no-progress"]) == 2
+    assert f"{path}: {message}" in one_error_line(capsys)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("existing", [False, True])
-def test_failed_import_leaves_nothing_behind(tmp_path, spec, capsys, existing):
+def test_disk_full_midway_through_an_import_leaves_nothing_behind(tmp_path, spec, capsys, monkeypatch, existing):
+    calls = []
+
+    def full_at_the_third_shard(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_at_the_third_shard)
     out = tmp_path / "cache"
     if existing:
         out.mkdir()  # a folder the user made stays, empty
-    argv = ["cache", "import", npz(tmp_path, nan_row=20), "--data", spec, "--out", str(out), "--shard-rows", "8",
-            "--no-progress"]
-    assert main(argv) == 2  # shards 0 and 1 were written before row 20's NaN
-    assert "NaN or inf in 'logits' for row 'tiny-train-20'" in one_error_line(capsys)
-    assert (os.listdir(out) == []) if existing else not out.exists()
-
-
-def test_disk_full_during_import_names_the_shard_and_leaves_nothing(tmp_path, spec, capsys, monkeypatch):
-    def full(fd):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(os, "fsync", full)
-    out = tmp_path / "cache"
-    assert main(["cache", "import", npz(tmp_path), "--data", spec, "--out", str(out), "--no-progress"]) == 2
-    assert f"{out / shard_name(0)}: cannot write (No space left on device)" in one_error_line(capsys)
-    assert not out.exists()
+    assert main(["cache", "import", npz(tmp_path), "--data", spec, "--out", str(out), "--shard-rows", "8",
+                 "--no-progress"]) == 2
+    assert f"{out / shard_name(2)}: cannot write (No space left on device)" in one_error_line(capsys)
+    assert (os.listdir(out) == []) if existing else not out.exists()  # no in-progress.json, no shards 0 and 1
 
 
 def test_import_out_under_a_file_is_one_line(tmp_path, spec, capsys):

@@ -14,7 +14,7 @@ import numpy as np
 
 from distillab.errors import InputError
 from distillab.io import sha256_file
-from distillab.teacher.cache import DEFAULT_SHARD_ROWS, CacheWriter, removed_on_failure
+from distillab.teacher.cache import DEFAULT_SHARD_ROWS, FP16_MAX, CacheWriter, removed_on_failure
 from distillab.teacher.capture import run_shards, select_rows
 from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint
 
@@ -78,6 +78,23 @@ def align_rows(path: Path, arrays: dict[str, np.ndarray], ids: np.ndarray, label
     return positions
 
 
+def check_values(path: Path, logits: np.ndarray, positions: np.ndarray, ids: np.ndarray,
+                 temperature: float | None, dtype: str) -> None:
+    """NaN/inf, or values fp16 cannot hold, are the file's fault: name it and its row before anything is written."""
+    used = np.asarray(logits[positions], dtype=np.float32)
+    bad = ~np.isfinite(used).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: NaN or inf in 'logits' at row {int(positions[row])} (row id {str(ids[row])!r}; "
+                         f"{int(bad.sum())} such rows)")
+    if dtype == "fp16":
+        scaled = np.abs(used).max(axis=1) / np.float32(temperature or 1.0)
+        if scaled.max(initial=0.0) > FP16_MAX:
+            row = int(np.argmax(scaled))
+            raise InputError(f"{path}: 'logits' at row {int(positions[row])} (row id {str(ids[row])!r}) reach "
+                             f"{scaled[row]:.4g}, beyond fp16's range ({FP16_MAX:g}); use --dtype bf16 or fp32")
+
+
 def import_logits(
     source: str | os.PathLike,
     dataset,
@@ -110,6 +127,7 @@ def import_logits(
     for value, what in ((temperature, "temperature"), (already_scaled_by, "already_scaled_by")):
         if value is not None and not value > 0:
             raise InputError(f"{what} must be a positive number, got {value}")
+    check_values(path, arrays["logits"], positions, ids, temperature, dtype)
     recorded = None
     if temperature is not None or already_scaled_by is not None:
         recorded = (temperature or 1.0) * (already_scaled_by or 1.0)
