@@ -24,9 +24,11 @@ COMMAND_MODULES = (
     "distillab.data.command",  # data list|fetch|inspect
     "distillab.teacher.command",  # teacher, cache inspect|import
     "distillab.train.command",  # train, grid
+    "distillab.baselines.command",  # baseline
     "distillab.calibrate.command",  # calibrate
     "distillab.audit.command",  # audit
     "distillab.report.command",  # report
+    "distillab.serve_command",  # predict
     "distillab.losses.command",  # check-loss
 )
 
