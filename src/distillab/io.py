@@ -54,12 +54,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         except OSError as exc:
             what = "is a folder, not a file" if path.is_dir() else f"cannot write ({exc.strerror or exc})"
             raise InputError(f"{path}: {what}") from None
-    except BaseException:
-        _remove_empty(made)
-        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+        if made and not path.exists():  # failed: the folders made for it go too
+            _remove_empty(made)
 
 
 @contextlib.contextmanager
@@ -89,11 +88,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
                     os.replace(item, path / item.name)
         except OSError as exc:
             raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    except BaseException:
-        _remove_empty(made)
-        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made and not path.exists():  # failed: the folders made for it go too
+            _remove_empty(made)
 
 
 def check_output_dir(path: str | os.PathLike) -> None:
