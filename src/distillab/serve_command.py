@@ -17,6 +17,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.split is not None and args.data is None:
         raise InputError("--split needs --data")
     texts, ids, truth = _inputs(args)
+    # A command's stderr is its summary line: no "Loading weights" bar (read when transformers is imported).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     student = load_student(args.model_dir, raw=args.raw, batch_size=args.batch_size)
     proba = student.predict_proba(texts)
     rows = _records(student.classes_, proba, ids, truth)
