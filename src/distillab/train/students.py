@@ -184,18 +184,20 @@ class HFStudent:
     num_threads = None  # torch's default
 
     def __init__(self, source: str, num_labels: int, classes: list[str] | None = None,
-                 layers: str | None = None, max_length: int = 128):
+                 layers: str | None = None, max_length: int | None = 128):
         from transformers import AutoConfig, AutoTokenizer
 
         self.source = str(source)
         self.num_labels = num_labels
-        self.max_length = max_length
         self.layers = layers
         try:
             self.config = AutoConfig.from_pretrained(self.source)
             self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         except OSError as exc:
             raise InputError(f"student {self.source!r}: cannot load config/tokenizer ({exc})") from None
+        # Saved with the tokenizer, so the folder truncates as training did; None (a saved student) reads it back.
+        self.max_length = self.tokenizer.model_max_length if max_length is None else max_length
+        self.tokenizer.model_max_length = self.max_length
         if self.tokenizer.pad_token is None:
             if self.tokenizer.eos_token is None:
                 raise InputError(f"student {self.source!r}: its tokenizer has neither a pad nor an eos token")
