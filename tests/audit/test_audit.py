@@ -66,7 +66,7 @@ def test_keys_the_report_relies_on(result):
     assert [r["threshold"] for r in arm["coverage"]] == [0.5, 0.6, 0.7, 0.8, 0.9]
     cal = result["calibration"]["vanilla"]
     assert set(cal["eval"]["raw"]) == {"overall", "tiers", "reliability"}
-    assert set(cal["eval"]["scaled"]) == {"overall", "tiers", "reliability", "coverage"}
+    assert set(cal["eval"]["scaled"]) == {"overall", "tiers", "reliability", "coverage", "threshold_search"}
     scaled_coverage = cal["eval"]["scaled"]["coverage"]
     assert [r["threshold"] for r in scaled_coverage] == [0.5, 0.6, 0.7, 0.8, 0.9]
     assert scaled_coverage[0]["n_covered"] <= cal["n_eval"]

@@ -156,14 +156,29 @@ def paired_bootstrap(
     arms = [a for a in probs if a != baseline] if arms is None else list(arms)
     if not arms:
         return []
-    names = [baseline, *arms]
-    num_classes = probs[baseline].shape[1]
+    records = []
+    for group, values in _resampled(probs, labels, row_tiers, [baseline, *arms], metrics, n_resamples, seed, bins,
+                                    chunk, progress):
+        for a in arms:
+            for k in metrics:
+                records.append(_record(a, baseline, group, k, values[a][k] - values[baseline][k], seed))
+    return records
+
+
+def _resampled(probs, labels, row_tiers, names, metrics, n_resamples, seed, bins, chunk, progress=False,
+               groups=GROUPS):
+    """``(group, {arm: {metric: values [n_resamples]}})`` per group, every arm scored on the same resamples.
+
+    One ``RandomState(seed)`` stream over ``groups`` in order (default head, mid, tail, overall: the
+    course's draws, then ours), so every caller with the same seed and groups sees the same resamples.
+    """
+    num_classes = probs[names[0]].shape[1]
     rng = np.random.RandomState(seed)
-    groups = [(t, np.flatnonzero(row_tiers == t)) for t in TIERS] + [("overall", np.arange(labels.shape[0]))]
+    rows_of = {t: np.flatnonzero(row_tiers == t) for t in TIERS} | {"overall": np.arange(labels.shape[0])}
     n_chunks = -(-n_resamples // chunk)
     bar = _progress(len(groups) * n_chunks, progress)
-    records = []
-    for group, rows in groups:
+    for group in groups:
+        rows = rows_of[group]
         if rows.size == 0:
             raise ValueError(f"tier '{group}' has no rows")  # callers validate tiers first
         y = labels[rows]
@@ -183,12 +198,51 @@ def paired_bootstrap(
                 for k in metrics:
                     values[a][k].append(stats[k])
             bar.update(1)
-        for a in arms:
-            for k in metrics:
-                deltas = np.concatenate(values[a][k]) - np.concatenate(values[baseline][k])
-                records.append(_record(a, baseline, group, k, deltas, seed))
+        yield group, {a: {k: np.concatenate(v) for k, v in per.items()} for a, per in values.items()}
     bar.close()
-    return records
+
+
+def pairwise_bootstrap(
+    probs: dict[str, np.ndarray],
+    labels: np.ndarray,
+    row_tiers: np.ndarray,
+    metrics: Sequence[str] = METRICS,
+    groups: Sequence[str] = GROUPS,
+    n_resamples: int = 1000,
+    seed: int = 42,
+    bins: int = DEFAULT_BINS,
+    chunk: int = 125,
+) -> dict:
+    """Paired CIs between every two candidates, so a decision between any two can be read against noise.
+
+    ``{"candidates": [names], "groups": {group: {metric: {"median"|"ci_low"|"ci_high": [[i − j]]}}}}``,
+    entry ``[i][j]`` the statistic of candidate i − candidate j on the same resampled rows (null on the
+    diagonal). With the same seed and groups as :func:`paired_bootstrap` the resamples are the same,
+    so the (arm, baseline) entries equal its records.
+    """
+    names = list(probs)
+    out: dict = {"candidates": names, "n_resamples": n_resamples, "seed": seed, "groups": {}}
+    for group, values in _resampled(probs, labels, row_tiers, names, metrics, n_resamples, seed, bins, chunk,
+                                    groups=tuple(groups)):
+        block = out["groups"][group] = {}
+        for k in metrics:
+            stats = {"median": [], "ci_low": [], "ci_high": []}
+            for a in names:
+                row = {key: [] for key in stats}
+                for b in names:
+                    if a == b:
+                        for key in stats:
+                            row[key].append(None)
+                        continue
+                    deltas = values[a][k] - values[b][k]
+                    row["median"].append(float(np.median(deltas)))
+                    lo, hi = (float(np.quantile(deltas, q)) for q in CI_QUANTILES)
+                    row["ci_low"].append(lo)
+                    row["ci_high"].append(hi)
+                for key in stats:
+                    stats[key].append(row[key])
+            block[k] = stats
+    return out
 
 
 def _record(arm: str, baseline: str, group: str, metric: str, deltas: np.ndarray, seed: int) -> dict:

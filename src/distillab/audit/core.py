@@ -17,8 +17,8 @@ import numpy as np
 import distillab
 from distillab.audit import metrics as M
 from distillab.audit import transfer
-from distillab.audit.bootstrap import METRICS, paired_bootstrap
-from distillab.audit.coverage import DEFAULT_SLA, DEFAULT_THRESHOLDS, coverage_table, sla
+from distillab.audit.bootstrap import METRICS, pairwise_bootstrap, paired_bootstrap
+from distillab.audit.coverage import DEFAULT_SLA, DEFAULT_THRESHOLDS, coverage_table, sla, threshold_search
 from distillab.calibrate.temperature import (
     MIN_CAL_ROWS, OPTIMIZERS, SPLIT_SEED, TemperatureScaler, cal_eval_split, split_from_json,
 )
@@ -146,12 +146,13 @@ def audit(
 
     # ---- temperature scaling: fit on cal, judge raw vs scaled on eval
     calibration = {}
+    scaled_eval = {}  # name → temperature-scaled probabilities on the eval half
     eval_teacher = None if teacher_probs is None else teacher_probs[eval_rows]
     for name in calibrated:
         scaler = TemperatureScaler(optimizer=optimizer).fit(preds[name].logits[cal_rows], labels[cal_rows])
         if scaler.bound_warning():
             warnings.append(f"{name}: {scaler.bound_warning()}")
-        scaled_probs = scaler.predict_proba(preds[name].logits[eval_rows])
+        scaled_probs = scaled_eval[name] = scaler.predict_proba(preds[name].logits[eval_rows])
         scaled = M.row_values(scaled_probs, labels[eval_rows], eval_teacher)
         calibration[name] = {
             "temperature": scaler.temperature_,
@@ -170,11 +171,25 @@ def audit(
         }
         # A "+T" deployment thresholds softmax(z / T): its coverage, on rows the temperature never saw.
         calibration[name]["eval"]["scaled"]["coverage"] = coverage_table(scaled_probs, labels[eval_rows], thresholds)
+        calibration[name]["eval"]["scaled"]["threshold_search"] = threshold_search(
+            scaled_probs, labels[eval_rows], thresholds, sla_target)
 
     # ---- paired bootstrap of every arm against the baseline
     bootstrap = paired_bootstrap(
         probs, labels, row_tiers, baseline=baseline, metrics=METRICS, n_resamples=n_resamples, seed=seed, bins=bins, progress=progress
     )
+    # Paired CIs between every two deployment candidates, so the report never decides between two
+    # recipes on a point estimate within noise: F1 on all rows (T-scaling leaves the argmax alone),
+    # ECE and NLL raw and + T on the eval half (the rows the candidates are compared on).
+    eval_candidates = {name: probs[name][eval_rows] for name in calibrated}
+    eval_candidates.update({f"{name}+T": scaled_eval[name] for name in calibrated})
+    candidate_bootstrap = {
+        "f1": pairwise_bootstrap(probs, labels, row_tiers, metrics=("macro_f1",), n_resamples=n_resamples,
+                                 seed=seed, bins=bins),
+        "calibration": pairwise_bootstrap(eval_candidates, labels[eval_rows], row_tiers[eval_rows],
+                                          metrics=("ece", "nll"), groups=("overall",), n_resamples=n_resamples,
+                                          seed=seed, bins=bins),
+    }
 
     # ---- transfer tests and derived tables
     meta = {name: p.meta for name, p in preds.items()}
@@ -222,6 +237,7 @@ def audit(
         "tier_support": tier_support(counts, class_tiers, class_names),
         "arms": arm_results,
         "bootstrap": bootstrap,
+        "candidate_bootstrap": candidate_bootstrap,
         "calibration": calibration,
         "transfer_tests": {
             "test_a": transfer.run_test_a(arm_results, baseline, TEACHER),
@@ -388,6 +404,7 @@ def _arm_metrics(values: dict, probs: np.ndarray, row_tiers, tier_labels, k, bin
     result["per_class_f1"] = M.per_class_f1(values["labels"], values["preds"], k).tolist()
     result["coverage"] = table
     result["sla"] = sla(table, sla_target)
+    result["threshold_search"] = threshold_search(probs, values["labels"], thresholds, sla_target)
     return result
 
 

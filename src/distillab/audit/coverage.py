@@ -52,3 +52,35 @@ def sla(table: list[dict], target: float = DEFAULT_SLA) -> dict:
                 "best_accuracy": best,
             }
     return {"target": target, "threshold": None, "coverage": None, "accuracy": None, "n_covered": None, "best_accuracy": best}
+
+
+SEARCH_QUANTILES = tuple(q / 20 for q in range(20))  # 0, 0.05, …, 0.95 of the observed confidence
+
+
+def threshold_search(probs: np.ndarray, labels: np.ndarray, grid: Sequence[float] = DEFAULT_THRESHOLDS,
+                     target: float = DEFAULT_SLA) -> dict:
+    """The SLA threshold searched below the grid too, down to where the SLA stops holding.
+
+    A grid starting at 0.5 cannot say whether a lower threshold would still meet the target (on an
+    accurate model every grid point does, and "0.50" is the grid's bottom, not a finding). The
+    search adds the observed confidence quantiles below the grid (rounded down to 2 decimals, so
+    they print as they are), and reports where it stopped: ``floor`` is the lowest threshold
+    searched (the minimum observed confidence, i.e. every row covered); ``floor_hit`` says the SLA
+    still held there; otherwise ``fails_below`` is the next lower threshold, where it no longer holds.
+    """
+    confidence = probs.max(axis=1)
+    lowest = min(grid) if len(grid) else 1.0
+    extra = {float(np.floor(q * 100) / 100) for q in np.quantile(confidence, SEARCH_QUANTILES)} if confidence.size else set()
+    thresholds = sorted({float(t) for t in grid} | {t for t in extra if t < lowest})
+    rows = coverage_table(probs, labels, thresholds)
+    grid_set = {float(t) for t in grid}
+    for row in rows:
+        row["source"] = "grid" if row["threshold"] in grid_set else "confidence quantile"
+    result = {"rows": rows, **sla(rows, target), "floor": thresholds[0] if thresholds else None,
+              "floor_hit": False, "fails_below": None}
+    if result["threshold"] is not None:
+        below = [r for r in rows if r["threshold"] < result["threshold"]]
+        result["floor_hit"] = not below
+        if below:
+            result["fails_below"] = {k: below[-1][k] for k in ("threshold", "coverage", "accuracy", "n_covered")}
+    return result
