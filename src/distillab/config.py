@@ -28,6 +28,8 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 # Reference baselines a run can add beside the students (distillab.baselines builds them).
 KNOWN_BASELINES = ("tfidf_linear",)
+# The stages of `distillab run`, in data-flow order (what --restart accepts); here so the CLI stays light.
+STAGES = ("teacher", "train", "audit", "report")
 
 # Upper bounds that keep a typo (1e12) from exhausting memory hours into a run.
 MAX_BOW_BUCKETS = 2**24  # 16.8 M rows of the n-gram table: 4 GiB at the default dim 64 in fp32
@@ -262,7 +264,10 @@ class ExperimentConfig:
                 found.append(f"arms: {exc}")
         names = [arm.name for arm in parsed + self._grid_arms(parsed)]
         found += [f"arms: the name {name!r} is used twice" for name in sorted({n for n in names if names.count(n) > 1})]
-        if self.audit.baseline not in names:
+        found += [f"baselines: {name!r} is also the name of an arm; rename the arm" for name in self.baselines
+                  if name in names]
+        # A reference baseline may be the paired comparison's baseline, but only when the config says so here.
+        if self.audit.baseline not in names + list(self.baselines):
             found.append(f"audit.baseline: {self.audit.baseline!r} is not an arm (arms: {', '.join(names)})")
         if self.audit.distilled is not None and self.audit.distilled not in names:
             found.append(f"audit.distilled: {self.audit.distilled!r} is not an arm (arms: {', '.join(names)})")

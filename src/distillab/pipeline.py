@@ -28,21 +28,21 @@ import sys
 import time
 from pathlib import Path
 
-from distillab.config import ExperimentConfig, resolve_builtin
+from distillab.config import STAGES, ExperimentConfig, resolve_builtin
 from distillab.errors import ConfigError, DistillabError, FingerprintMismatch, InputError
 from distillab.io import read_json, save_predictions, sha256_file, sidecar_path, write_json_atomic
 
 STAMP = "stage.json"  # per stage folder: the hash of the inputs its outputs were made from
 LOCK = ".distillab-run.lock"  # held (flock) by the one run writing the folder; removed when it ends
-STAGES = ("teacher", "train", "audit", "report")  # what --restart accepts, in data-flow order
 CACHE_DIR = "teacher-cache"  # a cache the run makes itself (model or import_npz): rebuilt when its spec changes
 
 
-def run(config: ExperimentConfig, restart: str | None = None) -> Path:
+def run(config: ExperimentConfig, restart: str | None = None, verify_cache: bool = True) -> Path:
     """Run (or resume) the whole experiment; return the path of ``report.html``.
 
     ``restart`` names a stage (see :data:`STAGES`) to redo along with every stage after it, even
-    when its stamp says it is up to date.
+    when its stamp says it is up to date. ``verify_cache=False`` skips re-hashing the teacher
+    cache's shards (with a warning).
     """
     if restart is not None and restart not in STAGES:
         raise ConfigError(f"--restart: unknown stage {restart!r}; stages: {', '.join(STAGES)}")
@@ -54,7 +54,7 @@ def run(config: ExperimentConfig, restart: str | None = None) -> Path:
     try:
         with run_lock(out):
             try:
-                report = _run_locked(config, out, redo)
+                report = _run_locked(config, out, redo, verify_cache)
             except BaseException:
                 if created and not _any_stage_done(out):  # nothing worth resuming: leave no folder behind
                     for child in out.iterdir():
@@ -70,7 +70,7 @@ def run(config: ExperimentConfig, restart: str | None = None) -> Path:
     return report
 
 
-def _run_locked(config: ExperimentConfig, out: Path, redo: set[str]) -> Path:
+def _run_locked(config: ExperimentConfig, out: Path, redo: set[str], verify_cache: bool) -> Path:
     from distillab.data import load_dataset
 
     _remove_temporary_files(out)
@@ -81,15 +81,15 @@ def _run_locked(config: ExperimentConfig, out: Path, redo: set[str]) -> Path:
                           f"(splits: {', '.join(dataset.splits)})")
     if (out / "config.json").exists() and read_json(out / "config.json") != _config_record(config):
         (out / "config.json").unlink()  # it would describe outputs this run is about to replace
-    report = _stages(config, dataset, config.train_config(), out, redo)
+    report = _stages(config, dataset, config.train_config(), out, redo, verify_cache)
     write_json_atomic(out / "config.json", _config_record(config))
     return report
 
 
-def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: set[str]) -> Path:
+def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: set[str], verify_cache: bool) -> Path:
     from distillab.data import train_counts
 
-    cache = teacher_stage(config, dataset, out, rebuild="teacher" in redo)
+    cache = teacher_stage(config, dataset, out, rebuild="teacher" in redo, verify=verify_cache)
     arms = config.parsed_arms()
     train_stage(dataset, arms, train_config, cache, out / "arms", retrain="train" in redo)
 
@@ -99,6 +99,12 @@ def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: se
         teacher_preds = teacher_predictions_stage(cache, dataset, config.eval_split, out / "teacher",
                                                   redo="teacher" in redo)
     arm_preds = {arm.name: out / "arms" / arm.name / "predictions" / f"{config.eval_split}.npz" for arm in arms}
+    if config.baselines:  # reference rows ("what you would use instead"), audited like every arm
+        from distillab.baselines import baseline_predictions_stage
+
+        _say("baselines", ", ".join(config.baselines))
+        arm_preds.update(baseline_predictions_stage(config.baselines, dataset, train_config.train_split,
+                                                    config.eval_split, out / "baselines"))
     counts = train_counts(dataset, train_config.train_split)
     audit_dir = audit_stage(config, teacher_preds, arm_preds, counts, dataset.classes, out / "audit",
                             redo="audit" in redo)
@@ -201,7 +207,7 @@ def _any_stage_done(out: Path) -> bool:
 # --------------------------------------------------------------------------- stages
 
 
-def teacher_stage(config: ExperimentConfig, dataset, out: Path, rebuild: bool = False):
+def teacher_stage(config: ExperimentConfig, dataset, out: Path, rebuild: bool = False, verify: bool = True):
     """The teacher cache: an existing one (checked against the data and the config), or made once here.
 
     A cache this run makes lives in ``out/teacher-cache``; its stamp covers the whole teacher spec,
@@ -214,7 +220,7 @@ def teacher_stage(config: ExperimentConfig, dataset, out: Path, rebuild: bool = 
     if spec.cache:
         path = resolve_builtin(spec.cache)
         _say("teacher", f"using cache {path}")
-        cache = TeacherCache.open(path)
+        cache = TeacherCache.open(path, verify=verify)
         cache.check_matches(dataset)
         check_teacher_identity(spec, cache)
         return cache
@@ -239,7 +245,7 @@ def teacher_stage(config: ExperimentConfig, dataset, out: Path, rebuild: bool = 
             _say("teacher", f"{path} holds a partial cache of another plan; building it again")
             shutil.rmtree(path)
             _build_cache(spec, dataset, path)
-    cache = TeacherCache.open(path)
+    cache = TeacherCache.open(path, verify=verify)
     cache.check_matches(dataset)
     check_teacher_identity(spec, cache)
     _stamp(stamp_dir, inputs, name="cache-stage.json")

@@ -6,7 +6,8 @@ import argparse
 
 
 def register(subparsers) -> None:
-    from distillab.pipeline import STAGES
+    from distillab.config import STAGES
+    from distillab.teacher.command import add_no_verify_flag
 
     run = subparsers.add_parser(
         "run",
@@ -22,6 +23,7 @@ def register(subparsers) -> None:
                      help=f"redo STAGE and every stage after it even if up to date ({', '.join(STAGES)}; "
                      "'teacher' also rebuilds a teacher cache the run made itself)")
     run.add_argument("--show-default", action="store_true", help="print the embedded default config and exit")
+    add_no_verify_flag(run)
     run.set_defaults(func=_run)
 
     validate = subparsers.add_parser(
@@ -42,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
         config.output_dir = args.out
     from distillab.pipeline import run
 
-    report = run(config, restart=args.restart)
+    report = run(config, restart=args.restart, verify_cache=args.verify_cache)
     print(f"report: {report}")
     return 0
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import statistics
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,13 +18,8 @@ import torch
 
 from distillab.errors import InputError
 from distillab.io import save_predictions
+from distillab.measurements import SERVING_BATCH, SERVING_THREADS, time_serving
 
-# Serving cost protocol: batch 32, 3 warm-ups, then 7 timed repeats on one CPU thread; the median
-# and the min–max spread over the repeats are recorded, featurisation and forward pass apart.
-SERVING_BATCH = 32
-SERVING_WARMUPS = 3
-SERVING_REPEATS = 7
-SERVING_THREADS = 1
 # Measured once per (architecture, inputs, device) in a process: arms that differ only in their
 # loss share one measurement instead of nine noisy ones (see serving_cost).
 _MEASURED: dict[str, dict] = {}
@@ -79,12 +73,6 @@ def fixed_threads(n: int):
         torch.set_num_threads(before)
 
 
-def _spread(seconds: list[float]) -> dict:
-    """Median and min–max over the repeats, in milliseconds per example."""
-    ms = [1000.0 * s / SERVING_BATCH for s in seconds]
-    return {"median": statistics.median(ms), "min": min(ms), "max": max(ms)}
-
-
 def architecture_key(model, student, texts: list[str], device: torch.device) -> str:
     """What determines the serving cost: the featuriser, every parameter's shape and dtype, inputs, device."""
     digest = hashlib.sha256()
@@ -125,20 +113,11 @@ def serving_cost(model, student, texts: list[str], device: torch.device, autocas
         return featurised - start, time.perf_counter() - featurised
 
     with fixed_threads(SERVING_THREADS):
-        for _ in range(SERVING_WARMUPS):
-            run()
-        runs = [run() for _ in range(SERVING_REPEATS)]
-    _MEASURED[key] = {
-        "ms_per_example": _spread([f + m for f, m in runs]),
-        "featurize_ms_per_example": _spread([f for f, _ in runs]),
-        "forward_ms_per_example": _spread([m for _, m in runs]),
-        "batch_size": SERVING_BATCH,
-        "warmups": SERVING_WARMUPS,
-        "repeats": SERVING_REPEATS,
-        "threads": SERVING_THREADS,
+        _MEASURED[key] = time_serving(run)
+    _MEASURED[key].update({
         "device": device_name(device),
         "architecture": key,
-    }
+    })
     return copy.deepcopy(_MEASURED[key])
 
 
