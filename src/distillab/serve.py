@@ -45,8 +45,7 @@ class Student:
     ``[n, K]`` in that column order; ``temperature`` is the one applied (None: ``raw`` or none saved).
     """
 
-    def __init__(self, directory: Path, student, model, temperature: float | None, batch_size: int):
-        self.directory = directory
+    def __init__(self, student, model, temperature: float | None, batch_size: int):
         self.student = student
         self.model = model.eval()
         self.temperature = temperature
@@ -101,7 +100,7 @@ def load_student(directory, raw: bool = False, batch_size: int = DEFAULT_BATCH_S
     temperature = None if raw else read_temperature(directory)
     student, model = _load_bow(directory, config) if config.get("model_type") == "distillab-bow" \
         else _load_hf(directory, config)
-    return Student(directory, student, model, temperature, batch_size)
+    return Student(student, model, temperature, batch_size)
 
 
 def read_temperature(directory: Path) -> float | None:
@@ -128,12 +127,12 @@ def _load_bow(directory: Path, config: dict):
     if bad:
         raise InputError(f"{directory / 'config.json'}: key {bad[0]!r} is missing or invalid for a bag-of-n-grams student")
     if not (directory / "model.safetensors").is_file():
-        raise InputError(f"{directory}: no model.safetensors beside its config.json")
+        raise InputError(f"{directory}: no weights (model.safetensors) beside its config.json")
     student = BowStudent.load(directory)
     try:
         model = student.new_model()
     except Exception as exc:  # a truncated file, or weights of another size than config.json says
-        raise InputError(f"{directory / 'model.safetensors'}: cannot load ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{directory / 'model.safetensors'}: cannot load ({_first_line(exc)})") from None
     return student, model
 
 
@@ -153,11 +152,18 @@ def _load_hf(directory: Path, config: dict):
         raise InputError(f"{directory / 'config.json'}: id2label must map 0..{num_labels - 1} to class names") from None
     # max_length=None: truncate at the length training used, which the saved tokenizer records.
     student = HFStudent(str(directory), num_labels, classes=classes, max_length=None)
+    if not student.has_weights:  # from_config would give a randomly initialised model
+        raise InputError(f"{directory}: no weights (model.safetensors or pytorch_model.bin) beside its config.json")
     try:
         model = student.new_model()
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{directory}: cannot load the model ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # a truncated or mismatched weights file
+        raise InputError(f"{directory}: cannot load its weights ({_first_line(exc)})") from None
     return student, model
+
+
+def _first_line(exc: Exception) -> str:
+    """A library's error in one line (safetensors and transformers messages can span several)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _text_list(texts) -> list[str]:

@@ -125,7 +125,7 @@ def test_python_api_refuses_one_string(trained):
     assert student.predict_proba([]).shape == (0, 4)
 
 
-def _bad_inputs(root: Path, model: Path, dataset) -> dict:
+def _bad_inputs(root: Path, model: Path, hf_model: Path, dataset) -> dict:
     """Each case: (argv after 'predict', the text the error line must contain)."""
     tampered = {}
     for name, text in {"nan": '{"temperature": NaN}', "negative": '{"temperature": -1.5}', "zero": '{"temperature": 0}',
@@ -141,9 +141,18 @@ def _bad_inputs(root: Path, model: Path, dataset) -> dict:
     (root / "not-a-student").mkdir()
     base = make_tiny_bert(dataset, root / "base-bert")  # a BERT without a classifier head
     (root / "out-dir.jsonl").mkdir()
+    damaged = {}
+    for name, folder, weights in (("bow", model, "model.safetensors"), ("hf", hf_model, "model.safetensors")):
+        damaged[f"{name}-no-weights"] = shutil.copytree(folder, root / f"{name}-no-weights")
+        (damaged[f"{name}-no-weights"] / weights).unlink()
+        damaged[f"{name}-truncated"] = shutil.copytree(folder, root / f"{name}-truncated")
+        data = (folder / weights).read_bytes()
+        (damaged[f"{name}-truncated"] / weights).write_bytes(data[: len(data) // 2])
     ok = ["--text", "aw1 aw2"]
     cases = {f"temperature-{n}": ([str(f), *ok], f"{f / 'temperature.json'}: key 'temperature' must be a finite number > 0")
              for n, f in tampered.items()}
+    cases.update({n: ([str(f), *ok], "no weights" if n.endswith("no-weights") else "cannot load")
+                  for n, f in damaged.items()})
     cases.update({
         "missing-folder": ([str(root / "nowhere"), *ok], "no such folder"),
         "not-a-student": ([str(root / "not-a-student"), *ok], "not a student folder (no config.json)"),
@@ -162,7 +171,7 @@ def _bad_inputs(root: Path, model: Path, dataset) -> dict:
 
 def test_bad_input_is_one_line_exit_2_and_no_output(trained, tmp_path, capsys):
     data, dataset, arms = trained
-    cases = _bad_inputs(tmp_path, arms["bow"] / "model", dataset)
+    cases = _bad_inputs(tmp_path, arms["bow"] / "model", arms["hf"] / "model", dataset)
     cases["missing-split"] = ([str(arms["bow"] / "model"), "--data", str(data), "--split", "validation"],
                               "has no split 'validation' (it has train, test)")
     for name, (argv, message) in cases.items():
