@@ -12,6 +12,7 @@ fitted); probabilities are ``softmax(logits / T)`` with it unless ``raw=True``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -45,14 +46,12 @@ class Student:
     ``[n, K]`` in that column order; ``temperature`` is the one applied (None: ``raw`` or none saved).
     """
 
-    def __init__(self, student, model, temperature: float | None, batch_size: int):
+    def __init__(self, student, model, classes: list, temperature: float | None, batch_size: int):
         self.student = student
         self.model = model.eval()
+        self.classes_ = np.asarray(classes)
         self.temperature = temperature
         self.batch_size = batch_size
-        classes = student.classes if student.kind == "bow" else [
-            model.config.id2label[i] for i in range(model.config.num_labels)]
-        self.classes_ = np.asarray(classes if classes is not None else range(student.num_labels))
 
     def logits(self, texts) -> np.ndarray:
         """Raw float32 logits ``[n, K]``, computed as training computed its saved predictions."""
@@ -62,10 +61,8 @@ class Student:
         if not texts:
             return np.zeros((0, len(self.classes_)), dtype=np.float32)
         features = self.student.featurize(texts)
-        threads = self.student.num_threads
-        if threads is None:
-            return predict_logits(_OneProcess(), self.model, self.student, features, self.batch_size)
-        with fixed_threads(threads):
+        threads = self.student.num_threads  # as training predicted (the bow student: one thread)
+        with contextlib.nullcontext() if threads is None else fixed_threads(threads):
             return predict_logits(_OneProcess(), self.model, self.student, features, self.batch_size)
 
     def predict_proba(self, texts) -> np.ndarray:
@@ -98,9 +95,8 @@ def load_student(directory, raw: bool = False, batch_size: int = DEFAULT_BATCH_S
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch size must be a positive integer, got {batch_size!r}")
     temperature = None if raw else read_temperature(directory)
-    student, model = _load_bow(directory, config) if config.get("model_type") == "distillab-bow" \
-        else _load_hf(directory, config)
-    return Student(student, model, temperature, batch_size)
+    load = _load_bow if config.get("model_type") == "distillab-bow" else _load_hf
+    return Student(*load(directory, config), temperature=temperature, batch_size=batch_size)
 
 
 def read_temperature(directory: Path) -> float | None:
@@ -120,12 +116,13 @@ def _load_bow(directory: Path, config: dict):
     from distillab.train.students import BowStudent
 
     keys = ("num_labels", "buckets", "dim", "ngrams")
-    bad = [k for k in keys if isinstance(config.get(k), bool) or not isinstance(config.get(k), int) or config[k] < 1]
+    bad = [k for k in keys if type(config.get(k)) is not int or config[k] < 1]
     classes = config.get("classes")
     if classes is not None and (not isinstance(classes, list) or len(classes) != config.get("num_labels")):
         bad.append("classes")
     if bad:
-        raise InputError(f"{directory / 'config.json'}: key {bad[0]!r} is missing or invalid for a bag-of-n-grams student")
+        raise InputError(f"{directory / 'config.json'}: key {bad[0]!r} is missing or invalid "
+                         "for a bag-of-n-grams student")
     if not (directory / "model.safetensors").is_file():
         raise InputError(f"{directory}: no weights (model.safetensors) beside its config.json")
     student = BowStudent.load(directory)
@@ -133,7 +130,7 @@ def _load_bow(directory: Path, config: dict):
         model = student.new_model()
     except Exception as exc:  # a truncated file, or weights of another size than config.json says
         raise InputError(f"{directory / 'model.safetensors'}: cannot load ({_first_line(exc)})") from None
-    return student, model
+    return student, model, classes if classes is not None else list(range(student.num_labels))
 
 
 def _load_hf(directory: Path, config: dict):
@@ -158,7 +155,7 @@ def _load_hf(directory: Path, config: dict):
         model = student.new_model()
     except Exception as exc:  # a truncated or mismatched weights file
         raise InputError(f"{directory}: cannot load its weights ({_first_line(exc)})") from None
-    return student, model
+    return student, model, classes
 
 
 def _first_line(exc: Exception) -> str:

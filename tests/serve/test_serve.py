@@ -142,18 +142,22 @@ def _bad_inputs(root: Path, model: Path, hf_model: Path, dataset) -> dict:
     base = make_tiny_bert(dataset, root / "base-bert")  # a BERT without a classifier head
     (root / "out-dir.jsonl").mkdir()
     damaged = {}
-    for name, folder, weights in (("bow", model, "model.safetensors"), ("hf", hf_model, "model.safetensors")):
+    for name, folder in (("bow", model), ("hf", hf_model)):
         damaged[f"{name}-no-weights"] = shutil.copytree(folder, root / f"{name}-no-weights")
-        (damaged[f"{name}-no-weights"] / weights).unlink()
+        (damaged[f"{name}-no-weights"] / "model.safetensors").unlink()
         damaged[f"{name}-truncated"] = shutil.copytree(folder, root / f"{name}-truncated")
-        data = (folder / weights).read_bytes()
-        (damaged[f"{name}-truncated"] / weights).write_bytes(data[: len(data) // 2])
+        data = (folder / "model.safetensors").read_bytes()
+        (damaged[f"{name}-truncated"] / "model.safetensors").write_bytes(data[: len(data) // 2])
+    bad_config = shutil.copytree(model, root / "bow-bad-config")
+    (bad_config / "config.json").write_text(
+        (model / "config.json").read_text(encoding="utf-8").replace('"dim": 8', '"dim": "8"'), encoding="utf-8")
     ok = ["--text", "aw1 aw2"]
-    cases = {f"temperature-{n}": ([str(f), *ok], f"{f / 'temperature.json'}: key 'temperature' must be a finite number > 0")
-             for n, f in tampered.items()}
+    must = "key 'temperature' must be a finite number > 0"
+    cases = {f"temperature-{n}": ([str(f), *ok], f"{f / 'temperature.json'}: {must}") for n, f in tampered.items()}
     cases.update({n: ([str(f), *ok], "no weights" if n.endswith("no-weights") else "cannot load")
                   for n, f in damaged.items()})
     cases.update({
+        "bow-bad-config": ([str(bad_config), *ok], "config.json: key 'dim' is missing or invalid"),
         "missing-folder": ([str(root / "nowhere"), *ok], "no such folder"),
         "not-a-student": ([str(root / "not-a-student"), *ok], "not a student folder (no config.json)"),
         "not-a-classifier": ([str(base), *ok], "not a trained classifier"),
