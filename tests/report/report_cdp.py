@@ -94,8 +94,12 @@ class Chromium:
             raise RuntimeError(f"{method}: {reply['error']}")
         return reply.get("result", {})
 
-    def load(self, path: str | Path, width: int = 1280, height: int = 2000) -> dict:
-        """Open a file, wait for ``load``, and report console errors, requests, images and a screenshot."""
+    def load(self, path: str | Path, width: int = 1280, height: int = 2000, evaluate: str | None = None) -> dict:
+        """Open a file, wait for ``load``, and report console errors, requests, images and a screenshot.
+
+        ``evaluate``: a JavaScript expression whose (JSON-serialisable) value is returned as ``value``,
+        e.g. element geometry for checks of what the first screen shows.
+        """
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Log", "Network"):
@@ -115,6 +119,10 @@ class Chromium:
         images = self.send("Runtime.evaluate", {"expression": (
             "JSON.stringify(Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, "
             "w: i.naturalWidth, h: i.naturalHeight})))"), "returnByValue": True}, session=session)
+        value = None
+        if evaluate is not None:
+            value = self.send("Runtime.evaluate", {"expression": evaluate, "returnByValue": True},
+                              session=session)["result"].get("value")
         shot = self.send("Page.captureScreenshot", {"format": "png"}, session=session)
         while not self.events.empty():  # late console messages
             self._collect(self.events.get_nowait(), session, errors, requests)
@@ -123,6 +131,7 @@ class Chromium:
             "requests": requests,
             "images": json.loads(images["result"]["value"]),
             "screenshot": base64.b64decode(shot["data"]),
+            "value": value,
         }
 
     @staticmethod

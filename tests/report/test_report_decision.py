@@ -97,15 +97,17 @@ def test_threshold_comes_from_the_coverage_table():
     audit = reference_audit()
     recs, tables = decide(audit)
     policy = dict(recs["B"].items)["Threshold"]
-    anchors = {f.anchor for f in policy if isinstance(f, Cite)}
-    coverage_rows = {a for a in anchors if a.startswith("coverage-distilled-")}
-    assert len(coverage_rows) == 1
-    row = tables["coverage"].rows[[r.id for r in tables["coverage"].rows].index(coverage_rows.pop())]
+    anchors = list(dict.fromkeys(f.anchor for f in policy if isinstance(f, Cite)))
+    coverage_rows = [a for a in anchors if a.startswith("coverage-distilled-")]
+    # The chosen threshold's row, then the row just below it where the SLA stops holding.
+    assert len(coverage_rows) == 2
+    row = tables["coverage"].rows[[r.id for r in tables["coverage"].rows].index(coverage_rows[0])]
     assert row.cells["accuracy"].value >= 0.95
     # It is the lowest such threshold.
     lower = [r for r in tables["coverage"].rows if r.cells["arm"].text == "distilled"
              and r.cells["threshold"].value < row.cells["threshold"].value]
     assert all(r.cells["accuracy"].value < 0.95 for r in lower)
+    assert coverage_rows[1] == max(lower, key=lambda r: r.cells["threshold"].value).id
 
 
 def test_plus_t_recipe_takes_its_threshold_from_the_scaled_coverage_table():

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from distillab.report import plots
 
@@ -42,9 +43,43 @@ def test_reliability_uses_given_axis_and_overlays_scaled():
 def test_scatter_draws_an_arrow_per_scaled_arm_and_skips_missing():
     ax = plots.ece_nll_scatter(["a", "b", "c"], [0.13, 0.05, None], [1.55, 1.33, 1.2], [0.026, None, None],
                                [1.43, None, None], ax=axes())
-    arrows = [c for c in ax.texts if getattr(c, "arrow_patch", None) is not None]
+    arrows = [c for c in ax.texts if getattr(c, "arrow_patch", None) is not None and not c.get_text()]
     assert len(arrows) == 1
     render(ax)
+
+
+def _label_boxes(ax):
+    renderer = ax.figure._get_renderer()
+    # Text's own extent: an Annotation's includes its leader line.
+    return {t.get_text(): Text.get_window_extent(t, renderer) for t in ax.texts if t.get_text()}
+
+
+def test_scatter_names_never_collide_even_for_points_on_top_of_each_other():
+    names = [f"kd_T{t}_a{a}" for t in (1, 4, 8) for a in (70, 90)] + ["vanilla", "label_smoothing", "hard_kd"]
+    ece = [0.0210 + 0.0001 * i for i in range(len(names))]  # nine arms in one corner, as in the demo
+    nll = [0.2900 + 0.0002 * i for i in range(len(names))]
+    fig = Figure(figsize=(7.2, 4.8), layout="constrained")
+    ax = plots.ece_nll_scatter(names + ["teacher"], ece + [0.015], nll + [0.304], ax=fig.add_subplot())
+    fig.draw_without_rendering()
+    boxes = _label_boxes(ax)
+    assert set(boxes) == set(names) | {"teacher"}
+    ordered = sorted(boxes.values(), key=lambda b: b.y0)
+    for low, high in zip(ordered, ordered[1:]):
+        assert low.y1 <= high.y0 + 0.5, "two arm names overlap"
+
+
+def test_tier_bars_whiskers_are_not_clipped_and_the_legend_is_off_the_bars():
+    f1 = np.array([[0.95, 0.98, 0.9, 0.2], [0.96, 0.99, 0.91, 0.1]])
+    lo = np.array([[np.nan] * 4, [0.93, 0.97, 0.85, -0.05]])
+    hi = np.array([[np.nan] * 4, [0.99, 1.04, 0.97, 0.3]])  # baseline + CI high passes 1.0
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = plots.tier_f1_bars(["v", "kd"], ["overall", "head", "mid", "tail"], f1, lo, hi, ax=fig.add_subplot())
+    bottom, top = ax.get_ylim()
+    assert top >= 1.04 and bottom <= -0.05
+    renderer = fig._get_renderer()
+    fig.draw_without_rendering()
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= ax.get_window_extent(renderer).x1, "the legend overlaps the plotting area"
 
 
 def test_tier_bars_with_partial_ci():

@@ -23,11 +23,16 @@ from distillab.report.tables import (
     CANDIDATE_METRICS,
     MEASURED_METRICS,
     Cite,
+    Cell,
     Spread,
     Table,
     baseline_arm,
+    calibration_rows,
     candidate_key,
     distilled_arm,
+    fmt_int,
+    fmt_signed,
+    is_reference,
     support_noun,
 )
 
@@ -76,7 +81,7 @@ DEFAULT_SCENARIOS: list[dict] = [
 
 # Every key a scenario may have (a typo such as "constraint" must not silently drop a constraint).
 SCENARIO_KEYS = {"id", "name", "constraints", "objective", "secondary", "threshold", "rule", "rule_no_threshold",
-                 "flip_alternative", "include_teacher"}
+                 "flip_alternative", "include_teacher", "include_reference"}
 CONSTRAINT_KEYS = {"metric", "max", "min", "significant_lift"}
 GOAL_KEYS = {"metric", "goal"}
 
@@ -100,7 +105,11 @@ _METRIC_NAMES = {
 RANKING_RULE = (
     "Candidates are ranked by the scenario's primary metric, then its secondary, then ECE, then NLL, then "
     "their order in the candidates table; among F1 scores the data cannot tell apart (within the noise floor), "
-    "the simplest recipe is chosen. Serving cost is a measurement that differs between identical runs, so it "
+    "the simplest recipe is chosen. Two candidates are told apart on the deciding metric only by the paired "
+    "bootstrap CI of their difference (same resampled rows): when the CI of the best minus the runner-up contains 0 "
+    "it is a tie, and the tie goes to the simplest recipe — the baseline (vanilla) first, then the distilled arm, "
+    "then grid points; within one arm the candidates' order (so vanilla + T before vanilla when it calibrates "
+    "better). The CI that decided is shown with each recommendation. Serving cost is a measurement that differs between identical runs, so it "
     "never decides on noise: one candidate is faster than another only when its whole min–max spread lies "
     "below the other's (a difference inside the spread is a tie, and the next key decides), and a latency "
     "bound fails a candidate only when even its fastest timed repeat is over it."
@@ -221,8 +230,24 @@ class Recommendation:
 
 
 def recommend(audit: dict, tables: dict[str, Table], scenarios: list[dict]) -> list[Recommendation]:
-    """One recommendation per scenario, every number cited from ``tables``."""
-    return [_recommend_one(audit, tables, s) for s in scenarios]
+    """One recommendation per scenario, every number cited from ``tables``.
+
+    The paired CIs that decided between candidates go into a ``decisions`` table added to ``tables``,
+    so they are cited like every other number.
+    """
+    decisions = Table(
+        "decisions", "Paired comparisons behind the recommendations",
+        [("scenario", "Scenario"), ("metric", "Deciding metric"), ("a", "Best"), ("b", "Compared with"),
+         ("median", "Δ median (best − other)"), ("ci", "95% CI of Δ"), ("outcome", "Outcome"), ("rows", "Rows"),
+         ("n_resamples", "Resamples")],
+        note="Paired bootstrap of the difference between two candidates on the same resampled rows "
+        "(audit.json candidate_bootstrap). A CI that contains 0 is a tie: the data cannot tell them apart, and the "
+        "ranking rule's simplest recipe is chosen.")
+    tables["decisions"] = decisions
+    recs = [_recommend_one(audit, tables, s) for s in scenarios]
+    if not decisions.rows:
+        del tables["decisions"]
+    return recs
 
 
 def _candidates(tables: dict[str, Table], scenario: dict) -> list[str]:
@@ -234,8 +259,30 @@ def _candidates(tables: dict[str, Table], scenario: dict) -> list[str]:
         arm = row.cells["arm"].value if row.cells["arm"].value is not None else row.cells["arm"].text
         if arm == "teacher" and not scenario.get("include_teacher"):
             continue
+        if _reference_arm(tables, arm) and not scenario.get("include_reference"):
+            continue
         keys.append(candidate_key(arm, bool(row.cells["scaled"].value)))
     return keys
+
+
+def _reference_arm(tables: dict[str, Table], arm: str) -> bool:
+    roles = tables.get("inputs")
+    return roles is not None and roles.has(arm) and roles.row(arm).cells["role"].text == "reference baseline"
+
+
+def _left_out(tables: dict[str, Table], scenario: dict) -> list[Fragment] | None:
+    """Every arm of the candidates table that this scenario does not consider, and why."""
+    table = tables.get("candidates")
+    if table is None:
+        return None
+    reasons = []
+    for arm in dict.fromkeys(r.cells["arm"].text for r in table.rows):
+        if arm == "teacher" and not scenario.get("include_teacher"):
+            reasons.append("teacher (the model being distilled, not a deployable student; set include_teacher to "
+                           "consider it)")
+        elif _reference_arm(tables, arm) and not scenario.get("include_reference"):
+            reasons.append(f"{arm} (a reference baseline, shown for scale; set include_reference to consider it)")
+    return ["Not candidates here: " + "; ".join(reasons) + "."] if reasons else None
 
 
 def _arm(tables: dict[str, Table], key: str) -> str:
@@ -336,28 +383,45 @@ def _recommend_one(audit: dict, tables: dict[str, Table], s: dict) -> Recommenda
                 missing = sorted({_arm(tables, k) for k in feasible if k not in known})
                 notes.append([f"Excluded because {_METRIC_NAMES[c['metric']]} is unknown: {', '.join(missing)}."])
             passing = [k for k in known if _meets_constraint(tables, k, c)]
+        dropped = [k for k in (feasible if "significant_lift" in c else known) if k not in passing]
+        if dropped and passing:
+            what = (f"a significant {c['significant_lift']} F1 lift" if "significant_lift" in c
+                    else f"{_METRIC_NAMES[c['metric']]} {'≤' if 'max' in c else '≥'} ")
+            notes.append([f"Left out for failing {what}", *([bound] if "significant_lift" not in c else []),
+                          ": " + ", ".join(_recipe(tables, k) for k in dropped) + "."])
         if not passing:
             failed.append((i, c))
         feasible = passing
 
+    left_out = _left_out(tables, s)
+    if left_out:
+        notes.append(left_out)
     ranked = sorted(feasible, key=lambda k: _sort_key(tables, k, s))
     if not ranked:
         rec = _infeasible(audit, tables, s, candidates, failed, base)
         rec.items.extend(("Note", n) for n in notes)
         return rec
 
-    chosen, width = _simplest_within_noise(audit, tables, s, ranked)
+    decided = _decide_on_ci(audit, tables, s, ranked)
+    if decided is not None:
+        chosen, decision = decided
+        width = None
+    else:  # an audit.json without candidate_bootstrap: fall back to the noise-floor reading
+        chosen, width = _simplest_within_noise(audit, tables, s, ranked)
+        decision = None
     arm = _arm(tables, chosen)
     recipe = _recipe(tables, chosen)
     items.append(("Recipe", [f"{recipe} (arm {arm})."]))
-    items.append(("Why", _why(tables, s, chosen, best=ranked[0], width=width)))
+    items.append(("Why", _why(tables, s, chosen, best=ranked[0], width=width, tie=decision is not None)))
+    if decision:
+        items.append(("Decided by", decision))
     policy, rule_values = _threshold_policy(tables, s, chosen)
     if policy:
         items.append(("Threshold", policy))
     items.append(("Rule", _fill(s["rule_no_threshold"] if rule_values.get("_none") else s["rule"],
                                 {"recipe": recipe, **rule_values})))
     items.append(("Flip", _flip(tables, s, chosen, candidates)))
-    noise = None if chosen != ranked[0] else _noise_note(tables, s, chosen, ranked, width)
+    noise = None if chosen != ranked[0] or decision else _noise_note(tables, s, chosen, ranked, width)
     if noise:
         items.append(("Noise floor", noise))
     items.extend(("Note", n) for n in notes)
@@ -389,12 +453,16 @@ def _excludes_zero_up(boot: Table, arm: str, tier: str) -> bool:
     return low is not None and low > 0
 
 
-def _why(tables, s: dict, chosen: str, best: str, width: Cite | None) -> list[Fragment]:
+def _why(tables, s: dict, chosen: str, best: str, width: Cite | None, tie: bool = False) -> list[Fragment]:
     goal = s["objective"]
     name = _METRIC_NAMES[goal["metric"]]
     if chosen == best:
         frags: list[Fragment] = [f"Best {name} (", *_show(tables, chosen, goal["metric"]),
                                  ") among the candidates that meet every constraint"]
+    elif tie:
+        frags = [f"{_recipe(tables, best)} has the best {name} point estimate (", _cite(tables, best, goal["metric"]),
+                 f"), but the paired bootstrap cannot tell it from {_recipe(tables, chosen)} (",
+                 _cite(tables, chosen, goal["metric"]), "): a tie, so the simpler recipe is recommended"]
     else:
         frags = [f"{_recipe(tables, best)} has the best {name} (", _cite(tables, best, goal["metric"]),
                  f") but {_recipe(tables, chosen)} (", _cite(tables, chosen, goal["metric"]),
@@ -451,8 +519,9 @@ def _threshold_policy(tables, s: dict, chosen: str) -> tuple[list[Fragment] | No
         r = min(meeting, key=lambda r: r.cells["threshold"].value)
         c = {k: Cite(r.cells[k].text, r.id, r.cells[k].value) for k in ("threshold", "coverage", "accuracy", "n_covered")}
         return ([f"Lowest threshold of {arm} whose covered accuracy reaches ", target, ": ", c["threshold"],
-                 " — coverage ", c["coverage"], ", accuracy ", c["accuracy"], ", ", c["n_covered"], " rows covered."
-                 + scaled_note], {"threshold": c["threshold"], "coverage": c["coverage"], "accuracy": c["accuracy"]})
+                 " — coverage ", c["coverage"], ", accuracy ", c["accuracy"], ", ", c["n_covered"], " rows covered. ",
+                 *_search_floor(rows, r), scaled_note.lstrip()],
+                {"threshold": c["threshold"], "coverage": c["coverage"], "accuracy": c["accuracy"]})
     best = max((r for r in rows if r.cells["accuracy"].value is not None),
                key=lambda r: (r.cells["accuracy"].value, -r.cells["threshold"].value), default=None)
     if best is None:
@@ -463,6 +532,20 @@ def _threshold_policy(tables, s: dict, chosen: str) -> tuple[list[Fragment] | No
              " at threshold ", c["threshold"], " (coverage ", c["coverage"], ")." + scaled_note],
             {"_none": True, "target": target, "best_accuracy": c["accuracy"], "best_threshold": c["threshold"],
              "best_coverage": c["coverage"]})
+
+
+def _search_floor(rows: list, chosen) -> list[Fragment]:
+    """Where the threshold search stopped: the next lower threshold that fails, or the floor it hit."""
+    lower = [r for r in rows if r.cells["threshold"].value < chosen.cells["threshold"].value]
+    if lower:
+        r = max(lower, key=lambda r: r.cells["threshold"].value)
+        return ["Below it the SLA stops holding: at ", Cite(r.cells["threshold"].text, r.id, r.cells["threshold"].value),
+                " covered accuracy is ", Cite(r.cells["accuracy"].text, r.id, r.cells["accuracy"].value), ". "]
+    if any(r.cells["source"].text != "grid" for r in rows if "source" in r.cells):
+        return ["The search hit its floor: this is the lowest threshold searched (at or below the lowest observed "
+                "confidence), so the SLA holds at every threshold — no lower one can cover more rows. "]
+    return ["The search hit its floor: this is the bottom of the audit's threshold grid, not where the SLA stops "
+            "holding (an audit.json without a threshold search; re-run `distillab audit` to search below the grid). "]
 
 
 def _fill(template: str, values: dict[str, Any]) -> list[Fragment]:
@@ -588,6 +671,81 @@ def _significantly_different(tables, a: str, b: str, tier: str) -> bool:
     return False
 
 
+def _simplicity(tables, key: str) -> int:
+    roles = tables.get("inputs")
+    if roles is None or not roles.has(_arm(tables, key)):
+        return _SIMPLICITY["student"]
+    return _SIMPLICITY.get(roles.row(_arm(tables, key)).cells["role"].text, _SIMPLICITY["student"])
+
+
+def pair_ci(audit: dict, tables, a: str, b: str, metric: str) -> dict | None:
+    """The audit's paired-bootstrap CI of candidate a − candidate b on ``metric`` (None when it has none).
+
+    F1 metrics come from all rows and compare arms (temperature scaling leaves the argmax alone);
+    ECE and NLL come from the eval half and compare candidates, raw or + T, as the candidates table does.
+    """
+    boot = audit.get("candidate_bootstrap") or {}
+    if metric in _TIER_OF_METRIC:
+        block, names, group, key = boot.get("f1"), (_arm(tables, a), _arm(tables, b)), _TIER_OF_METRIC[metric], "macro_f1"
+        rows = f"all {fmt_int(audit.get('n'))} rows"
+    elif metric in ("ece", "nll") and calibration_rows(audit) == "eval":
+        block, names, group, key = boot.get("calibration"), (a, b), "overall", metric
+        rows = "calibration eval half"
+    else:
+        return None
+    if not block or names[0] not in block["candidates"] or names[1] not in block["candidates"]:
+        return None
+    i, j = block["candidates"].index(names[0]), block["candidates"].index(names[1])
+    stats = ((block.get("groups") or {}).get(group) or {}).get(key)
+    if not stats or stats["ci_low"][i][j] is None or stats["ci_high"][i][j] is None:
+        return None
+    return {"median": stats["median"][i][j], "ci_low": stats["ci_low"][i][j], "ci_high": stats["ci_high"][i][j],
+            "rows": rows, "n_resamples": block.get("n_resamples")}
+
+
+def _decide_on_ci(audit, tables, s: dict, ranked: list[str]) -> tuple[str, list[Fragment]] | None:
+    """Best vs runner-up on the deciding metric, read through their paired CI (None: the audit has none).
+
+    A CI containing 0 is a tie: every candidate the best cannot be told apart from is tied, and the
+    simplest of them is chosen (role order, then rank). The decisive comparison is added to the
+    ``decisions`` table and cited.
+    """
+    metric = s["objective"]["metric"]
+    if metric in MEASURED_METRICS:
+        return None  # measurements decide through their min–max spread (RANKING_RULE)
+    best = ranked[0]
+    same = (lambda k: _arm(tables, k) == _arm(tables, best)) if metric in _TIER_OF_METRIC else (lambda k: k == best)
+    others = [k for k in ranked if not same(k)]
+    if not others:
+        return None
+    runner = others[0]
+    ci = pair_ci(audit, tables, best, runner, metric)
+    if ci is None:
+        return None
+    tie = ci["ci_low"] <= 0 <= ci["ci_high"]
+    chosen = best
+    if tie:
+        tied = [k for k in ranked if same(k) or ((c := pair_ci(audit, tables, best, k, metric)) is not None
+                                                 and c["ci_low"] <= 0 <= c["ci_high"])]
+        chosen = min(tied, key=lambda k: (_simplicity(tables, k), ranked.index(k)))
+    table = tables["decisions"]
+    row = table.add(f"{s['id']}-{best}-{runner}", scenario=str(s["id"]), metric=_METRIC_NAMES[metric],
+                    a=_recipe(tables, best), b=_recipe(tables, runner), median=Cell(fmt_signed(ci["median"]), ci["median"]),
+                    ci=Cell(f"[{fmt_signed(ci['ci_low'])}, {fmt_signed(ci['ci_high'])}]", (ci["ci_low"], ci["ci_high"])),
+                    outcome="tie (CI contains 0)" if tie else "separated (CI excludes 0)", rows=ci["rows"],
+                    n_resamples=Cell(fmt_int(ci["n_resamples"]), ci["n_resamples"]))
+    cite = {k: Cite(row.cells[k].text, row.id, row.cells[k].value) for k in ("median", "ci")}
+    frags: list[Fragment] = [f"{_METRIC_NAMES[metric]}, {_recipe(tables, best)} − {_recipe(tables, runner)} "
+                             "(best − runner-up): paired-bootstrap Δ ", cite["median"], ", 95% CI ", cite["ci"]]
+    if tie:
+        frags.append(" contains 0 — a tie; rule: simplest recipe first")
+        frags.append(f", so {_recipe(tables, chosen)}." if chosen != best else f"; {_recipe(tables, best)} is already "
+                     "the simplest of the tied candidates.")
+    else:
+        frags.append(f" excludes 0, so {_recipe(tables, best)} is measurably better.")
+    return chosen, frags
+
+
 def _simplest_within_noise(audit, tables, s: dict, ranked: list[str]) -> tuple[str, Cite | None]:
     """For an F1 objective, the simplest candidate the data cannot tell apart from the best one.
 
@@ -606,14 +764,7 @@ def _simplest_within_noise(audit, tables, s: dict, ranked: list[str]) -> tuple[s
     # The best is always among them (a zero-width CI, e.g. from a degenerate student, ties nothing else).
     tied = [best] + [k for k in ranked[1:] if (v := _value(tables, k, metric)) is not None
                      and abs(top - v) < width.value and not _significantly_different(tables, k, best, tier)]
-    roles = tables["inputs"] if "inputs" in tables else None
-
-    def simplicity(k: str) -> int:
-        if roles is None or not roles.has(_arm(tables, k)):
-            return _SIMPLICITY["student"]
-        return _SIMPLICITY.get(roles.row(_arm(tables, k)).cells["role"].text, _SIMPLICITY["student"])
-
-    return min(tied, key=lambda k: (simplicity(k), ranked.index(k))), width
+    return min(tied, key=lambda k: (_simplicity(tables, k), ranked.index(k))), width
 
 
 def _noise_note(tables, s: dict, chosen: str, ranked: list[str], width: Cite | None) -> list[Fragment] | None:
@@ -699,9 +850,19 @@ def _ceiling(audit: dict, tables, tier: str) -> list[Fragment]:
     """A data problem: cite the teacher's own score on the tier as the ceiling, and the tier's support."""
     frags: list[Fragment] = ["This is a data problem, not a recipe one"]
     metrics = tables.get("tier-metrics")
+    students = [r for r in (metrics.rows if metrics is not None else []) if r.cells["tier"].text == tier
+                and r.cells["arm"].text != "teacher" and r.cells["macro_f1"].value is not None]
+    top = max(students, key=lambda r: r.cells["macro_f1"].value, default=None)
     if metrics is not None and metrics.has(f"teacher-{tier}"):
-        frags += [": the teacher itself reaches only ", metrics.cite(f"teacher-{tier}", "macro_f1"),
-                  f" macro-F1 on the {tier} tier, which bounds what any student distilled from it can learn"]
+        teacher = metrics.row(f"teacher-{tier}").cells["macro_f1"]
+        cite = metrics.cite(f"teacher-{tier}", "macro_f1")
+        if top is None or (teacher.value is not None and teacher.value > top.cells["macro_f1"].value):
+            frags += [": the teacher itself reaches only ", cite,
+                      f" macro-F1 on the {tier} tier, which bounds what any student distilled from it can learn"]
+        else:
+            frags += [": the teacher reaches ", cite, f" macro-F1 on the {tier} tier, no better than ",
+                      top.cells["arm"].text, "'s ", Cite(top.cells["macro_f1"].text, top.id, top.cells["macro_f1"].value),
+                      ", so here it does not bound the students — the tier's data does"]
     else:
         frags.append(": no teacher predictions were given, so the ceiling cannot be cited from a teacher score")
     summary = tables.get("tier-summary")

@@ -101,17 +101,19 @@ def ece_nll_scatter(
 ) -> Axes:
     """Each arm raw (circle) and temperature-scaled (square), with an arrow raw → scaled.
 
-    Temperature scaling mostly moves a point down (ECE) with little NLL change; distillation moves
-    it diagonally — the picture that separates top-1 from full-distribution calibration.
+    Names never collide: they sit in one column right of the axes, in the order of the raw points'
+    height, each joined to its point by a thin leader line (points of similar arms crowd together;
+    labels placed beside them overlapped).
     """
     ax = new_axes(ax, figsize=(5.5, 4.2))
     colors = colors or arm_colors(len(names))
+    shown = []
     for i, name in enumerate(names):
         x0, y0 = nll_raw[i], ece_raw[i]
         if x0 is None or y0 is None:
             continue
-        ax.plot(x0, y0, "o", color=colors[i], ms=7, label=f"{name}")
-        ax.annotate(name, (x0, y0), xytext=(4, 4), textcoords="offset points", fontsize=7)
+        shown.append(i)
+        ax.plot(x0, y0, "o", color=colors[i], ms=7)
         if ece_scaled is None or nll_scaled is None or ece_scaled[i] is None or nll_scaled[i] is None:
             continue
         x1, y1 = nll_scaled[i], ece_scaled[i]
@@ -122,10 +124,29 @@ def ece_nll_scatter(
     ax.plot([], [], "s", color="0.3", mfc="white", label="+ temperature scaling")
     ax.set_xlabel("NLL (lower is better)")
     ax.set_ylabel("ECE (lower is better)")
-    ax.margins(0.15)
-    # Outside the axes, at a fixed place: loc="best" scans every artist (slow) and still hides points.
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=2 if len(names) > 12 else 1)
+    ax.margins(0.12)
+    label_column(ax, [names[i] for i in shown], [nll_raw[i] for i in shown], [ece_raw[i] for i in shown],
+                 [colors[i] for i in shown])
+    # Below the axes, at a fixed place: loc="best" scans every artist (slow) and still hides points.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     return ax
+
+
+def label_column(ax: Axes, names: Sequence[str], x: Sequence[float], y: Sequence[float], colors: Sequence,
+                 fontsize: float = 7) -> None:
+    """Name each point in a column right of the axes, evenly spaced in the points' vertical order.
+
+    Evenly spaced slots cannot overlap (up to ~40 names at this size); a leader line joins each name
+    to its point, so even points on top of each other stay readable.
+    """
+    if not names:
+        return
+    order = sorted(range(len(names)), key=lambda i: (y[i], x[i]))
+    slots = np.linspace(0.02, 0.98, len(names)) if len(names) > 1 else np.array([0.5])
+    for slot, i in zip(slots, order):
+        ax.annotate(names[i], xy=(x[i], y[i]), xycoords="data", xytext=(1.03, slot), textcoords="axes fraction",
+                    fontsize=fontsize, color="0.15", va="center", ha="left", annotation_clip=False,
+                    arrowprops=dict(arrowstyle="-", color=colors[i], lw=0.6, alpha=0.7, shrinkA=0, shrinkB=3))
 
 
 def tier_f1_bars(
@@ -159,8 +180,15 @@ def tier_f1_bars(
                             capsize=3, lw=1)
     ax.set_xticks(x, list(scopes))
     ax.set_ylabel("macro-F1")
-    ax.set_ylim(0, min(1.0, max(np.nanmax(f1, initial=0.1), np.nanmax(ci_high, initial=0) if ci_high is not None else 0) * 1.15 + 0.02))
-    ax.legend(fontsize=7, ncol=min(n_arms, 6), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    # Whiskers are never clipped: a baseline score plus its CI can pass 1.0 (or drop below 0).
+    top = max(np.nanmax(f1, initial=0.1), np.nanmax(ci_high, initial=0) if ci_high is not None else 0)
+    bottom = min(0.0, np.nanmin(ci_low, initial=0) if ci_low is not None else 0)
+    ax.set_ylim(bottom - (0.02 if bottom < 0 else 0), top * 1.08 + 0.02)
+    if top > 1.0:
+        ax.axhline(1.0, color="0.6", lw=0.6, ls=":")
+    # Right of the axes, off the bars.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              ncol=2 if n_arms > 14 else 1)
     return ax
 
 

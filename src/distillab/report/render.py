@@ -29,6 +29,7 @@ from distillab.io import read_json
 from distillab.report import plots
 from distillab.report.decision import RANKING_RULE, Recommendation, load_scenarios, recommend
 from distillab.report.schema import check_audit
+from distillab.report.verdict import verdict_items
 from distillab.report.tables import (
     SCOPES,
     TIERS,
@@ -120,8 +121,9 @@ def render_report(
         files[f"{FIGURES}/{f.id}.png"] = f.png
         files[f"{FIGURES}/{f.id}.svg"] = f.svg.encode("utf-8")
     files["per_class.csv"] = _per_class_csv(audit).encode("utf-8")
-    files["report.md"] = to_markdown(title, header, audit, tables, recs, figures).encode("utf-8")
-    files["report.html"] = to_html(title, header, audit, tables, recs, figures).encode("utf-8")
+    verdict = verdict_items(audit, tables, recs)
+    files["report.md"] = to_markdown(title, header, audit, tables, recs, figures, verdict).encode("utf-8")
+    files["report.html"] = to_html(title, header, audit, tables, recs, figures, verdict).encode("utf-8")
     publish(out, files)
     written = {f"figure:{f.id}": out / FIGURES / f"{f.id}.png" for f in figures}
     written.update(per_class_csv=out / "per_class.csv", html=out / "report.html", markdown=out / "report.md")
@@ -336,12 +338,26 @@ def _scatter_figure(audit, arms, colors) -> ReportFigure | None:
         ns.append((scaled or {}).get("nll"))
     if not names:
         return None
-    fig = _new_figure(6.0, 4.4)
+    fig = _new_figure(7.2, 4.8)
     plots.ece_nll_scatter(names, er, nr, es, ns, ax=fig.add_subplot(), colors=[colors[a] for a in names])
-    return ReportFigure("ece-nll", "ECE vs NLL, raw → temperature-scaled",
-                        "Each arm raw (filled) and after temperature scaling (open), arrow raw → scaled. "
-                        "T-scaling moves a point mostly straight down (top-1 calibration); distillation moves it "
-                        "diagonally (full-distribution calibration, NLL, changes too).", fig)
+    return ReportFigure("ece-nll", "ECE vs NLL, raw → temperature-scaled", scatter_caption(er, nr, es, ns), fig)
+
+
+def scatter_caption(er, nr, es, ns) -> str:
+    """What the arrows in the ECE-vs-NLL scatter actually do, counted from the numbers drawn."""
+    moved = [(e1 - e0, n1 - n0) for e0, n0, e1, n1 in zip(er, nr, es, ns) if e1 is not None and n1 is not None]
+    text = ("Each arm raw (filled circle) and after temperature scaling (open square), arrow raw → scaled; names "
+            "sit right of the plot in the order of the raw points' ECE, joined to them by thin lines. ")
+    if not moved:
+        return text + "No arm was calibrated, so there are no arrows."
+    ece_down = sum(d_e < 0 for d_e, _ in moved)
+    nll_down = sum(d_n < 0 for _, d_n in moved)
+    text += (f"Temperature scaling lowered ECE for {ece_down} of {len(moved)} calibrated arms and NLL for "
+             f"{nll_down} of {len(moved)} (eval half): ")
+    if nll_down == 0 and ece_down:
+        return text + "the arrows point down and to the right or straight down."
+    return text + ("an arrow is diagonal when both change — T is fitted to minimise NLL, so it moves NLL as well "
+                   "as ECE; how far down versus left is each arm's own.")
 
 
 def _tier_bars_figure(audit, arms, colors) -> ReportFigure:
@@ -487,7 +503,11 @@ dl.header dd{margin:0}
 .rec dl{display:grid;grid-template-columns:max-content auto;gap:4px 12px}.rec dt{font-weight:600}.rec dd{margin:0}
 a.cite{background:#eef3ff;border-radius:3px;padding:0 2px;text-decoration:none;border-bottom:1px dotted #36c}
 figure{margin:16px 0}figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#444;font-size:12.5px}
-nav ul{columns:3;font-size:13px}
+nav ul{columns:4;font-size:12.5px;margin:6px 0}nav li{break-inside:avoid}
+.wrap{display:block;max-width:24ch;overflow-wrap:anywhere;word-break:break-all}td.path .wrap{max-width:36ch}
+.verdict{border:2px solid #36c;background:#f5f8ff;border-radius:6px;padding:4px 14px 8px;margin:10px 0}
+.verdict h2{margin:6px 0 2px;border:0;font-size:18px}.verdict dl{display:grid;grid-template-columns:max-content auto;
+gap:3px 12px;margin:4px 0;font-size:13px}.verdict dt{font-weight:600}.verdict dd{margin:0}
 .warnings{border:2px solid #c44e52;background:#fff4f4;border-radius:6px;padding:6px 14px;margin:12px 0}
 .warnings h2{margin:4px 0;border:0;font-size:17px;color:#a12}
 """
@@ -519,8 +539,12 @@ def table_html(t: Table) -> str:
         for key, _ in t.columns:
             cell = row.cells.get(key)
             text = "" if cell is None else cell.text
-            cls = ' class="num"' if _is_numeric(text) else (' class="mono"' if key == "sha256" else "")
+            cls = (' class="mono"' if key == "sha256" else ' class="path"' if key == "path" else
+                   ' class="num"' if _is_numeric(text) else "")
             body = f'<a href="#{_e(cell.href)}">{_e(text)}</a>' if cell is not None and cell.href else _e(text)
+            if key in ("sha256", "path"):  # long unbroken strings wrap inside their column
+                body = f'<span class="wrap">{body}</span>'
+
             cells.append(f"<td{cls}>{body}</td>")
         rows.append(f'<tr id="{_e(row.id)}">{"".join(cells)}</tr>')
     note = f'<p class="note">{_e(t.note)}</p>' if t.note else ""
@@ -545,9 +569,16 @@ def warning_texts(audit: dict) -> list[str]:
     return [w if isinstance(w, str) else w["message"] for w in audit.get("warnings") or []]
 
 
-def to_html(title, header, audit, tables: dict[str, Table], recs, figures: list[ReportFigure]) -> str:
+def _verdict_html(verdict: list, n_warnings: int) -> str:
+    items = "".join(f"<dt>{_e(label)}</dt><dd>{_frags_html(frags)}</dd>" for label, frags in verdict)
+    warn = (f'<p class="note"><a href="#warnings">{n_warnings} warning(s) from the audit</a> — read them before '
+            "trusting the numbers.</p>" if n_warnings else "")
+    return f'<section class="verdict" id="verdict"><h2>Verdict</h2>{warn}<dl>{items}</dl></section>'
+
+
+def to_html(title, header, audit, tables: dict[str, Table], recs, figures: list[ReportFigure], verdict=()) -> str:
     warnings = warning_texts(audit)
-    nav = [("warnings", "Warnings")] * bool(warnings) + [("header", "Header"), ("what-transferred", "What transferred"), ("recommendations", "Deployment"),
+    nav = [("verdict", "Verdict")] * bool(verdict) + [("warnings", "Warnings")] * bool(warnings) + [("header", "Header"), ("what-transferred", "What transferred"), ("recommendations", "Deployment"),
            ("figures", "Figures")] + [(t.id, t.title) for t in tables.values() if t.id not in SUMMARY_TABLES]
     parts = [
         "<!DOCTYPE html>",
@@ -555,6 +586,7 @@ def to_html(title, header, audit, tables: dict[str, Table], recs, figures: list[
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
+        _verdict_html(verdict, len(warnings)) if verdict else "",
         (f'<div class="warnings" id="warnings" role="alert"><h2>Warnings from the audit ({len(warnings)})</h2><ul>'
          + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul></div>") if warnings else "",
         "<nav><ul>" + "".join(f'<li><a href="#{_e(i)}">{_e(n)}</a></li>' for i, n in nav) + "</ul></nav>",
@@ -616,9 +648,14 @@ def table_md(t: Table) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(title, header, audit, tables: dict[str, Table], recs, figures: list[ReportFigure]) -> str:
+def to_markdown(title, header, audit, tables: dict[str, Table], recs, figures: list[ReportFigure], verdict=()) -> str:
     out = [f"# {_md(title)}", ""]
     warnings = warning_texts(audit)
+    if verdict:
+        out += ['<a id="verdict"></a>', "", "## Verdict", ""]
+        if warnings:
+            out += [f"**{len(warnings)} warning(s) from the audit below — read them before trusting the numbers.**", ""]
+        out += [f"- **{_md(label)}:** {_frags_md(frags)}" for label, frags in verdict] + [""]
     if warnings:
         out += [f"## Warnings from the audit ({len(warnings)})", ""] + [f"> **Warning:** {_md(w)}  " for w in warnings]
         out.append("")
@@ -631,7 +668,8 @@ def to_markdown(title, header, audit, tables: dict[str, Table], recs, figures: l
     out += ["## Deployment recommendations", "", "Every number below links to the table row it was taken from.", "",
             _md(RANKING_RULE), ""]
     for r in recs:
-        out += [f"### Scenario {_md(r.scenario['id'])} — {_md(r.scenario['name'])}: {_md(r.recipe)}", ""]
+        out += [f'<a id="scenario-{_e(r.scenario["id"])}"></a>', "",
+                f"### Scenario {_md(r.scenario['id'])} — {_md(r.scenario['name'])}: {_md(r.recipe)}", ""]
         out += [f"- **{label}:** {_frags_md(frags)}" for label, frags in r.items]
         out.append("")
     out += ["## Figures", ""]

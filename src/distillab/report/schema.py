@@ -27,9 +27,14 @@ METRICS = {"*": ANY} | {
     f"{k}?": OPT_NUM for k in ("macro_f1", "accuracy", "ece", "nll", "brier", "js_to_teacher", "agreement")
 }
 RELIABILITY = {"bins?": [{"lower": NUM, "upper": NUM, "count": NUM, "accuracy": OPT_NUM, "confidence": OPT_NUM}]}
-COVERAGE = [{"threshold": NUM, "coverage?": OPT_NUM, "accuracy?": OPT_NUM, "n_covered?": OPT_NUM}]
+COVERAGE = [{"threshold": NUM, "coverage?": OPT_NUM, "accuracy?": OPT_NUM, "n_covered?": OPT_NUM,
+             "source?": (STR, NULL)}]
+SEARCH = {"*": ANY, "rows": COVERAGE, "threshold?": OPT_NUM, "floor?": OPT_NUM, "floor_hit?": (BOOL, NULL)}
+MATRIX = [[OPT_NUM]]
+PAIRWISE = {"candidates": [STR], "n_resamples?": (INT, NULL),
+            "groups": {"*": {"*": {"median": MATRIX, "ci_low": MATRIX, "ci_high": MATRIX}}}}
 SPLIT = {"overall?": METRICS, "tiers?": {"*": METRICS}, "reliability?": (RELIABILITY, NULL),
-         "coverage?": (COVERAGE, NULL)}
+         "coverage?": (COVERAGE, NULL), "threshold_search?": (SEARCH, NULL)}
 SPREAD = {"median": NUM, "min?": NUM, "max?": NUM}
 
 ARM = {
@@ -37,14 +42,17 @@ ARM = {
     "tiers": {"*": (METRICS, NULL)},
     "per_class_f1": [OPT_NUM],
     "coverage?": (COVERAGE, NULL),
+    "threshold_search?": (SEARCH, NULL),
     "sla?": ({"*": ANY, "target?": OPT_NUM, "threshold?": OPT_NUM, "coverage?": OPT_NUM, "accuracy?": OPT_NUM,
               "n_covered?": OPT_NUM, "best_accuracy?": OPT_NUM}, NULL),
     "reliability?": (RELIABILITY, NULL),
 }
 META = {
     "model?": (STR, NULL),
+    "role?": (STR, NULL),
     "params?": (INT, NULL),
-    "recipe?": ({"loss?": (STR, NULL), "T?": OPT_NUM, "alpha?": OPT_NUM, "epsilon?": OPT_NUM}, NULL),
+    "recipe?": ({"loss?": (STR, NULL), "T?": OPT_NUM, "alpha?": OPT_NUM, "epsilon?": OPT_NUM, "kind?": (STR, NULL)},
+                NULL),
     "serving?": ({"ms_per_example?": OPT_NUM}, NULL),
     "measurements?": ({"serving?": ({"ms_per_example?": (SPREAD, NULL), "forward_ms_per_example?": (SPREAD, NULL),
                                      "threads?": (INT, NULL), "batch_size?": (INT, NULL)}, NULL)}, NULL),
@@ -64,13 +72,14 @@ AUDIT = {
     "arms": {"*": ARM},
     "classes?": ([STR], NULL),
     "tier_source?": (STR, NULL),
-    "tiers?": ({"*": ({"classes?": [INT], "n?": (INT, NULL)}, NULL)}, NULL),
+    "tiers?": ({"*": ({"classes?": [INT], "classes_evaluated?": [INT], "n?": (INT, NULL)}, NULL)}, NULL),
     "tier_support?": ([{"rank": INT, "class": INT, "count": NUM, "tier?": (STR, NULL)}], NULL),
     "settings?": ({"*": ANY, "baseline?": (STR, NULL), "distilled?": (STR, NULL)}, NULL),
     "inputs?": ({"*": ({"path?": (STR, NULL), "sha256?": (STR, NULL), "meta?": (META, NULL)}, NULL)}, NULL),
     "calibration?": ({"*": {"temperature?": OPT_NUM, "n_eval?": (INT, NULL),
                             "eval?": ({"raw?": (SPLIT, NULL), "scaled?": (SPLIT, NULL)}, NULL)}}, NULL),
     "bootstrap?": ([BOOTSTRAP_ROW], NULL),
+    "candidate_bootstrap?": ({"f1?": (PAIRWISE, NULL), "calibration?": (PAIRWISE, NULL)}, NULL),
     "transfer_tests?": ({"test_a?": ({"*": ({"*": (METRICS, NULL)}, NULL)}, NULL),
                          "test_b?": ({"baseline?": (STR, NULL), "distilled?": (STR, NULL),
                                       "ece_fraction?": OPT_NUM, "nll_fraction?": OPT_NUM,
@@ -202,7 +211,16 @@ def _consistency(audit: dict) -> str | None:
         if not 0 <= row["class"] < k:
             return f"tier_support[{i}].class is {row['class']}, outside 0..{k - 1}"
     for tier, info in (audit.get("tiers") or {}).items():
-        bad = [c for c in (info or {}).get("classes") or [] if not 0 <= c < k]
-        if bad:
-            return f"tiers.{tier}.classes holds {bad[0]}, outside 0..{k - 1}"
+        for key in ("classes", "classes_evaluated"):
+            bad = [c for c in (info or {}).get(key) or [] if not 0 <= c < k]
+            if bad:
+                return f"tiers.{tier}.{key} holds {bad[0]}, outside 0..{k - 1}"
+    for part, block in (audit.get("candidate_bootstrap") or {}).items():
+        c = len((block or {}).get("candidates") or [])
+        for group, metrics in ((block or {}).get("groups") or {}).items():
+            for metric, stats in metrics.items():
+                for stat, matrix in stats.items():
+                    if len(matrix) != c or any(len(row) != c for row in matrix):
+                        return (f"candidate_bootstrap.{part}.groups.{group}.{metric}.{stat} is not {c} × {c} "
+                                "(one row and column per candidate)")
     return None

@@ -26,7 +26,9 @@ RECIPE_NAMES = {
     "reverse_kl": "reverse-KL KD",
     "generalized_jsd": "GKD",
     "topk_kd": "top-k KD",
+    "reference_baseline": "reference",
 }
+REFERENCE_ROLE = "reference"  # sidecar meta role of a "what you would use instead" baseline (not a KD arm)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -170,7 +172,17 @@ def baseline_arm(audit: dict) -> str:
     ):
         if candidate in audit["arms"]:
             return candidate
-    return next(a for a in audit["arms"] if a != "teacher")
+    return next((a for a in audit["arms"] if a != "teacher" and not is_reference(audit, a)),
+                next(a for a in audit["arms"] if a != "teacher"))
+
+
+def is_reference(audit: dict, arm: str) -> bool:
+    """A reference baseline (sidecar meta ``role: reference``, e.g. TF-IDF + a linear model): shown for scale."""
+    return meta_of(audit, arm).get("role") == REFERENCE_ROLE
+
+
+def reference_arms(audit: dict) -> list[str]:
+    return [a for a in audit["arms"] if a != "teacher" and is_reference(audit, a)]
 
 
 def distilled_arm(audit: dict) -> str | None:
@@ -182,7 +194,7 @@ def distilled_arm(audit: dict) -> str | None:
     ):
         if candidate in audit["arms"] and candidate != base:
             return candidate
-    others = [a for a in student_arms(audit) if a != base]
+    others = [a for a in student_arms(audit) if a != base and not is_reference(audit, a)]
     kd = [a for a in others if recipe_of(audit, a).get("loss") == "kd"]
     return (kd or others or [None])[0]
 
@@ -271,12 +283,16 @@ def recipe_label(audit: dict, arm: str) -> str:
         params.append(f"α={float(recipe['alpha']):g}")
     if recipe.get("epsilon") is not None:
         params.append(f"ε={float(recipe['epsilon']):g}")
+    if recipe.get("kind") is not None:
+        params.append(str(recipe["kind"]))
     return f"{name} ({', '.join(params)})" if params else name
 
 
 def role_of(audit: dict, arm: str) -> str:
     if arm == "teacher":
         return "teacher"
+    if is_reference(audit, arm):
+        return "reference baseline"
     if arm == baseline_arm(audit):
         return "baseline"
     if arm == distilled_arm(audit):
@@ -406,11 +422,12 @@ def _transfer_table(audit: dict) -> Table | None:
         "transfer",
         "Distilled vs baseline, property by property",
         [("property", "Property"), ("measure", "Measure"), ("baseline", f"{base}"), ("distilled", f"{dist}"),
-         ("delta", "Δ"), ("ci", "95% CI"), ("ci_width", "CI width"), ("verdict", "Verdict"),
-         ("tscaling", "Does T-scaling reproduce it?")],
-        note="Δ with a CI = median of the paired bootstrap (distilled − baseline, same resampled rows); Δ "
-        "without one is a plain difference (descriptive). Test B fractions are computed on the calibration eval "
-        "half.",
+         ("diff", f"{dist} − {base} (columns)"), ("delta", "Δ: bootstrap median"), ("ci", "95% CI of Δ"),
+         ("ci_width", "CI width"), ("verdict", "Verdict"), ("tscaling", "Does T-scaling reproduce it?")],
+        note="Two differences: \"columns\" is the distilled column minus the baseline column; Δ is the MEDIAN of "
+        "the paired bootstrap (distilled − baseline on the same resampled rows), the centre of the 95% CI beside it, "
+        "so it need not equal the columns' difference. Rows without a bootstrap have no Δ and are descriptive. "
+        "Test B fractions and the JS after temperature scaling are computed on the calibration eval half.",
     )
     if dist is None:
         return t
@@ -428,6 +445,7 @@ def _transfer_table(audit: dict) -> Table | None:
             measure="macro-F1",
             baseline=_num(b_m.get("macro_f1")),
             distilled=_num(d_m.get("macro_f1")),
+            diff=_num(_diff(d_m.get("macro_f1"), b_m.get("macro_f1")), fmt_signed),
             delta=_num(row and row.get("median"), fmt_signed),
             ci=Cell(_ci_text(row), row and (row.get("ci_low"), row.get("ci_high"))),
             ci_width=_num(row and _width(row)),
@@ -444,7 +462,8 @@ def _transfer_table(audit: dict) -> Table | None:
         if row is not None:  # full evaluation set, with the paired-bootstrap CI of the difference
             b_val, d_val = arms[base]["overall"].get(metric), arms[dist]["overall"].get(metric)
             t.add(f"calibration-{metric}", property=prop, measure=f"{metric.upper()} (full set)",
-                  baseline=_num(b_val), distilled=_num(d_val), delta=_num(row.get("median"), fmt_signed),
+                  baseline=_num(b_val), distilled=_num(d_val), diff=_num(_diff(d_val, b_val), fmt_signed),
+                  delta=_num(row.get("median"), fmt_signed),
                   ci=Cell(_ci_text(row), (row.get("ci_low"), row.get("ci_high"))), ci_width=_num(_width(row)),
                   verdict=verdict_text(row), tscaling=_tscaling_text(fraction, test_b.get(metric)))
             continue
@@ -457,7 +476,8 @@ def _transfer_table(audit: dict) -> Table | None:
             measure=f"{metric.upper()} (eval half)",
             baseline=_num(b_raw),
             distilled=_num(d_raw),
-            delta=_num(_diff(d_raw, b_raw), fmt_signed),
+            diff=_num(_diff(d_raw, b_raw), fmt_signed),
+            delta=Cell("—"),
             ci=Cell("—"),
             ci_width=Cell("—"),
             verdict=_direction_text(b_raw, d_raw, lower_is_better=True) + " (no CI: descriptive)",
@@ -466,7 +486,7 @@ def _transfer_table(audit: dict) -> Table | None:
     test_a = (audit.get("transfer_tests") or {}).get("test_a") or {}
     if not has_teacher(audit):
         t.add("fidelity", property="Teacher fidelity", measure="JS to teacher, agreement", baseline="—",
-              distilled="—", delta="—", ci="—", ci_width="—",
+              distilled="—", diff="—", delta="—", ci="—", ci_width="—",
               verdict="not measured: no teacher predictions were given", tscaling="—")
         return t
     for scope in SCOPES:
@@ -482,13 +502,33 @@ def _transfer_table(audit: dict) -> Table | None:
                 measure=measure,
                 baseline=_num(b_a.get(key)),
                 distilled=_num(d_a.get(key)),
-                delta=_num(_diff(d_a.get(key), b_a.get(key)), fmt_signed),
+                diff=_num(_diff(d_a.get(key), b_a.get(key)), fmt_signed),
+                delta=Cell("—"),
                 ci=Cell("—"),
                 ci_width=Cell("—"),
                 verdict=_direction_text(b_a.get(key), d_a.get(key), lower_is_better=lower) + " (no CI: descriptive)",
-                tscaling="no — a single temperature cannot move the student's ranking towards the teacher's",
+                tscaling=(_js_scaling_text(cal, base, dist, scope) if key == "js_to_teacher" else
+                          "no — temperature scaling never changes the argmax, so agreement is unchanged"),
             )
     return t
+
+
+def _scope_metric(cal: dict, arm: str, which: str, scope: str, metric: str) -> float | None:
+    block = (((cal.get(arm) or {}).get("eval") or {}).get(which) or {})
+    m = block.get("overall") if scope == "overall" else (block.get("tiers") or {}).get(scope)
+    return (m or {}).get(metric)
+
+
+def _js_scaling_text(cal: dict, base: str, dist: str, scope: str) -> str:
+    """JS to the teacher after temperature scaling, computed by the audit on the eval half (it does change)."""
+    b_raw, b_scaled = (_scope_metric(cal, base, w, scope, "js_to_teacher") for w in ("raw", "scaled"))
+    d_raw = _scope_metric(cal, dist, "raw", scope, "js_to_teacher")
+    if b_raw is None or b_scaled is None or d_raw is None:
+        return "not computed (needs both arms calibrated, with teacher predictions)"
+    moved = f"{base} + T: JS {fmt_float(b_raw)} → {fmt_float(b_scaled)}; {dist} raw {fmt_float(d_raw)} (eval half)"
+    if b_scaled <= d_raw:
+        return f"yes — {moved}"
+    return f"{'partly' if b_scaled < b_raw else 'no'} — {moved}"
 
 
 def _diff(a: Any, b: Any) -> float | None:
@@ -540,22 +580,43 @@ def _tscaling_text(fraction: Any, block: dict | None = None) -> str:
 
 def _tier_metrics_table(audit: dict) -> Table:
     teacher = has_teacher(audit)
-    columns = [("arm", "Arm"), ("tier", "Tier"), ("n", "n"), ("macro_f1", "Macro-F1"), ("accuracy", "Accuracy"),
+    columns = [("arm", "Arm"), ("tier", "Tier"), ("n", "n"), ("macro_f1", "Macro-F1 (tier's rows)"),
+               ("macro_f1_all_rows", "Macro-F1 (all rows)"), ("accuracy", "Accuracy"),
                ("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier")]
     if teacher:
         columns += [("js_to_teacher", "JS to teacher"), ("agreement", "Agreement")]
     t = Table("tier-metrics", "Per-tier metrics per arm (raw probabilities, full evaluation set)", columns,
-              note="A row's tier is its true label's tier; per-tier macro-F1 averages over the tier's classes only.")
+              note="A row's tier is its true label's tier. \"Macro-F1 (tier's rows)\" is the reference procedure's "
+              "per-tier score: the macro average over the tier's classes, computed on the rows whose TRUE class is "
+              "in the tier only — so a row of another tier predicted as a tier class is not a false positive there. "
+              "\"Macro-F1 (all rows)\" averages the same classes' F1 computed on every row (each class's F1 in "
+              "the per-class table), so those false positives count; it is the lower, stricter reading. The other "
+              "columns are computed on the tier's rows.")
     tiers_n = {k: (v or {}).get("n") for k, v in (audit.get("tiers") or {}).items()}
     for arm, block in audit["arms"].items():
         for scope in SCOPES:
             m = block["overall"] if scope == "overall" else (block.get("tiers") or {}).get(scope)
             if m is None:
                 continue
-            cells = {key: _num(m.get(key)) for key, _ in columns[3:]}
+            cells = {key: _num(m.get(key)) for key, _ in columns[3:] if key != "macro_f1_all_rows"}
+            cells["macro_f1_all_rows"] = _num(m.get("macro_f1") if scope == "overall"
+                                              else all_rows_tier_f1(audit, arm, scope))
             t.add(f"{arm}-{scope}", arm=arm, tier=scope,
                   n=_num(audit.get("n") if scope == "overall" else tiers_n.get(scope), fmt_int), **cells)
     return t
+
+
+def all_rows_tier_f1(audit: dict, arm: str, tier: str) -> float | None:
+    """A tier's macro-F1 with every row counted: the mean of its evaluated classes' all-rows F1.
+
+    sklearn's ``f1_score(y, p, labels=tier_classes, average="macro")`` on all rows; the per-class F1
+    of ``audit.json`` is computed on all rows, so the average over the tier's classes is exactly that.
+    """
+    info = (audit.get("tiers") or {}).get(tier) or {}
+    classes = info.get("classes_evaluated", info.get("classes")) or []
+    f1 = audit["arms"][arm]["per_class_f1"]
+    values = [f1[c] for c in classes if f1[c] is not None]
+    return sum(values) / len(values) if values and len(values) == len(classes) else None
 
 
 def _bootstrap_table(audit: dict) -> Table:
@@ -626,34 +687,46 @@ def _coverage_table(audit: dict) -> Table:
         "coverage",
         "Coverage and selective accuracy (raw max probability ≥ threshold, full evaluation set)",
         [("arm", "Arm"), ("threshold", "Threshold"), ("coverage", "Coverage"), ("accuracy", "Accuracy on covered"),
-         ("n_covered", "n covered")],
-        note="Thresholds apply to the raw (uncalibrated) softmax; accuracy on few covered rows is noisy.",
+         ("n_covered", "n covered"), ("source", "Threshold from")],
+        note="Thresholds apply to the raw (uncalibrated) softmax; accuracy on few covered rows is noisy. "
+        + SEARCH_NOTE,
     )
     for arm, block in audit["arms"].items():
-        for r in block.get("coverage") or []:
-            t.add(f"{arm}-{fmt_threshold(r['threshold'])}", arm=arm, threshold=_num(r["threshold"], fmt_threshold),
-                  coverage=_num(r.get("coverage")), accuracy=_num(r.get("accuracy")),
-                  n_covered=_num(r.get("n_covered"), fmt_int))
+        _coverage_rows(t, arm, coverage_rows(block))
     return t
+
+
+SEARCH_NOTE = ("Below the audit's threshold grid, the SLA search adds the arm's observed confidence quantiles "
+               "(rounded down to 2 decimals) down to its lowest confidence, so the lowest threshold meeting the "
+               "target is found where the SLA stops holding, not at the bottom of the grid.")
+
+
+def coverage_rows(block: dict) -> list[dict]:
+    """The SLA search's rows (grid + confidence quantiles below it) when the audit has them, else the grid's."""
+    return ((block.get("threshold_search") or {}).get("rows") or block.get("coverage") or [])
+
+
+def _coverage_rows(t: Table, arm: str, rows: list[dict]) -> None:
+    for r in rows:
+        t.add(f"{arm}-{fmt_threshold(r['threshold'])}", arm=arm, threshold=_num(r["threshold"], fmt_threshold),
+              coverage=_num(r.get("coverage")), accuracy=_num(r.get("accuracy")),
+              n_covered=_num(r.get("n_covered"), fmt_int), source=str(r.get("source") or "grid"))
 
 
 def _scaled_coverage_table(audit: dict) -> Table | None:
     """Coverage of the temperature-scaled arms on the calibration eval half: what a "+T" deployment thresholds."""
     cal = audit.get("calibration") or {}
-    if not any((c.get("eval") or {}).get("scaled", {}).get("coverage") for c in cal.values()):
+    if not any(coverage_rows((c.get("eval") or {}).get("scaled") or {}) for c in cal.values()):
         return None
     t = Table(
         "coverage-scaled",
         "Coverage and selective accuracy after temperature scaling (max softmax(z / T) ≥ threshold, eval half)",
         [("arm", "Arm"), ("threshold", "Threshold"), ("coverage", "Coverage"), ("accuracy", "Accuracy on covered"),
-         ("n_covered", "n covered")],
-        note="T is fitted on the cal half; these rows are the eval half, which the temperature never saw.",
+         ("n_covered", "n covered"), ("source", "Threshold from")],
+        note="T is fitted on the cal half; these rows are the eval half, which the temperature never saw. " + SEARCH_NOTE,
     )
     for arm, block in cal.items():
-        for r in (block.get("eval") or {}).get("scaled", {}).get("coverage") or []:
-            t.add(f"{arm}-{fmt_threshold(r['threshold'])}", arm=arm, threshold=_num(r["threshold"], fmt_threshold),
-                  coverage=_num(r.get("coverage")), accuracy=_num(r.get("accuracy")),
-                  n_covered=_num(r.get("n_covered"), fmt_int))
+        _coverage_rows(t, arm, coverage_rows((block.get("eval") or {}).get("scaled") or {}))
     return t
 
 
