@@ -45,8 +45,9 @@ def files(tmp_path):
 def argv(files, out, *extra, arms=None):
     arms = arms or {"vanilla": files["vanilla"], "kd": files["kd"]}
     pairs = [x for name, path in arms.items() for x in ("--arm", f"{name}={path}")]
+    tiers = [] if "--tier-thresholds" in extra else ["--tier-cutoffs", "2,4"]  # the two flags exclude each other
     return ["audit", "--teacher", str(files["teacher"]), *pairs, "--baseline", "vanilla", "--train-counts",
-            str(files["teacher"].parent / "counts.json"), "--tier-cutoffs", "2,4", "--n-resamples", "20", "--quiet",
+            str(files["teacher"].parent / "counts.json"), *tiers, "--n-resamples", "20", "--quiet",
             "--out", str(out), *extra]
 
 
@@ -188,7 +189,7 @@ BAD = {
     "out unwritable": (lambda f, w: argv(f, "/proc/distillab-test/out"), ["/proc/distillab-test/out"]),
     "bins 1e12": (lambda f, w: argv(f, w / "out", "--bins", "1000000000000"), ["--bins"]),
     "tier cutoffs inf": (lambda f, w: argv(f, w / "out", "--tier-cutoffs", "inf,4"), ["--tier-cutoffs"]),
-    "tier thresholds nan": (lambda f, w: argv(f, w / "out", "--tier-thresholds", "nan,4"), ["--tier-thresholds"]),
+    "tier thresholds nan": (lambda f, w: argv(f, w / "out", "--tier-thresholds", "nan,4"), ["--tier-thresholds", "finite"]),
     "n-resamples huge": (lambda f, w: argv(f, w / "out", "--n-resamples", "1000000000000"), ["--n-resamples"]),
     "seed 1e20": (lambda f, w: argv(f, w / "out", "--seed", "100000000000000000000"), ["--seed"]),
     "reference score nan": (lambda f, w: argv(f, w / "out", "--reference-score", "nan"), ["--reference-score"]),
