@@ -23,6 +23,7 @@ import dataclasses
 import typing
 
 from distillab.teacher.command import add_no_verify_flag
+from distillab.errors import ConfigError
 from distillab.train.config import TrainConfig
 
 ARM_HELP = (
@@ -83,7 +84,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser_for(hint):
-    """int/float/str from the annotation; ``X | None`` accepts 'none' as None."""
+    """int/float/str from the annotation; ``X | None`` accepts 'none' as None.
+
+    Never fails: text that is not a number of the right kind stays as it is (or a float), and
+    :meth:`TrainConfig.problems` reports it with every other bad flag on one line, instead of
+    argparse's usage block. '1e20' for an integer flag is the integer it names.
+    """
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = args[0] if args else hint
     optional = type(None) in typing.get_args(hint)
@@ -91,10 +97,24 @@ def _parser_for(hint):
     def parse(text: str):
         if optional and text.lower() == "none":
             return None
-        return base(text)
+        if base is str:
+            return text
+        try:
+            return base(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return int(number) if base is int and number.is_integer() else number
 
     parse.__name__ = getattr(base, "__name__", "value")
     return parse
+
+
+def _flag(field_name: str) -> str:
+    return "--eval-split" if field_name == "eval_splits" else "--" + field_name.replace("_", "-")
 
 
 def _config_from_args(args) -> TrainConfig:
@@ -102,7 +122,11 @@ def _config_from_args(args) -> TrainConfig:
              if f.name not in _SPECIAL and hasattr(args, f.name)}
     if args.eval_split:
         given["eval_splits"] = tuple(args.eval_split)
-    return TrainConfig(**given).validate()
+    config = TrainConfig(**given)
+    problems = config.problems(_flag)
+    if problems:
+        raise ConfigError("invalid training flags: " + "; ".join(problems))
+    return config
 
 
 def _load(args):

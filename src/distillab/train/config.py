@@ -7,12 +7,22 @@ starts fast. Every field carries its help text and its range check in one place.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
+from distillab.config import MAX_BOW_BUCKETS, _expected, _seed, _type_ok
 from distillab.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+# Upper bounds that stop a typo (1e12) before it allocates or loops for hours.
+MAX_EPOCHS = 10_000
+MAX_STEPS = 10**9
+MAX_BATCH = 2**20  # rows per step, per forward pass, tokens per text
+MAX_BOW_DIM = 2**16
+MAX_LEARNING_RATE = 10.0  # an AdamW step moves each weight by about lr: beyond this every run diverges
+MAX_BOW_TABLE = 2**30  # bow_buckets x bow_dim floats: 4 GiB, before the optimizer's two moments
 
 # Learning rates that work when the user gives none: the course's 5e-5 for pretrained transformers;
 # the bag-of-n-grams student starts from scratch with sparse (lazy) Adam and needs a far larger step.
@@ -70,38 +80,56 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`ConfigError` listing every invalid field at once; return ``self`` if all is well."""
-        problems = []
-
-        def need(ok: bool, name: str, message: str) -> None:
-            if not ok:
-                problems.append(f"{name}={getattr(self, name)!r}: {message}")
-
-        need(isinstance(self.student, str) and bool(self.student), "student", "give 'bow', a folder or a Hub id")
-        need(self.epochs > 0, "epochs", "must be > 0")
-        need(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be >= 1 or None")
-        need(self.batch_size >= 1, "batch_size", "must be >= 1")
-        need(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1")
-        need(
-            self.batch_size >= self.gradient_accumulation_steps,
-            "gradient_accumulation_steps",
-            f"cannot exceed batch_size ({self.batch_size})",
-        )
-        need(self.learning_rate is None or self.learning_rate > 0, "learning_rate", "must be > 0")
-        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
-        need(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
-        need(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm", "must be > 0 or None")
-        need(self.max_length >= 2, "max_length", "must be >= 2")
-        need(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
-        need(bool(self.train_split), "train_split", "must name a split")
-        need(len(self.eval_splits) == len(set(self.eval_splits)), "eval_splits", "lists a split twice")
-        need(self.eval_batch_size >= 1, "eval_batch_size", "must be >= 1")
-        need(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
-        need(self.bow_buckets >= 1, "bow_buckets", "must be >= 1")
-        need(self.bow_dim >= 1, "bow_dim", "must be >= 1")
-        need(self.bow_ngrams in (1, 2, 3), "bow_ngrams", "must be 1, 2 or 3")
-        if problems:
-            raise ConfigError("invalid training config:\n  " + "\n  ".join(problems))
+        found = self.problems()
+        if found:
+            raise ConfigError("invalid training config:\n  " + "\n  ".join(found))
         return self
+
+    def problems(self, name: Callable[[str], str] = str) -> list[str]:
+        """One message per invalid field, types first (``name`` says how to call a field: a flag, a key)."""
+        hints = typing.get_type_hints(type(self))
+        found, typed = [], set()
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if _type_ok(list(value) if isinstance(value, tuple) else value, hints[f.name]):
+                typed.add(f.name)
+            else:
+                found.append(f"{name(f.name)}={value!r}: {_expected(hints[f.name])}")
+        for field_name, ok, message in self._ranges(typed):
+            if field_name in typed and not ok():
+                found.append(f"{name(field_name)}={getattr(self, field_name)!r}: {message}")
+        return found
+
+    def _ranges(self, typed: set[str]) -> list[tuple]:
+        """(field, check, message) per range rule; run only when the field (and any other it reads) is ``typed``."""
+        return [
+            ("student", lambda: bool(self.student), "give 'bow', a folder or a Hub id"),
+            ("epochs", lambda: 0 < self.epochs <= MAX_EPOCHS, f"must be > 0 and at most {MAX_EPOCHS:,}"),
+            ("max_steps", lambda: self.max_steps is None or 1 <= self.max_steps <= MAX_STEPS,
+             f"must be in [1, {MAX_STEPS:,}] or None"),
+            ("batch_size", lambda: 1 <= self.batch_size <= MAX_BATCH, f"must be in [1, {MAX_BATCH:,}]"),
+            ("gradient_accumulation_steps", lambda: self.gradient_accumulation_steps >= 1, "must be >= 1"),
+            ("gradient_accumulation_steps", lambda: "batch_size" not in typed
+             or self.gradient_accumulation_steps <= self.batch_size, f"cannot exceed batch_size ({self.batch_size})"),
+            ("learning_rate", lambda: self.learning_rate is None or 0 < self.learning_rate <= MAX_LEARNING_RATE,
+             f"must be in (0, {MAX_LEARNING_RATE:g}] or None"),
+            ("weight_decay", lambda: self.weight_decay >= 0, "must be >= 0"),
+            ("warmup_ratio", lambda: 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
+            ("max_grad_norm", lambda: self.max_grad_norm is None or self.max_grad_norm > 0, "must be > 0 or None"),
+            ("max_length", lambda: 2 <= self.max_length <= MAX_BATCH, f"must be in [2, {MAX_BATCH:,}]"),
+            ("seed", lambda: _seed(self.seed), "must be an integer in [0, 2**32)"),
+            ("precision", lambda: self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
+            ("train_split", lambda: bool(self.train_split), "must name a split"),
+            ("eval_splits", lambda: len(self.eval_splits) == len(set(self.eval_splits)), "lists a split twice"),
+            ("eval_batch_size", lambda: 1 <= self.eval_batch_size <= MAX_BATCH, f"must be in [1, {MAX_BATCH:,}]"),
+            ("checkpoint_every", lambda: 0 <= self.checkpoint_every <= MAX_STEPS, f"must be in [0, {MAX_STEPS:,}]"),
+            ("bow_buckets", lambda: 1 <= self.bow_buckets <= MAX_BOW_BUCKETS, f"must be in [1, {MAX_BOW_BUCKETS:,}]"),
+            ("bow_dim", lambda: 1 <= self.bow_dim <= MAX_BOW_DIM, f"must be in [1, {MAX_BOW_DIM:,}]"),
+            ("bow_dim", lambda: "bow_buckets" not in typed or self.bow_buckets > MAX_BOW_BUCKETS
+             or self.bow_buckets * self.bow_dim <= MAX_BOW_TABLE,
+             f"bow_buckets x bow_dim must be at most {MAX_BOW_TABLE:,} (4 GiB of float32 weights)"),
+            ("bow_ngrams", lambda: self.bow_ngrams in (1, 2, 3), "must be 1, 2 or 3"),
+        ]
 
     def resolved_learning_rate(self, student_kind: str) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LEARNING_RATE[student_kind]

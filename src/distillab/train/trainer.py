@@ -35,8 +35,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from distillab import __version__
-from distillab.errors import ConfigError, FingerprintMismatch
-from distillab.io import read_json, write_json_atomic
+from distillab.errors import ConfigError, FingerprintMismatch, InputError
+from distillab.io import check_output_dir, read_json, sha256_file, write_json_atomic
 from distillab.train.arms import Arm, check_arms, parse_arm
 from distillab.train.config import TrainConfig
 from distillab.train.lazy_adam import LazyAdam
@@ -118,6 +118,7 @@ def train_arms(dataset, arms: list[Arm | str], config: TrainConfig, out_dir, cac
     once and shared. An arm whose outputs already exist with the same settings is skipped.
     """
     arms = [parse_arm(a) if isinstance(a, str) else a for a in arms]
+    check_output_dir(out_dir)  # a file in the way or a read-only folder, before any work
     prepared = prepare(dataset, config, cache, arms)
     accelerator = make_accelerator(prepared.config)
     for arm in arms:  # outputs or checkpoints of other settings: refuse before any arm trains
@@ -179,7 +180,7 @@ def _check_existing(arm_dir: Path, resolved: dict) -> bool:
     """
     checkpoint = _latest_checkpoint(arm_dir)
     if checkpoint is not None:
-        saved = read_json(checkpoint / "state.json")["config"]
+        saved = _checkpoint_state(checkpoint)["config"]
         if saved != json.loads(json.dumps(_checkpoint_key(resolved))):
             raise ConfigError(
                 f"checkpoint {checkpoint} was made with other settings than this run; "
@@ -237,61 +238,75 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     model.train()
     started = time.perf_counter() - state["train_seconds"]
     order, order_epoch = None, -1
-    for step in range(state["step"], total_steps):
-        epoch, position = divmod(step, steps_per_epoch)
-        if epoch != order_epoch:
-            order, order_epoch = epoch_order(config.seed, epoch, n), epoch
-            if len(state["epoch_order_sha256"]) == epoch:
-                state["epoch_order_sha256"].append(hashlib.sha256(order.tobytes()).hexdigest())
-        rows = order[position * config.batch_size:(position + 1) * config.batch_size]
-        micro_batches = [m for m in np.array_split(rows, config.gradient_accumulation_steps) if len(m)]
-        step_loss = torch.zeros((), device=accelerator.device)
-        for i, micro in enumerate(micro_batches):
-            local = micro[rank::world]
-            # A process with no rows still joins the gradient all-reduce, with a zero weight.
-            weight = world * len(local) / len(rows)
-            if len(local) == 0:
-                local = micro[:1]
-            batch = {k: v.to(accelerator.device) for k, v in student.collate(features, local).items()}
-            local_t = torch.from_numpy(local)
-            targets = None if teacher is None else {k: v[local_t].to(accelerator.device) for k, v in teacher.items()}
-            sync = i == len(micro_batches) - 1
-            with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
-                with accelerator.autocast():
-                    logits = model_logits(model(**batch))
-                # Losses are computed in float32 whatever the autocast dtype (softmax of bf16 logits is coarse).
-                loss = arm.compute_loss(logits.float(), labels[local_t].to(accelerator.device), targets)
-                accelerator.backward(loss * weight)
-            step_loss += loss.detach() * weight / world
-        if config.max_grad_norm is not None and dense:  # the sparse embedding (bow) is not clipped
-            accelerator.clip_grad_norm_(dense, config.max_grad_norm)
-        _step_optimizers(accelerator, optimizers)
-        for opt, sched in zip(optimizers, schedulers):
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-        loss_value = float(accelerator.reduce(step_loss, reduction="sum"))
-        state["losses"].append(loss_value)
-        state["step"] = step + 1
-        progress.update(1)
-        if step % 10 == 0 or step + 1 == total_steps:
-            progress.set_postfix(loss=f"{loss_value:.4f}", epoch=epoch)
-        if config.checkpoint_every and state["step"] % config.checkpoint_every == 0 and state["step"] < total_steps:
-            state["train_seconds"] = time.perf_counter() - started
-            _save_checkpoint(arm_dir, state, resolved, accelerator, model, optimizers, schedulers)
-    progress.close()
+    try:  # the bar is closed before any error is printed, so the error has a line of its own
+        for step in range(state["step"], total_steps):
+            epoch, position = divmod(step, steps_per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = epoch_order(config.seed, epoch, n), epoch
+                if len(state["epoch_order_sha256"]) == epoch:
+                    state["epoch_order_sha256"].append(hashlib.sha256(order.tobytes()).hexdigest())
+            rows = order[position * config.batch_size:(position + 1) * config.batch_size]
+            micro_batches = [m for m in np.array_split(rows, config.gradient_accumulation_steps) if len(m)]
+            step_loss = torch.zeros((), device=accelerator.device)
+            for i, micro in enumerate(micro_batches):
+                local = micro[rank::world]
+                # A process with no rows still joins the gradient all-reduce, with a zero weight.
+                weight = world * len(local) / len(rows)
+                if len(local) == 0:
+                    local = micro[:1]
+                batch = {k: v.to(accelerator.device) for k, v in student.collate(features, local).items()}
+                local_t = torch.from_numpy(local)
+                targets = (None if teacher is None
+                           else {k: v[local_t].to(accelerator.device) for k, v in teacher.items()})
+                sync = i == len(micro_batches) - 1
+                with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
+                    with accelerator.autocast():
+                        logits = model_logits(model(**batch))
+                    # Losses are computed in float32 whatever the autocast dtype (softmax of bf16 logits is coarse).
+                    loss = arm.compute_loss(logits.float(), labels[local_t].to(accelerator.device), targets)
+                    accelerator.backward(loss * weight)
+                step_loss += loss.detach() * weight / world
+            loss_value = float(accelerator.reduce(step_loss, reduction="sum"))  # the same on every process
+            if not math.isfinite(loss_value):  # before its gradients reach the weights
+                _diverged(arm, step + 1, total_steps, f"the training loss is {loss_value}")
+            if config.max_grad_norm is not None and dense:  # the sparse embedding (bow) is not clipped
+                accelerator.clip_grad_norm_(dense, config.max_grad_norm)
+            _step_optimizers(accelerator, optimizers)
+            for opt, sched in zip(optimizers, schedulers):
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+            state["losses"].append(loss_value)
+            state["step"] = step + 1
+            progress.update(1)
+            if step % 10 == 0 or step + 1 == total_steps:
+                progress.set_postfix(loss=f"{loss_value:.4f}", epoch=epoch)
+            if config.checkpoint_every and state["step"] % config.checkpoint_every == 0 and state["step"] < total_steps:
+                state["train_seconds"] = time.perf_counter() - started
+                _check_finite_weights(accelerator, model, arm, state["step"], total_steps)
+                with _writing(arm_dir, arm_dir / CHECKPOINTS):
+                    _save_checkpoint(arm_dir, state, resolved, accelerator, model, optimizers, schedulers)
+    finally:
+        progress.close()
     train_seconds = time.perf_counter() - started
 
-    # -- outputs
+    # -- outputs: every split predicted before anything is written, so a diverged model leaves nothing
+    _check_finite_weights(accelerator, model, arm, total_steps, total_steps)  # the last update had no loss after it
     # Without Accelerate's autocast wrapper round the forward: predictions are float32 logits.
     unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     state_dict = accelerator.get_state_dict(model)  # on every process: FSDP/DeepSpeed gather their shards here
+    all_logits = {}
+    for split_name in config.eval_splits:
+        logits = predict_logits(accelerator, unwrapped, student, prepared.features[split_name], config.eval_batch_size)
+        if not np.isfinite(logits).all():
+            _diverged(arm, total_steps, total_steps, f"its logits on split {split_name!r} are NaN or infinite")
+        all_logits[split_name] = logits
     if accelerator.is_main_process:
-        student.save(unwrapped, arm_dir / "model", state_dict)
+        with _writing(arm_dir, arm_dir / "model"):
+            student.save(unwrapped, arm_dir / "model", state_dict)
     params = count_parameters(unwrapped)
     split_scores = {}
-    for split_name in config.eval_splits:
+    for split_name, logits in all_logits.items():
         split = dataset.splits[split_name]
-        logits = predict_logits(accelerator, unwrapped, student, prepared.features[split_name], config.eval_batch_size)
         if accelerator.is_main_process:
             meta = {
                 "model": student.name,
@@ -307,7 +322,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                 "split": split_name,
                 "seed": config.seed,
             }
-            write_split_predictions(arm_dir / "predictions" / f"{split_name}.npz", logits, split, meta)
+            with _writing(arm_dir, arm_dir / "predictions" / f"{split_name}.npz"):
+                write_split_predictions(arm_dir / "predictions" / f"{split_name}.npz", logits, split, meta)
         split_scores[split_name] = _scores(logits, split.labels, len(dataset.classes))
 
     summary = {
@@ -322,13 +338,15 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
         "world_size": accelerator.num_processes,
     }
     if accelerator.is_main_process:
-        write_json_atomic(arm_dir / "resolved_config.json", resolved)
-        write_json_atomic(arm_dir / "train_log.json", {
-            "summary": summary,
-            "loss": state["losses"],
-            "epoch_order_sha256": state["epoch_order_sha256"],
-            "resolved_config_sha256": _sha256_json(resolved),
-        })
+        with _writing(arm_dir, arm_dir / "resolved_config.json"):
+            write_json_atomic(arm_dir / "resolved_config.json", resolved)
+        with _writing(arm_dir, arm_dir / "train_log.json"):  # last: its presence marks the arm as done
+            write_json_atomic(arm_dir / "train_log.json", {
+                "summary": summary,
+                "loss": state["losses"],
+                "epoch_order_sha256": state["epoch_order_sha256"],
+                "resolved_config_sha256": _sha256_json(resolved),
+            })
         shutil.rmtree(arm_dir / CHECKPOINTS, ignore_errors=True)
     accelerator.wait_for_everyone()
     first = next(iter(split_scores.items()), None)
@@ -360,6 +378,49 @@ def _torch_threads(count: int | None):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# What an arm writes after training, train_log.json (written last) aside.
+_OUTPUTS = ("model", "predictions", "resolved_config.json")
+
+
+@contextlib.contextmanager
+def _writing(arm_dir: Path, target: Path):
+    """A failed write (disk full, file-size limit, read-only) is one line naming ``target``, and leaves no outputs.
+
+    This attempt's earlier outputs are removed: without train_log.json they were never a finished
+    arm. Checkpoints stay, so a rerun after freeing space resumes.
+    """
+    from safetensors import SafetensorError  # safetensors reports I/O errors as its own type
+
+    try:
+        yield
+    except (OSError, SafetensorError, InputError) as exc:  # io's atomic writers report the disk as InputError
+        for name in _OUTPUTS:
+            path = arm_dir / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if isinstance(exc, InputError):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+        raise InputError(f"{target}: cannot write ({reason}); nothing was kept for this arm - free space or "
+                         "choose another --out, then rerun") from None
+
+
+def _diverged(arm: Arm, step: int, total_steps: int, what: str) -> None:
+    raise ConfigError(
+        f"arm {arm.name!r} diverged: {what} at step {step} of {total_steps}; no model was written for it "
+        "(lower the learning rate, check the teacher cache, or train in fp32)"
+    )
+
+
+def _check_finite_weights(accelerator, model: nn.Module, arm: Arm, step: int, total_steps: int) -> None:
+    """Refuse to save a model or checkpoint with a NaN or inf weight (every process agrees: shards differ)."""
+    bad = sum(int(not bool(torch.isfinite(p).all())) for p in model.parameters())
+    if float(accelerator.reduce(torch.tensor(float(bad), device=accelerator.device), reduction="sum")):
+        _diverged(arm, step, total_steps, "the weights are NaN or infinite")
 
 
 def _step_optimizers(accelerator, optimizers: list) -> None:
@@ -475,10 +536,12 @@ def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, mo
         for i, (opt, sched) in enumerate(zip(optimizers, schedulers)):
             torch.save(opt.state_dict(), tmp / f"optimizer-{i}.pt")
             write_json_atomic(tmp / f"scheduler-{i}.json", sched.state_dict())
-        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
-        write_json_atomic(tmp / "state.json", {**state, "scaler": scaler, "config": _checkpoint_key(resolved)})
-    accelerator.wait_for_everyone()
+    accelerator.wait_for_everyone()  # every process's rng file is written: checksum them all
     if accelerator.is_main_process:
+        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
+        files = {f.name: sha256_file(f) for f in sorted(tmp.iterdir())}
+        write_json_atomic(tmp / "state.json",
+                          {**state, "scaler": scaler, "config": _checkpoint_key(resolved), "files": files})
         tmp.rename(final)  # atomic: a checkpoint directory either is complete or does not exist
         for old in root.glob("step-*"):
             if old != final:
@@ -487,9 +550,45 @@ def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, mo
 
 
 def _load_checkpoint(path: Path, accelerator, model, optimizers, schedulers) -> dict:
+    """Restore a checkpoint; one line naming it and how to start over if any part is damaged."""
+    try:
+        return _restore(path, accelerator, model, optimizers, schedulers)
+    except DamagedCheckpoint:
+        raise
+    except Exception as exc:  # any failure to read it back (truncated file, bad pickle, wrong keys) is damage
+        raise _damaged(path, exc if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}") from None
+
+
+class DamagedCheckpoint(InputError):
+    """A checkpoint that cannot be read back as written; the message says how to start over."""
+
+
+def _damaged(checkpoint: Path, reason) -> DamagedCheckpoint:
+    reason = " ".join(str(reason).split())
+    return DamagedCheckpoint(f"checkpoint {checkpoint} is damaged or incomplete ({reason}); delete "
+                             f"{checkpoint.parent} to train this arm from the start")
+
+
+def _checkpoint_state(checkpoint: Path) -> dict:
+    """A checkpoint's state.json, checked to be the object the trainer wrote."""
+    try:
+        saved = read_json(checkpoint / "state.json")
+    except InputError as exc:  # not JSON
+        raise _damaged(checkpoint, exc) from None
+    missing = [k for k in ("step", "losses", "epoch_order_sha256", "train_seconds", "config", "files")
+               if not isinstance(saved, dict) or k not in saved]
+    if missing:
+        raise _damaged(checkpoint, f"state.json lacks {', '.join(missing)}")
+    return saved
+
+
+def _restore(path: Path, accelerator, model, optimizers, schedulers) -> dict:
     from safetensors.torch import load_file
 
-    saved = read_json(path / "state.json")  # its settings were compared by _check_existing
+    saved = _checkpoint_state(path)  # its settings were compared by _check_existing
+    for name, digest in saved["files"].items():  # bit flips and truncation, before anything is loaded
+        if sha256_file(path / name) != digest:
+            raise _damaged(path, f"{name} does not match its checksum")
     accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
     for i, (opt, sched) in enumerate(zip(optimizers, schedulers)):
         # weights_only: optimizer states are plain tensors and numbers; never unpickle objects.
