@@ -117,6 +117,8 @@ def _load_bow(directory: Path, config: dict):
 
     keys = ("num_labels", "buckets", "dim", "ngrams")
     bad = [k for k in keys if type(config.get(k)) is not int or config[k] < 1]
+    if "init_seed" in config and type(config["init_seed"]) is not int:
+        bad.append("init_seed")
     classes = config.get("classes")
     if classes is not None and (not isinstance(classes, list) or len(classes) != config.get("num_labels")):
         bad.append("classes")
@@ -128,6 +130,8 @@ def _load_bow(directory: Path, config: dict):
     student = BowStudent.load(directory)
     try:
         model = student.new_model()
+    except InputError:
+        raise
     except Exception as exc:  # a truncated file, or weights of another size than config.json says
         raise InputError(f"{directory / 'model.safetensors'}: cannot load ({_first_line(exc)})") from None
     return student, model, classes if classes is not None else list(range(student.num_labels))
