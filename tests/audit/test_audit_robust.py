@@ -132,6 +132,9 @@ def test_clamped_temperature_is_recorded_and_warned(tmp_path, capsys):
     assert result["calibration"]["sep"]["temperature_at_bound"] == "lower"
     assert any("sep: the temperature hit its lower bound" in w for w in result["warnings"])
     assert "distillab audit: warning: sep: the temperature hit its lower bound" in capsys.readouterr().err
+    from distillab.audit.markdown import render
+
+    assert "| sep | 0.001 (lower bound) |" in render(result)
 
 
 def test_preds_ties_are_counted_per_arm(tmp_path):
@@ -162,6 +165,7 @@ def test_alignment_by_position_is_said_out_loud(files, tmp_path, capsys):
     assert "matched by position" in result["warnings"][0]
     err = capsys.readouterr().err
     assert "distillab audit: warning: rows were matched by position" in err and "noids.npz" in err
+    assert f"- {result['warnings'][0]}" in (out / "audit.md").read_text()
     assert main(argv(files, tmp_path / "out2")) == 0
     result = json.loads((tmp_path / "out2" / "audit.json").read_text())
     assert set(result["alignment"].values()) == {"ids"} and result["warnings"] == []

@@ -45,9 +45,10 @@ def render(result: dict) -> str:
         + ", ".join(f"{t} {len(tiers[t]['classes_evaluated'])} classes / {tiers[t]['n']:,} rows" for t in TIERS)
         + ".",
         "",
-        "## Metrics per tier (full set, raw probabilities)",
-        "",
     ]
+    if result.get("warnings"):  # said before any number: each one qualifies what follows
+        lines += ["**Warnings**", "", *(f"- {w}" for w in result["warnings"]), ""]
+    lines += ["## Metrics per tier (full set, raw probabilities)", ""]
     rows = []
     for name, arm in result["arms"].items():
         for group in GROUPS:
@@ -71,11 +72,14 @@ def render(result: dict) -> str:
     ]
     lines += _table(["arm", "tier", "metric", "median Δ", "95% CI", "verdict"], rows)
 
-    lines += ["## Calibration (eval split; T fitted on the cal split)", ""]
+    optimizer = settings.get("calibration_optimizer", "exact")
+    lines += [f"## Calibration (eval split; T fitted on the cal split, {optimizer} optimizer)", ""]
     rows = []
     for name, cal in result["calibration"].items():
         raw, scaled = cal["eval"]["raw"]["overall"], cal["eval"]["scaled"]["overall"]
-        rows.append([name, _fmt(cal["temperature"], 3), _fmt(raw["ece"]), _fmt(scaled["ece"]), _fmt(raw["nll"]), _fmt(scaled["nll"])])
+        bound = f" ({cal['temperature_at_bound']} bound)" if cal.get("temperature_at_bound") else ""
+        rows.append([name, _fmt(cal["temperature"], 3) + bound, _fmt(raw["ece"]), _fmt(scaled["ece"]), _fmt(raw["nll"]),
+                     _fmt(scaled["nll"])])
     lines += _table(["arm", "T", "ECE raw", "ECE scaled", "NLL raw", "NLL scaled"], rows)
 
     lines += ["## Coverage (full set, raw probabilities; covered = max prob ≥ threshold)", ""]
