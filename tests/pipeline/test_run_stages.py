@@ -241,7 +241,7 @@ def test_disk_full_anywhere_is_one_line_naming_the_file(tmp_path, capsys, monkey
 
     import distillab.pipeline
 
-    def full(config, restart=None):
+    def full(config, restart=None, verify_cache=True):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "model.safetensors"))
 
     monkeypatch.setattr(distillab.pipeline, "run", full)
