@@ -89,7 +89,7 @@ def test_predictions_named_json_are_refused_both_ways(tmp_path):
     (np.array(["0", "1", "2"]), "'preds' must hold class ids"),
 ])
 def test_preds_must_be_class_ids(tmp_path, preds, says):
-    np.savez(tmp_path / "p.npz", logits=np.eye(3), labels=np.arange(3), preds=preds)
+    np.savez(tmp_path / "p.npz", logits=2 * np.eye(3), labels=np.arange(3), preds=preds)  # one-hot rows would be probabilities
     with pytest.raises(InputError, match=says):
         load_predictions(tmp_path / "p.npz")
 
@@ -102,3 +102,18 @@ def test_preds_ties_are_counted(tmp_path):
     assert load_predictions(tmp_path / "q.npz").preds_ties is None
     assert load_predictions(tmp_path / "p.npz").take(np.array([2, 0])).preds_ties == 2
     json.dumps(load_predictions(tmp_path / "p.npz").preds_ties)  # plain int: goes into audit.json as is
+
+
+def test_atomic_dir_output_follows_the_umask(tmp_path):
+    """mkdtemp makes 0700 folders; an output folder (e.g. the audit's) must follow the user's umask instead."""
+    import os
+
+    from distillab.io import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "audit") as tmp:
+            (tmp / "audit.json").write_text("{}", encoding="utf-8")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "audit").stat().st_mode & 0o777 == 0o755

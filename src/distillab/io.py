@@ -61,6 +61,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             _remove_empty(made)
 
 
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; its files land in ``path`` only if the block succeeds.
@@ -74,6 +80,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     made = _make_parents(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the output folder follows the user's umask
     except OSError as exc:
         _remove_empty(made)
         raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
@@ -224,6 +231,8 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 # --------------------------------------------------------------------------- predictions files
 
+TIERS = ("head", "mid", "tail")  # per-row tier names; an integer tier code i in a file means TIERS[i]
+
 
 @dataclass
 class Predictions:
@@ -237,7 +246,7 @@ class Predictions:
     logits: np.ndarray  # [n, K]
     labels: np.ndarray  # [n] int64 in [0, K)
     ids: np.ndarray | None = None  # [n] row identity, aligns arms and the teacher
-    tiers: np.ndarray | None = None  # [n] str "head" | "mid" | "tail"
+    tiers: np.ndarray | None = None  # [n] str "head" | "mid" | "tail" (files may hold codes 0 | 1 | 2)
     meta: dict = field(default_factory=dict)
     # Rows whose stored ``preds`` name another class tied at the top logit (fp16 ties); None: no ``preds``.
     preds_ties: int | None = None
@@ -292,7 +301,7 @@ def save_predictions(
     if ids is not None:
         arrays["ids"] = np.asarray(ids)
     if tiers is not None:
-        arrays["tiers"] = np.asarray(tiers, dtype=str)
+        arrays["tiers"] = tier_names(np.asarray(tiers), path)
     validate_predictions(Predictions(path, logits, labels, arrays.get("ids"), arrays.get("tiers")))
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
@@ -331,7 +340,7 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
         logits=arrays["logits"],
         labels=labels.astype(np.int64),
         ids=arrays.get("ids"),
-        tiers=None if tiers is None else tiers.astype(str),
+        tiers=None if tiers is None else tier_names(tiers, path),
         meta=meta,
     )
     validate_predictions(preds)
@@ -365,6 +374,12 @@ def validate_predictions(pred: Predictions) -> None:
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         raise InputError(f"{where}: NaN or inf in 'logits' at row {row} ({int((~finite).sum())} such rows)")
+    if _are_probabilities(logits):
+        raise InputError(
+            f"{where}: 'logits' hold probabilities (every row is non-negative and sums to 1); the audit applies "
+            "softmax, which would flatten them and give a wrong temperature. Save their logs as 'logits': "
+            "np.log(np.clip(p, 1e-12, None)) (softmax of log p is p)"
+        )
     for name, arr in (("ids", pred.ids), ("tiers", pred.tiers)):
         if arr is not None and arr.shape != (n,):
             raise InputError(f"{where}: '{name}' has shape {arr.shape}, expected ({n},)")
@@ -373,9 +388,36 @@ def validate_predictions(pred: Predictions) -> None:
         if unique.size != n:
             raise InputError(f"{where}: duplicate row id {unique[counts > 1][0]!r} in 'ids'")
     if pred.tiers is not None:
-        unknown = sorted(set(np.unique(pred.tiers)) - {"head", "mid", "tail"})
+        unknown = sorted(set(np.unique(pred.tiers).tolist()) - set(TIERS))  # plain str: '0', not np.str_('0')
         if unknown:
-            raise InputError(f"{where}: unknown tier value {unknown[0]!r} in 'tiers' (expected head, mid or tail)")
+            raise InputError(f"{where}: unknown tier value {unknown[0]!r} in 'tiers' "
+                             "(expected the strings head, mid, tail or the integer codes 0, 1, 2)")
+
+
+def tier_names(tiers: np.ndarray, where: str | os.PathLike) -> np.ndarray:
+    """Per-row tiers as names: strings pass through, integer codes 0, 1, 2 become head, mid, tail."""
+    if np.issubdtype(tiers.dtype, np.integer):
+        bad = np.flatnonzero((tiers < 0) | (tiers >= len(TIERS)))
+        if bad.size:
+            raise InputError(f"{where}: tier code {int(tiers.flat[bad[0]])} in 'tiers' is not 0 (head), 1 (mid) "
+                             f"or 2 (tail) ({bad.size} such rows)")
+        return np.asarray(TIERS)[tiers]
+    if tiers.dtype.kind not in "US":
+        raise InputError(f"{where}: 'tiers' must hold the strings head, mid, tail or the integer codes 0, 1, 2, "
+                         f"got dtype {tiers.dtype}")
+    return tiers.astype(str)
+
+
+def _are_probabilities(logits: np.ndarray) -> bool:
+    """Every row non-negative and summing to 1: probabilities saved where logits belong.
+
+    Real logits (any real numbers) essentially never do this on every row. The tolerance is 1e-4,
+    or the rounding of the file's float type (float16 stores each value to 1 part in 2**11).
+    """
+    if (logits < 0).any():
+        return False
+    tolerance = max(1e-4, 4 * float(np.finfo(logits.dtype).eps))
+    return bool(np.all(np.abs(logits.sum(axis=1, dtype=np.float64) - 1.0) <= tolerance))
 
 
 def _count_preds_ties(path: Path, preds: np.ndarray, logits: np.ndarray) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from distillab.config import STAGES, ExperimentConfig, resolve_builtin
 from distillab.errors import ConfigError, DistillabError, FingerprintMismatch, InputError
-from distillab.io import read_json, save_predictions, sha256_file, sidecar_path, write_json_atomic
+from distillab.io import check_output_dir, read_json, save_predictions, sha256_file, sidecar_path, write_json_atomic
 
 STAMP = "stage.json"  # per stage folder: the hash of the inputs its outputs were made from
 LOCK = ".distillab-run.lock"  # held (flock) by the one run writing the folder; removed when it ends
@@ -113,21 +113,6 @@ def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: se
 
 
 # --------------------------------------------------------------------------- the output folder
-
-
-def check_output_dir(out: Path) -> None:
-    """Refuse an output path that is a file, lies under a file, or cannot be written, naming it."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder; give a folder for output_dir / --out")
-    existing = out
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if existing != out and not existing.is_dir():
-        raise InputError(f"{out}: cannot be made: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{out}: cannot write in {existing} (permission denied)")
 
 
 def _make_dir(out: Path) -> bool:
@@ -373,11 +358,16 @@ def teacher_predictions_stage(cache, dataset, split: str, out: Path, redo: bool 
 
 def audit_stage(config: ExperimentConfig, teacher: Path, arms: dict[str, Path], train_counts, classes, out: Path,
                 redo: bool = False) -> Path:
-    """Audit every arm against the baseline (paired bootstrap, calibration, coverage, transfer tests)."""
+    """Audit every arm against the baseline (paired bootstrap, calibration, coverage, transfer tests).
+
+    The training counts the tiers rank by go to ``out/train_counts.json`` (class name → rows), the
+    ``--train-counts`` file a standalone ``distillab audit`` replays this audit with.
+    """
     from distillab.audit import audit
-    from distillab.data.tiers import DEFAULT_CUTOFFS
 
     settings = config.audit
+    counts_path = out / "train_counts.json"
+    write_json_atomic(counts_path, {name: int(c) for name, c in zip(classes, train_counts)})
     inputs = {
         "files": {name: _file_digest(path) for name, path in {"teacher": teacher, **arms}.items()},
         "audit": dataclasses.asdict(settings),
@@ -395,8 +385,8 @@ def audit_stage(config: ExperimentConfig, teacher: Path, arms: dict[str, Path], 
         baseline=settings.baseline,
         teacher=teacher,
         distilled=settings.distilled,
-        train_counts=[int(c) for c in train_counts],
-        tier_cutoffs=tuple(config.tiers.cutoffs or DEFAULT_CUTOFFS),
+        train_counts=counts_path,
+        tier_cutoffs=tuple(config.tiers.cutoffs) if config.tiers.cutoffs else None,
         tier_thresholds=tuple(config.tiers.thresholds) if config.tiers.thresholds else None,
         bins=settings.bins,
         n_resamples=settings.n_resamples,

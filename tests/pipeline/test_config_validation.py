@@ -101,7 +101,8 @@ def test_non_finite_scenario_constraint_is_a_config_error():
 
 
 def test_baselines_are_exposed_on_the_config():
-    assert load_config().baselines == []
+    assert load_config().baselines == ["tfidf_linear"]  # the demo audits the linear baseline beside the arms
+    assert config_from_dict(with_value(default_values(), "baselines", [])).baselines == []
     config = config_from_dict(with_value(default_values(), "baselines", list(KNOWN_BASELINES)))
     assert config.baselines == ["tfidf_linear"]
 
