@@ -54,8 +54,9 @@ def register(subparsers) -> None:
     p.add_argument("--calibrate", metavar="NAME", action="append",
                    help="fit a temperature only for these arms (repeatable; default: every arm; the baseline always)")
     tiers = p.add_mutually_exclusive_group()
-    tiers.add_argument("--tier-cutoffs", metavar="A,B", type=_cutoffs, default=(20, 60),
-                       help="head = ranks 1..A, mid = A+1..B, tail = the rest (default: 20,60)")
+    tiers.add_argument("--tier-cutoffs", metavar="A,B", type=_cutoffs, default=None,
+                       help="head = ranks 1..A, mid = A+1..B, tail = the rest (default: 20,60 with more than 60 "
+                       "classes, else thirds by rank)")
     tiers.add_argument("--tier-thresholds", metavar="H,M", type=_floats(2),
                        help="head = count >= H, mid = count >= M, tail = the rest (instead of rank cut-offs)")
     p.add_argument("--train-counts", metavar="FILE", help="training label counts (JSON list/dict or CSV) to rank classes by")

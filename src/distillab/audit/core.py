@@ -22,7 +22,7 @@ from distillab.audit.coverage import DEFAULT_SLA, DEFAULT_THRESHOLDS, coverage_t
 from distillab.calibrate.temperature import (
     MIN_CAL_ROWS, OPTIMIZERS, SPLIT_SEED, TemperatureScaler, cal_eval_split, split_from_json,
 )
-from distillab.data.tiers import DEFAULT_CUTOFFS, TIERS, assign_tiers, load_train_counts, tier_support
+from distillab.data.tiers import TIERS, assign_tiers, default_cutoffs, load_train_counts, tier_support
 from distillab.errors import InputError
 from distillab.io import Predictions, atomic_dir, check_output_dir, json_text, load_predictions, read_json, sha256_file
 
@@ -41,7 +41,7 @@ def audit(
     distilled: str | None = None,
     calibrate: Sequence[str] | None = None,
     train_counts: str | os.PathLike | Sequence[int] | None = None,
-    tier_cutoffs: tuple[int, int] = DEFAULT_CUTOFFS,
+    tier_cutoffs: tuple[int, int] | None = None,
     tier_thresholds: tuple[float, float] | None = None,
     bins: int = M.DEFAULT_BINS,
     n_resamples: int = 1000,
@@ -59,7 +59,8 @@ def audit(
 
     Every argument mirrors a ``distillab audit`` flag. ``calibrate=None`` fits a temperature for
     every arm; the baseline is always fitted because Test B needs it. ``optimizer`` fits T exactly
-    ("exact") or as the course's torch LBFGS does ("reference"). With ``out``, writes
+    ("exact") or as the course's torch LBFGS does ("reference"). ``tier_cutoffs=None``: the course's
+    20,60 above 60 classes, else thirds by rank (:func:`default_cutoffs`, noted in ``settings``). With ``out``, writes
     ``out/audit.json`` and ``out/audit.md``, both or neither. Anything the reader must know but that
     does not stop the audit (rows aligned by position, a temperature on its bound, ``preds`` ties)
     is printed to stderr and listed in ``warnings``.
@@ -95,6 +96,9 @@ def audit(
 
     # ---- class names and tiers
     class_names, classes_source = _class_names(classes, preds, k)
+    cutoffs_note = None
+    if tier_cutoffs is None:
+        tier_cutoffs, cutoffs_note = default_cutoffs(k)
     if train_counts is not None:
         counts = (
             np.asarray(train_counts, dtype=np.int64)
@@ -110,6 +114,12 @@ def audit(
     else:
         counts = np.bincount(labels, minlength=k)
         class_tiers, tier_source = assign_tiers(counts, tier_cutoffs, tier_thresholds), "eval_labels"
+        if tier_thresholds is not None:  # thresholds count training rows; an evaluation split has fewer per class
+            warnings.append(
+                f"--tier-thresholds {','.join(f'{t:g}' for t in tier_thresholds)} were applied to the evaluation "
+                "rows' class counts, as no --train-counts were given: thresholds are meant for training counts and "
+                "an evaluation split has fewer rows per class, so classes land in lower tiers than with training "
+                "counts; pass --train-counts to tier by the training data")
     row_tiers = class_tiers[labels]
     # Each tier's label set is fixed on the full evaluated set (the course's TIER_LABELS), so on a
     # half or a resample a tier class without rows there still counts, with F1 0.
@@ -204,6 +214,9 @@ def audit(
             # Cut points only matter when tiers are computed from counts, not read from a file.
             "tier_cutoffs": None if tier_thresholds is not None or tier_source == "file" else list(tier_cutoffs),
             "tier_thresholds": None if tier_thresholds is None or tier_source == "file" else list(tier_thresholds),
+            # Only when the cut-offs were chosen from the class count (the course's 20,60 leave no tail).
+            **({"tier_cutoffs_chosen": cutoffs_note}
+               if cutoffs_note and tier_thresholds is None and tier_source != "file" else {}),
             "train_counts": None if train_counts is None or not isinstance(train_counts, (str, os.PathLike)) else str(train_counts),
             "bins": bins,
             "n_resamples": n_resamples,

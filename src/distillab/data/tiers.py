@@ -1,7 +1,8 @@
 """Head / mid / tail tiers: which classes are frequent enough to learn, and which are not.
 
 The course ranks classes by training-set frequency and cuts the ranking at 20 and 60
-(head = ranks 1-20, mid = 21-60, tail = 61+). A row's tier is its true label's tier.
+(head = ranks 1-20, mid = 21-60, tail = 61+); those cut-offs leave no tail below 61 classes, so
+with fewer classes the default is thirds by rank. A row's tier is its true label's tier.
 Numpy only: the audit imports this module and must stay light.
 """
 
@@ -15,9 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from distillab.errors import InputError
-from distillab.io import read_json
+from distillab.io import TIERS, read_json
 
-TIERS = ("head", "mid", "tail")
 DEFAULT_CUTOFFS = (20, 60)  # course: most_common()[:20], [20:60], [60:]
 MAX_COUNT = 10**15  # counts are int64 and exact in float64 up to 2**53; no training set comes near either
 
@@ -26,6 +26,27 @@ def rank_classes(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """Class ids by descending count; equal counts keep ascending class id (a stable, documented tie rule)."""
     counts = np.asarray(counts)
     return np.argsort(-counts, kind="stable")
+
+
+def default_cutoffs(k: int) -> tuple[tuple[int, int], str | None]:
+    """Rank cut-offs for ``k`` classes when none are given, and a sentence saying so when they are not the course's.
+
+    The course's (20, 60) whenever they leave a tail (k > 60), so its 113-class audit is unchanged;
+    otherwise thirds by rank (k = 3: one class per tier), which fail only below three classes.
+    """
+    if k > DEFAULT_CUTOFFS[1]:
+        return DEFAULT_CUTOFFS, None
+    head = max(1, round(k / 3))
+    mid = max(head + 1, round(2 * k / 3))
+    note = (f"no cut-offs given and {k} classes, too few for the course's 20,60 (which need more than 60), so "
+            f"thirds by rank: head = {_ranks(1, head)}, mid = {_ranks(head + 1, mid)}, tail = {_ranks(mid + 1, k)}")
+    return (head, mid), note
+
+
+def _ranks(first: int, last: int) -> str:
+    if first > last:
+        return "none"
+    return f"rank {first}" if first == last else f"ranks {first}-{last}"
 
 
 def assign_tiers(
