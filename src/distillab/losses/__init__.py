@@ -18,8 +18,9 @@ _KD_EXPORTS = (
     "topk_targets",
     "HyperparameterError",
     "TAIL_MODES",
+    "IGNORE_INDEX",
 )
-_CHECK_EXPORTS = ("check_loss", "CheckResult")
+_CHECK_EXPORTS = ("check_loss", "check_loss_isolated", "CheckResult")
 
 __all__ = list(_KD_EXPORTS + _CHECK_EXPORTS)
 
