@@ -208,3 +208,15 @@ def test_a_full_disk_names_the_file_and_leaves_no_partial_arm(tmp_path, capsys, 
     line = _one_error_line(capsys.readouterr().err)
     assert f"{tmp_path / 'o' / 'vanilla' / target}: cannot write (" in line and "No space left on device" in line
     assert sorted(p.name for p in (tmp_path / "o" / "vanilla").iterdir()) == []
+
+
+def test_a_transformer_student_that_cannot_be_saved_leaves_no_temporary_folder(banking, tmp_path, monkeypatch):
+    from train_helpers import make_tiny_bert
+
+    from distillab.train.students import load_student
+
+    student = load_student(bow_config(student=str(make_tiny_bert(banking, tmp_path / "bert"))), len(banking.classes))
+    monkeypatch.setattr(student.tokenizer, "save_pretrained", _disk_full_in_savez)
+    with pytest.raises(OSError, match="No space left"):
+        student.save(student.new_model(), tmp_path / "out" / "model")
+    assert list((tmp_path / "out").iterdir()) == []

@@ -301,8 +301,12 @@ class HFStudent:
         directory = Path(directory)
         tmp = directory.with_name(f".{directory.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp, state_dict=state_dict)
-        self.tokenizer.save_pretrained(tmp)
+        try:
+            model.save_pretrained(tmp, state_dict=state_dict)
+            self.tokenizer.save_pretrained(tmp)
+        except BaseException:  # a full disk must not leave a half-written folder behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         shutil.rmtree(directory, ignore_errors=True)
         tmp.rename(directory)
 
