@@ -22,9 +22,11 @@ from distillab.io import read_json
 pytestmark = pytest.mark.skipif(not os.environ.get("DISTILLAB_DATA_DIR"), reason="needs DISTILLAB_DATA_DIR (../shared/data)")
 
 
-def small_config(tmp_path: Path, arms=("vanilla", "kd:T=4,alpha=0.7,name=kd"), epochs=1) -> Path:
+def small_config(tmp_path: Path, arms=("vanilla", "kd:T=4,alpha=0.7,name=kd"), epochs=1, baselines=None) -> Path:
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     config.update(output_dir=str(tmp_path / "run"), arms=list(arms), grid={})
+    if baselines is not None:
+        config["baselines"] = list(baselines)
     config["training"]["epochs"] = epochs
     config["audit"]["n_resamples"] = 200
     path = tmp_path / "small.yaml"
@@ -40,7 +42,8 @@ def test_run_writes_every_stage_and_skips_them_the_second_time(tmp_path, capsys)
     assert report.exists() and f"report: {report}" in capsys.readouterr().out
 
     audit = read_json(out / "audit" / "audit.json")
-    assert set(audit["arms"]) == {"teacher", "vanilla", "kd"}
+    assert set(audit["arms"]) == {"teacher", "vanilla", "kd", "tfidf_linear"}  # the demo's reference baseline too
+    assert audit["inputs"]["tfidf_linear"]["meta"]["role"] == "reference"
     assert audit["n"] == 2568 and audit["num_classes"] == 52
     assert audit["tier_source"] == "train_counts"
     # R52 tiers by thresholds [100, 20]: 8 head classes, 16 mid, 28 tail (shared/data SOURCE.md).
@@ -59,7 +62,8 @@ def test_run_writes_every_stage_and_skips_them_the_second_time(tmp_path, capsys)
 
 
 def test_run_killed_mid_training_resumes_without_redoing_finished_arms(tmp_path):
-    config = small_config(tmp_path, arms=("vanilla", "kd:T=4,alpha=0.7,name=kd", "label_smoothing"), epochs=2)
+    config = small_config(tmp_path, arms=("vanilla", "kd:T=4,alpha=0.7,name=kd", "label_smoothing"), epochs=2,
+                          baselines=[])
     out = tmp_path / "run"
     command = [sys.executable, "-m", "distillab", "run", str(config)]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

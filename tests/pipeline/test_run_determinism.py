@@ -16,14 +16,6 @@ from distillab.cli import main
 
 MEASUREMENTS = "measurements"
 
-# Files that still differ between runs, each for a reason another change is fixing; the test
-# below fails (strict xfail) once they match, so this list can only shrink.
-PENDING = {
-    "arms/kd/train_log.json": "train_seconds and steps_per_second are timings outside a 'measurements' block",
-    "arms/vanilla/train_log.json": "train_seconds and steps_per_second are timings outside a 'measurements' block",
-}
-
-
 def without_measurements(value):
     if isinstance(value, dict):
         return {k: without_measurements(v) for k, v in value.items() if k != MEASUREMENTS}
@@ -57,12 +49,5 @@ def files(root):
 def test_two_runs_write_the_same_files_with_the_same_content(two_runs):
     first, second = two_runs
     assert files(first) == files(second)
-    differ = [name for name in files(first) if name not in PENDING and not same(first / name, second / name)]
+    differ = [name for name in files(first) if not same(first / name, second / name)]
     assert differ == []
-
-
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=why))
-                                  for name, why in PENDING.items()])
-def test_pending_files_are_identical_too(two_runs, name):
-    first, second = two_runs
-    assert same(first / name, second / name)
