@@ -654,14 +654,6 @@ case("teacher-data-repeated-column", lambda w, fx: ["teacher", "--model", str(w 
 
 # --------------------------------------------------------------------------- the checks
 
-# Cases that still fail because a module owned by another change is not fixed yet: strict xfail, so each
-# one turns into a failure the moment it passes (then delete its line here).
-TRAIN_OWNER = "train/ owner fix pending: "
-PENDING: dict[str, str] = {
-    "train-student-layers-garbage": TRAIN_OWNER + "'--student-layers first:x' is ignored for the bow student (exit 0)",
-}
-
-
 def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
     """Every file (size, mtime) and folder below ``folders``: what a failed command must not change.
 
@@ -717,14 +709,7 @@ def error_block(err: str) -> list[str]:
     return lines[start:]
 
 
-def params():
-    for c in CASES:
-        reason = PENDING.get(c.id)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        yield pytest.param(c, id=c.id, marks=marks)
-
-
-@pytest.mark.parametrize("c", params())
+@pytest.mark.parametrize("c", [pytest.param(c, id=c.id) for c in CASES])
 def test_malformed_input_is_one_line_exit_2_and_writes_nothing(c: Case, fx, tmp_path, capsys, monkeypatch):
     w = tmp_path / "w"
     w.mkdir()

@@ -7,6 +7,7 @@ starts fast. Every field carries its help text and its range check in one place.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -14,6 +15,7 @@ from typing import Any, Callable
 from distillab.config import MAX_BOW_BUCKETS, _expected, _seed, _type_ok
 from distillab.errors import ConfigError
 
+LAYERS_SPEC = re.compile(r"first:[1-9][0-9]*|every[_-]other|[0-9]+(,[0-9]+)*")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Upper bounds that stop a typo (1e12) before it allocates or loops for hours.
@@ -129,6 +131,12 @@ class TrainConfig:
              or self.bow_buckets * self.bow_dim <= MAX_BOW_TABLE,
              f"bow_buckets x bow_dim must be at most {MAX_BOW_TABLE:,} (4 GiB of float32 weights)"),
             ("bow_ngrams", lambda: self.bow_ngrams in (1, 2, 3), "must be 1, 2 or 3"),
+            # Checked here, before any model is built: the bow student has no layers to keep, so the
+            # setting would be silently ignored; the layer count itself is checked when the model loads.
+            ("student_layers", lambda: self.student_layers is None or bool(LAYERS_SPEC.fullmatch(self.student_layers.strip())),
+             "use 'first:N', 'every_other' or increasing indices like '0,2,4'"),
+            ("student_layers", lambda: self.student_layers is None or "student" not in typed or self.student != "bow",
+             "only for transformer students (the bow student has no layers)"),
         ]
 
     def resolved_learning_rate(self, student_kind: str) -> float:
