@@ -52,8 +52,8 @@ from distillab.pypi_models import MPNET_PACKAGES, mpnet_dir
 
 SEED = 0
 ROUTES = {  # defaults per route; what the CPU route measured is in README "The demo teacher"
-    "gpu": {"frozen_layers": 0, "max_length": 256, "epochs": 4, "lr": 3e-5, "batch_size": 32},
-    "cpu": {"frozen_layers": 10, "max_length": 128, "epochs": 3, "lr": 1e-4, "batch_size": 32},
+    "gpu": {"frozen_layers": 0, "max_length": 256, "epochs": 4, "lr": 3e-5, "batch_size": 32, "class_weight": "none"},
+    "cpu": {"frozen_layers": 10, "max_length": 128, "epochs": 3, "lr": 1e-4, "batch_size": 32, "class_weight": "none"},
 }
 
 
@@ -144,7 +144,15 @@ class Inputs:
 # --------------------------------------------------------------------------- training
 
 
-def fine_tune(model, inputs: Inputs, labels: np.ndarray, epochs: int, lr: float, batch_size: int, device) -> list[float]:
+def balanced_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """scikit-learn's 'balanced' class weights, n / (K · count): every class weighs the same in the loss."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return torch.tensor(np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0),
+                        dtype=torch.float32)
+
+
+def fine_tune(model, inputs: Inputs, labels: np.ndarray, epochs: int, lr: float, batch_size: int, device,
+              class_weight: torch.Tensor | None = None) -> list[float]:
     """Cross-entropy fine-tuning of everything above the frozen layers; returns the mean loss per epoch."""
     frozen = inputs.frozen
     for name, param in model.named_parameters():
@@ -169,7 +177,8 @@ def fine_tune(model, inputs: Inputs, labels: np.ndarray, epochs: int, lr: float,
             rows = rows.tolist()
             with autocast:
                 logits = inputs.logits(model, rows, device)
-            loss = torch.nn.functional.cross_entropy(logits.float(), y[rows].to(device))
+            loss = torch.nn.functional.cross_entropy(
+                logits.float(), y[rows].to(device), weight=None if class_weight is None else class_weight.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -216,6 +225,8 @@ def main() -> None:
     for name in ("frozen_layers", "max_length", "epochs", "batch_size"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=None, help="overrides the route's default")
     parser.add_argument("--lr", type=float, default=None, help="overrides the route's default")
+    parser.add_argument("--class-weight", choices=["none", "balanced"], default=None,
+                        help="'balanced' weighs every class equally in the loss (R52's tail has 1-10 documents)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training rows (smoke test)")
     args = parser.parse_args()
     settings = dict(ROUTES[args.route])
@@ -253,8 +264,9 @@ def main() -> None:
         inputs[part] = Inputs(model, tokenizer, [train.texts[i] for i in rows], settings["max_length"],
                               settings["frozen_layers"], settings["batch_size"], args.work, f"r52-mpnet-{key}-{part}")
     prepared = time.perf_counter()
+    weight = balanced_weights(train.labels[fit], len(dataset.classes)) if settings["class_weight"] == "balanced" else None
     losses = fine_tune(model, inputs["fit"], train.labels[fit], settings["epochs"], settings["lr"],
-                       settings["batch_size"], device)
+                       settings["batch_size"], device, class_weight=weight)
     trained = time.perf_counter()
 
     logits_held = predict(model, inputs["held"], len(held), settings["batch_size"], device)

