@@ -232,7 +232,7 @@ def teacher_stage(config: ExperimentConfig, dataset, out: Path, rebuild: bool = 
             _build_cache(spec, dataset, path)
     cache = TeacherCache.open(path, verify=verify)
     cache.check_matches(dataset)
-    check_teacher_identity(spec, cache)
+    check_teacher_identity(spec, cache, inputs.get("import_sha256"))
     _stamp(stamp_dir, inputs, name="cache-stage.json")
     return cache
 
@@ -273,15 +273,18 @@ def _teacher_inputs(spec, dataset) -> dict:
     return inputs
 
 
-def check_teacher_identity(spec, cache) -> None:
-    """Refuse a cache whose recorded teacher or temperature is not the config's, naming both."""
+def check_teacher_identity(spec, cache, source_sha256: str | None = None) -> None:
+    """Refuse a cache whose recorded teacher or temperature is not the config's, naming both.
+
+    ``source_sha256``: the ``import_npz`` file's hash when the caller already has it (not hashed twice).
+    """
     from distillab.teacher.fingerprint import describe_teacher, model_identity, short_repr
 
     fingerprint = cache.manifest["fingerprint"]
     teacher, capture = fingerprint.get("teacher", {}), fingerprint.get("capture", {})
     if spec.import_npz:
         source = Path(spec.import_npz).expanduser()
-        identity = {"source_file": source.name, "source_sha256": sha256_file(source)}
+        identity = {"source_file": source.name, "source_sha256": source_sha256 or sha256_file(source)}
         wanted = {**identity, "temperature": spec.temperature, "already_scaled_by": spec.already_scaled_by}
         recorded = {key: teacher.get(key) for key in identity} | {
             "temperature": capture.get("temperature"), "already_scaled_by": capture.get("already_scaled_by")}

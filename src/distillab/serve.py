@@ -113,7 +113,7 @@ def read_temperature(directory: Path) -> float | None:
 
 
 def _load_bow(directory: Path, config: dict):
-    from distillab.train.students import BowStudent
+    from distillab.train.students import load_bow_model
 
     keys = ("num_labels", "buckets", "dim", "ngrams")
     bad = [k for k in keys if type(config.get(k)) is not int or config[k] < 1]
@@ -127,9 +127,8 @@ def _load_bow(directory: Path, config: dict):
                          "for a bag-of-n-grams student")
     if not (directory / "model.safetensors").is_file():
         raise InputError(f"{directory}: no weights (model.safetensors) beside its config.json")
-    student = BowStudent.load(directory)
     try:
-        model = student.new_model()
+        student, model = load_bow_model(directory)
     except InputError:
         raise
     except Exception as exc:  # a truncated file, or weights of another size than config.json says

@@ -65,15 +65,15 @@ def threshold_search(probs: np.ndarray, labels: np.ndarray, grid: Sequence[float
     accurate model every grid point does, and "0.50" is the grid's bottom, not a finding). The
     search adds the observed confidence quantiles below the grid (rounded down to 2 decimals, so
     they print as they are), and reports where it stopped: ``floor`` is the lowest threshold
-    searched (the minimum observed confidence, i.e. every row covered); ``floor_hit`` says the SLA
-    still held there; otherwise ``fails_below`` is the next lower threshold, where it no longer holds.
+    searched (min(grid), or the lowest confidence rounded down to 2 decimals if that is lower);
+    ``floor_hit`` says the SLA still held there; otherwise ``fails_below`` is the next lower threshold, where it no longer holds.
     """
     confidence = probs.max(axis=1)
     lowest = min(grid) if len(grid) else 1.0
     extra = {float(np.floor(q * 100) / 100) for q in np.quantile(confidence, SEARCH_QUANTILES)} if confidence.size else set()
-    thresholds = sorted({float(t) for t in grid} | {t for t in extra if t < lowest})
-    rows = coverage_table(probs, labels, thresholds)
     grid_set = {float(t) for t in grid}
+    thresholds = sorted(grid_set | {t for t in extra if t < lowest})
+    rows = coverage_table(probs, labels, thresholds)
     for row in rows:
         row["source"] = "grid" if row["threshold"] in grid_set else "confidence quantile"
     result = {"rows": rows, **sla(rows, target), "floor": thresholds[0] if thresholds else None,

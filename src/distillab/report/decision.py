@@ -32,7 +32,6 @@ from distillab.report.tables import (
     distilled_arm,
     fmt_int,
     fmt_signed,
-    is_reference,
     support_noun,
 )
 

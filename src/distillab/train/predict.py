@@ -113,11 +113,7 @@ def serving_cost(model, student, texts: list[str], device: torch.device, autocas
         return featurised - start, time.perf_counter() - featurised
 
     with fixed_threads(SERVING_THREADS):
-        _MEASURED[key] = time_serving(run)
-    _MEASURED[key].update({
-        "device": device_name(device),
-        "architecture": key,
-    })
+        _MEASURED[key] = {**time_serving(run), "device": device_name(device), "architecture": key}
     return copy.deepcopy(_MEASURED[key])
 
 
