@@ -6,10 +6,15 @@ evaluates the user's function on several seeded random batches (different batch 
 :func:`distillab.losses.reference.kd_loss`, and, if they differ, evaluates the reference with each
 known bug (and every combination of them) switched on and reports the variant the user's numbers
 fit. The bugs are the ones peers ship most often (TRL #2202, the course's colleague, ...).
+
+:func:`check_objective` / :func:`check_objective_isolated` do the same for the feature, attention
+and relation objectives of :mod:`distillab.losses.features` (``check-loss --objective``), against
+:mod:`distillab.losses.feature_reference`; they report the largest differences, not a bug name.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -356,13 +361,24 @@ def check_loss_isolated(spec: str, fixed: tuple[float, float] | None = None, cas
     The check passes only on a complete result from a child that exited normally; anything
     else (an exit, a kill, an error) is an :class:`InputError`.
     """
+    result = _run_isolated(spec, _kd_outputs, (spec, fixed, tuple(cases)))
+    outputs = [(value, None if grad is None else np.asarray(grad, dtype=np.float64)) for value, grad in result["outputs"]]
+    return compare_with_reference(result["call"], outputs, cases, fixed)
+
+
+def _run_isolated(spec: str, work: Callable, args: tuple) -> dict:
+    """``work(*args)`` (a module-level function returning a JSON-able dict) run in a child process.
+
+    Returns its dict; raises :class:`InputError` for an error the child reported, and for a child
+    that ended without writing a complete result or with a non-zero exit code.
+    """
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with tempfile.TemporaryDirectory(prefix="distillab-check-loss-") as tmp:
         result_path = Path(tmp) / "result.json"
         sys.stdout.flush()  # a forked child flushes its copy of these buffers when it ends
         sys.stderr.flush()
-        child = context.Process(target=_child_main, args=(spec, fixed, tuple(cases), str(result_path)))
+        child = context.Process(target=_child_main, args=(spec, work, args, str(result_path)))
         child.start()
         child.join()
         result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.exists() else None
@@ -375,22 +391,25 @@ def check_loss_isolated(spec: str, fixed: tuple[float, float] | None = None, cas
             f"checking {spec}: the process {how} before the function returned on every test batch "
             "(os._exit, a signal or a crash); a loss function must return its value"
         )
-    outputs = [(value, None if grad is None else np.asarray(grad, dtype=np.float64)) for value, grad in result["outputs"]]
-    return compare_with_reference(result["call"], outputs, cases, fixed)
+    return result
 
 
-def _child_main(spec: str, fixed, cases, result_path: str) -> None:
-    """In the child: import and call the user's function; write its outputs (or one error line) to ``result_path``."""
+def _child_main(spec: str, work: Callable, args: tuple, result_path: str) -> None:
+    """In the child: ``work(*args)`` (which imports and calls the user's function); write its dict (or one error line)."""
     try:
-        fn, name = load_function(spec)
-        call, description = make_caller(fn, name, fixed)
-        outputs = [_evaluate(call, name, case, T, alpha) for case, T, alpha in _settings(cases, fixed)]
-        result = {"call": description, "outputs": [(v, None if g is None else g.tolist()) for v, g in outputs]}
+        result = work(*args)
     except InputError as exc:
         result = {"error": str(exc)}
     except Exception as exc:  # e.g. the user's signature inspection itself failing: still one line
         result = {"error": f"checking {spec} {_describe(exc)}"}
     write_text_atomic(result_path, json.dumps(result))  # NaN stays NaN: json reads it back
+
+
+def _kd_outputs(spec: str, fixed, cases) -> dict:
+    fn, name = load_function(spec)
+    call, description = make_caller(fn, name, fixed)
+    outputs = [_evaluate(call, name, case, T, alpha) for case, T, alpha in _settings(cases, fixed)]
+    return {"call": description, "outputs": [(v, None if g is None else g.tolist()) for v, g in outputs]}
 
 
 # --------------------------------------------------------------------------- report
@@ -436,3 +455,343 @@ def format_report(result: CheckResult, spec: str) -> str:
             lines.append(f"Its values are a constant {ratios[0]:.6g}x the reference on every batch (a stray scale factor).")
         lines.append("It fits none of the known silent bugs (" + ", ".join(BUGS) + ") or their combinations.")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the other objectives (--objective)
+#
+# The user's function is called exactly as distillab's own (distillab.losses.features), on small
+# seeded float64 cases: padding of different lengths (down to one real token), unequal widths and
+# head counts, each setting at more than one value. Its value and its gradient w.r.t. the student
+# input(s) are compared with the float64 oracle of distillab.losses.feature_reference, whose
+# gradient is taken by central differences (so it shares no code with any torch implementation).
+
+
+@dataclass(frozen=True)
+class ObjectiveCase:
+    seed: int
+    label: str  # what the report shows: shapes, padding, settings
+    sizes: dict = field(default_factory=dict, hash=False)  # objective-specific shapes
+    lengths: tuple | None = None  # real tokens per row (mask = HF attention_mask, int64); None: no mask
+    settings: dict = field(default_factory=dict, hash=False)  # passed to the function by keyword
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    call: str  # how the function is called, {name} = the user's function name
+    formula: str  # the reference, in one line
+    student: tuple  # the inputs the gradient is taken w.r.t.
+    cases: tuple
+    make: Callable  # (generator, case) -> dict of float64 tensors (and "mask")
+    invoke: Callable  # (fn, inputs, case) -> what fn returns; the same for the user's fn and the oracle
+
+
+def _token_mask(case: ObjectiveCase, batch: int, tokens: int):
+    if case.lengths is None:
+        return None
+    mask = torch.zeros(batch, tokens, dtype=torch.int64)
+    for b, n in enumerate(case.lengths):
+        mask[b, :n] = 1
+    return mask
+
+
+def _attention_maps(g, batch: int, heads: int, tokens: int, mask):
+    """Softmax rows over keys with padded keys at probability 0, as a model's attention outputs are."""
+    scores = 2.0 * torch.randn(batch, heads, tokens, tokens, generator=g, dtype=torch.float64)
+    if mask is not None:
+        scores = scores.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
+    return scores.softmax(-1)
+
+
+def _make_hidden(g, case):
+    c = case.sizes
+    shape = (c["B"], c["T"], c["D"]) if "T" in c else (c["B"], c["D"])
+    mask = _token_mask(case, c["B"], c.get("T", 0))
+    return {"student": torch.randn(*shape, generator=g, dtype=torch.float64),
+            "teacher": 1.5 * torch.randn(*shape, generator=g, dtype=torch.float64), "mask": mask}
+
+
+def _make_attention(g, case):
+    c = case.sizes
+    mask = _token_mask(case, c["B"], c["T"])
+    return {"student_attn": _attention_maps(g, c["B"], c["Hs"], c["T"], mask),
+            "teacher_attn": _attention_maps(g, c["B"], c["Ht"], c["T"], mask), "mask": mask}
+
+
+def _make_states(g, case):
+    c = case.sizes
+    mask = _token_mask(case, c["student"][0], c["student"][1]) if case.lengths else None
+    return {"student_states": torch.randn(*c["student"], generator=g, dtype=torch.float64),
+            "teacher_states": 2.0 * torch.randn(*c["teacher"], generator=g, dtype=torch.float64), "mask": mask}
+
+
+def _make_qkv(g, case):
+    c = case.sizes
+    inputs = {}
+    for side, width in (("student", c["Ds"]), ("teacher", c["Dt"])):
+        for name in "qkv":
+            inputs[f"{side}_{name}"] = torch.randn(c["B"], c["T"], width, generator=g, dtype=torch.float64)
+    inputs["mask"] = _token_mask(case, c["B"], c["T"])
+    return inputs
+
+
+def _make_pooled(g, case):
+    c = case.sizes
+    return {"student": torch.randn(c["B"], c["Ds"], generator=g, dtype=torch.float64),
+            "teacher": torch.randn(c["B"], c["Dt"], generator=g, dtype=torch.float64)}
+
+
+def _invoke_minilm(fn, x, case):
+    student = {name: x[f"student_{name}"] for name in "qkv"}
+    teacher = {name: x[f"teacher_{name}"] for name in "qkv"}
+    return fn(student, teacher, case.settings["relation_heads"], x["mask"])
+
+
+_ATTENTION_CASES = (
+    ObjectiveCase(0, "[2,2,5,5] vs 4 teacher heads, real tokens 5,2", {"B": 2, "Hs": 2, "Ht": 4, "T": 5}, (5, 2)),
+    ObjectiveCase(1, "[3,2,4,4] vs 2 teacher heads, real tokens 4,1,3", {"B": 3, "Hs": 2, "Ht": 2, "T": 4}, (4, 1, 3)),
+    ObjectiveCase(2, "[1,4,4,4] vs 2 teacher heads, no mask", {"B": 1, "Hs": 4, "Ht": 2, "T": 4}),
+)
+
+OBJECTIVES = {
+    "hidden_mse": ObjectiveSpec(
+        "{name}(student, teacher, mask, normalize=...)",
+        "mean over real positions of mean_D (s - t)^2; normalize: both L2-normalised along D first",
+        ("student",),
+        (
+            ObjectiveCase(0, "[3,6,8], real tokens 6,3,1", {"B": 3, "T": 6, "D": 8}, (6, 3, 1), {"normalize": False}),
+            ObjectiveCase(1, "[2,5,4], real tokens 5,2, normalize", {"B": 2, "T": 5, "D": 4}, (5, 2), {"normalize": True}),
+            ObjectiveCase(2, "pooled [4,6]", {"B": 4, "D": 6}, None, {"normalize": False}),
+            ObjectiveCase(3, "pooled [3,5], normalize", {"B": 3, "D": 5}, None, {"normalize": True}),
+        ),
+        _make_hidden,
+        lambda fn, x, case: fn(x["student"], x["teacher"], x["mask"], **case.settings),
+    ),
+    "attention_kl": ObjectiveSpec(
+        "{name}(student_attn, teacher_attn, mask)",
+        "mean over real (b, head, query) of sum over real keys p_t (log max(p_t, 1e-8) - log max(p_s, 1e-8)); "
+        "extra heads averaged in consecutive groups",
+        ("student_attn",), _ATTENTION_CASES, _make_attention,
+        lambda fn, x, case: fn(x["student_attn"], x["teacher_attn"], x["mask"]),
+    ),
+    "attention_mse": ObjectiveSpec(
+        "{name}(student_attn, teacher_attn, mask)",
+        "mean over real (b, head, query, key) of (p_s - p_t)^2; extra heads averaged in consecutive groups",
+        ("student_attn",), _ATTENTION_CASES, _make_attention,
+        lambda fn, x, case: fn(x["student_attn"], x["teacher_attn"], x["mask"]),
+    ),
+    "attention_transfer": ObjectiveSpec(
+        "{name}(student_states, teacher_states, mask, p=...)",
+        "a = normalize_T(mean_D |h|^p, padding 0); mean over B and all T of (a_s - a_t)^2",
+        ("student_states",),
+        (
+            ObjectiveCase(0, "[3,6,4] vs [3,6,8], real tokens 6,3,1, p=2",
+                          {"student": (3, 6, 4), "teacher": (3, 6, 8)}, (6, 3, 1), {"p": 2}),
+            ObjectiveCase(1, "[2,5,3] vs [2,5,6], real tokens 5,2, p=1",
+                          {"student": (2, 5, 3), "teacher": (2, 5, 6)}, (5, 2), {"p": 1}),
+            ObjectiveCase(2, "conv [2,3,3,4] vs [2,5,3,4], p=2",
+                          {"student": (2, 3, 3, 4), "teacher": (2, 5, 3, 4)}, None, {"p": 2}),
+        ),
+        _make_states,
+        lambda fn, x, case: fn(x["student_states"], x["teacher_states"], x["mask"], **case.settings),
+    ),
+    "minilm_relations": ObjectiveSpec(
+        "{name}(student_qkv, teacher_qkv, relation_heads, mask)",
+        "sum over qq, kk, vv of mean over real (b, relation head, query) of KL(teacher relation || student relation)",
+        ("student_q", "student_k", "student_v"),
+        (
+            ObjectiveCase(0, "D 4 vs 8, [2,5], 2 relation heads, real tokens 5,2",
+                          {"B": 2, "T": 5, "Ds": 4, "Dt": 8}, (5, 2), {"relation_heads": 2}),
+            ObjectiveCase(1, "D 6 vs 6, [2,4], 3 relation heads, real tokens 4,1",
+                          {"B": 2, "T": 4, "Ds": 6, "Dt": 6}, (4, 1), {"relation_heads": 3}),
+        ),
+        _make_qkv, _invoke_minilm,
+    ),
+    "rkd": ObjectiveSpec(
+        "{name}(student, teacher, distance_weight=..., angle_weight=...)",
+        "dw * smooth_l1(d_s/mean d_s, d_t/mean d_t) over B^2 + aw * smooth_l1(cos_s, cos_t) over B^3 (Park et al.)",
+        ("student",),
+        (
+            ObjectiveCase(0, "[6,5] vs [6,9], weights 1, 2", {"B": 6, "Ds": 5, "Dt": 9}, None,
+                          {"distance_weight": 1.0, "angle_weight": 2.0}),
+            ObjectiveCase(1, "[4,3] vs [4,3], weights 0.5, 0", {"B": 4, "Ds": 3, "Dt": 3}, None,
+                          {"distance_weight": 0.5, "angle_weight": 0.0}),
+            ObjectiveCase(2, "[5,4] vs [5,2], weights 0, 1", {"B": 5, "Ds": 4, "Dt": 2}, None,
+                          {"distance_weight": 0.0, "angle_weight": 1.0}),
+        ),
+        _make_pooled,
+        lambda fn, x, case: fn(x["student"], x["teacher"], **case.settings),
+    ),
+    "crd_lite": ObjectiveSpec(
+        "{name}(student, teacher, temperature=...)",
+        "mean_i CE(normalize(s) @ normalize(t)^T / temperature, target i)",
+        ("student",),
+        (
+            ObjectiveCase(0, "[6,8], temperature 0.07", {"B": 6, "Ds": 8, "Dt": 8}, None, {"temperature": 0.07}),
+            ObjectiveCase(1, "[3,4], temperature 0.5", {"B": 3, "Ds": 4, "Dt": 4}, None, {"temperature": 0.5}),
+        ),
+        _make_pooled,
+        lambda fn, x, case: fn(x["student"], x["teacher"], **case.settings),
+    ),
+}
+
+
+def objective_inputs(objective: str, case: ObjectiveCase, dtype=torch.float64) -> dict:
+    """The seeded inputs of one case: float tensors in ``dtype``, the mask int64 (1 = real token) or None."""
+    inputs = OBJECTIVES[objective].make(torch.Generator().manual_seed(case.seed), case)
+    return {k: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in inputs.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def objective_reference(objective: str, case: ObjectiveCase) -> tuple[float, np.ndarray]:
+    """The oracle's (value, gradient w.r.t. the student inputs, flattened in order) on one case.
+
+    Cached: the central differences call the slow oracle twice per input entry. Do not modify the array.
+    """
+    from distillab.losses import feature_reference
+
+    spec = OBJECTIVES[objective]
+    oracle = getattr(feature_reference, objective)
+    inputs = {k: None if v is None else v.numpy() for k, v in objective_inputs(objective, case).items()}
+    inputs = {k: v.astype(np.float64) if v is not None and k != "mask" else v for k, v in inputs.items()}
+
+    def value(x):
+        return spec.invoke(oracle, x, case)
+
+    grads = [reference.numerical_grad(lambda a, key=key: value({**inputs, key: a}), inputs[key]).ravel()
+             for key in spec.student]
+    return value(inputs), np.concatenate(grads)
+
+
+def _evaluate_objective(fn: Callable, name: str, objective: str, case: ObjectiveCase):
+    """The user's (value, flattened student gradient or None) on one case; float64 first, float32 as a fallback."""
+    spec = OBJECTIVES[objective]
+    first_error = None
+    for dtype in (torch.float64, torch.float32):
+        inputs = objective_inputs(objective, case, dtype)
+        leaves = [inputs[key].requires_grad_(True) for key in spec.student]
+        try:
+            loss = _scalar(spec.invoke(fn, inputs, case), name)
+        except InputError:
+            raise
+        except (Exception, SystemExit) as exc:
+            if isinstance(exc, SystemExit):
+                first_error = exc
+                break
+            first_error = first_error or exc
+            continue
+        if isinstance(loss, float) or not loss.requires_grad:
+            return float(loss), None
+        try:
+            loss.backward()
+        except (Exception, SystemExit) as exc:
+            raise InputError(f"backward through the value {name} returned {_describe(exc)}") from exc
+        if all(leaf.grad is None for leaf in leaves):
+            return float(loss.detach()), None
+        grads = [np.zeros(leaf.numel()) if leaf.grad is None else leaf.grad.double().numpy().ravel() for leaf in leaves]
+        return float(loss.detach()), np.concatenate(grads)
+    raise InputError(f"calling {name} as {spec.call.format(name=name)} on the case {case.label} {_describe(first_error)}")
+
+
+@dataclass
+class ObjectiveCaseResult:
+    case: ObjectiveCase
+    value: float
+    reference: float
+    grad_error: float | None  # max |grad − reference grad|; None when the user's loss has no gradient
+
+
+@dataclass
+class ObjectiveCheckResult:
+    objective: str
+    matches: bool
+    call: str
+    cases: list[ObjectiveCaseResult]
+    has_grad: bool = True
+    values_match: bool = False
+
+
+def _check_objective_name(objective: str) -> ObjectiveSpec:
+    if objective not in OBJECTIVES:
+        raise InputError(f"--objective {objective!r} is not known; use kd or one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[objective]
+
+
+def check_objective(fn: Callable, objective: str, name: str | None = None) -> ObjectiveCheckResult:
+    """Compare ``fn`` with the float64 oracle of ``objective`` (a key of :data:`OBJECTIVES`), in this process."""
+    spec = _check_objective_name(objective)
+    name = name or getattr(fn, "__name__", "loss")
+    outputs = [_evaluate_objective(fn, name, objective, case) for case in spec.cases]
+    return compare_objective(objective, spec.call.format(name=name), outputs)
+
+
+def check_objective_isolated(spec_string: str, objective: str) -> ObjectiveCheckResult:
+    """:func:`check_objective` on ``MODULE:FUNCTION`` with the user's code in a child process (see :func:`check_loss_isolated`)."""
+    _check_objective_name(objective)
+    result = _run_isolated(spec_string, _objective_outputs, (spec_string, objective))
+    outputs = [(value, None if grad is None else np.asarray(grad, dtype=np.float64)) for value, grad in result["outputs"]]
+    return compare_objective(objective, result["call"], outputs)
+
+
+def _objective_outputs(spec_string: str, objective: str) -> dict:
+    fn, name = load_function(spec_string)
+    outputs = [_evaluate_objective(fn, name, objective, case) for case in OBJECTIVES[objective].cases]
+    return {"call": OBJECTIVES[objective].call.format(name=name),
+            "outputs": [(v, None if g is None else g.tolist()) for v, g in outputs]}
+
+
+def compare_objective(objective: str, description: str, outputs: list) -> ObjectiveCheckResult:
+    """Judge the user's ``outputs`` ([(value, grad or None)] per case) against the oracle."""
+    results, grads_match = [], True
+    for (value, grad), case in zip(outputs, OBJECTIVES[objective].cases):
+        ref_value, ref_grad = objective_reference(objective, case)
+        grad_error = None
+        if grad is not None:
+            grad_error = float(np.max(np.abs(grad - ref_grad), initial=0.0)) if grad.shape == ref_grad.shape else float("inf")
+            grads_match = grads_match and grad.shape == ref_grad.shape and _close(grad, ref_grad)
+        results.append(ObjectiveCaseResult(case, value, ref_value, grad_error))
+    has_grad = all(grad is not None for _, grad in outputs)
+    values_match = _close([r.value for r in results], [r.reference for r in results])
+    return ObjectiveCheckResult(objective, values_match and has_grad and grads_match, description, results,
+                                has_grad=has_grad, values_match=values_match)
+
+
+def format_objective_report(result: ObjectiveCheckResult, spec: str) -> str:
+    rows = result.cases
+    width = max(len(r.case.label) for r in rows)
+    lines = [
+        f"check-loss {spec} --objective {result.objective}",
+        f"called as {result.call} on {len(rows)} seeded float64 cases",
+        f"reference: {OBJECTIVES[result.objective].formula}",
+        "",
+        f"{'case':<{width}} {'yours':>14} {'reference':>14} {'|Δvalue|':>9} {'max|Δgrad|':>11}",
+    ]
+    for r in rows:
+        grad = "no grad" if r.grad_error is None else f"{r.grad_error:.2e}"
+        lines.append(f"{r.case.label:<{width}} {r.value:>14.8g} {r.reference:>14.8g} "
+                     f"{abs(r.value - r.reference):>9.2e} {grad:>11}")
+    lines.append("")
+    if result.matches:
+        lines.append("OK: matches the reference (values and gradients).")
+        return "\n".join(lines)
+    worst_value = max(rows, key=lambda r: _nan_last(abs(r.value - r.reference)))
+    if result.values_match and not result.has_grad:
+        lines.append("MISMATCH: the values match the reference but the loss has no gradient w.r.t. the student input "
+                     "(returned a float, or detached / computed outside autograd).")
+    elif result.values_match:
+        lines.append("MISMATCH: the values match the reference but the gradients do not "
+                     "(something is detached, or a custom backward is wrong).")
+    else:
+        lines.append(f"MISMATCH: does not match the reference; largest |Δvalue| "
+                     f"{abs(worst_value.value - worst_value.reference):.3g} on the case {worst_value.case.label}.")
+        ratios = [r.value / r.reference for r in rows if r.reference != 0]
+        if len(ratios) > 1 and np.allclose(ratios, ratios[0], rtol=1e-4):
+            lines.append(f"Its values are a constant {ratios[0]:.6g}x the reference on every case (a stray scale factor).")
+    graded = [r for r in rows if r.grad_error is not None]
+    if graded:
+        worst_grad = max(graded, key=lambda r: _nan_last(r.grad_error))
+        lines.append(f"Largest |Δgrad| {worst_grad.grad_error:.3g} on the case {worst_grad.case.label}.")
+    return "\n".join(lines)
+
+
+def _nan_last(x: float) -> float:
+    return float("inf") if x != x else x
