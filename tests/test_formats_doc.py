@@ -91,3 +91,36 @@ def test_every_scenario_key_and_metric_is_documented():
     assert SCENARIO_KEYS <= keys
     for key in CONSTRAINT_KEYS | set(CANDIDATE_METRICS):
         assert f"{key}" in text, key
+
+
+def test_every_teacher_cache_key_and_tensor_written_is_documented(tmp_path):
+    """The cache section's tables cover what the writer writes: manifest keys, feature entries, shard tensors."""
+    import numpy as np
+
+    from distillab.teacher.cache import CacheWriter, read_safetensors
+    from distillab.teacher.capture import topk_outputs
+
+    documented = documented_keys("The teacher cache")
+    rows, width = 5, 4
+    ids, labels = np.array([f"r{i}" for i in range(rows)]), np.arange(rows) % 3
+    features = [{"name": "pooled.2", "layer": 2, "pooling": "mean", "width": 6, "dtype": "fp16"}]
+    written = set()
+    for kind, tokens in (("dense", None), ("topk", None), ("topk", 3)):
+        out = tmp_path / f"{kind}-{tokens}"
+        writer = CacheWriter(out, ids=ids, labels=labels, texts=["t"] * rows, classes=CLASSES[:3] + ["x"],
+                             fingerprint={"dataset": {"splits": {"all": rows}}, "teacher": {}, "capture": {}},
+                             kind=kind, width=width, k=None if kind == "dense" else 2, tokens=tokens,
+                             features=features, teacher_layers=4)
+        writer.prepare()
+        logits = np.random.RandomState(0).normal(size=(rows, *((tokens,) if tokens else ()), width)).astype(np.float32)
+        arrays = {"logits": logits} if kind == "dense" else topk_outputs(logits, 2)
+        if tokens:
+            arrays.update(input_ids=np.zeros((rows, tokens), np.int32), num_tokens=np.full(rows, tokens, np.int32))
+        writer.write_shard(0, {**arrays, "feature.pooled.2": np.zeros((rows, 6), np.float32)})
+        manifest = writer.finalize()
+        written |= set(manifest) | set(manifest["shards"][0]) | set(manifest["features"][0])
+        written |= {name.replace("pooled.2", "NAME") for name in read_safetensors(out / "shard-00000.safetensors")[1]}
+    shard_entry = {"file", "first_row", "rows", "bytes", "sha256"}  # listed inline in the `shards` row
+    entry_text = "{" + ", ".join(sorted(shard_entry, key=list(manifest["shards"][0]).index)) + "}"
+    assert entry_text in section("The teacher cache")
+    assert not written - documented - shard_entry, written - documented

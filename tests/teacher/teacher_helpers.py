@@ -36,7 +36,7 @@ def vocabulary() -> list[str]:
     return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words]
 
 
-def make_tokenizer():
+def make_tokenizer(model_input_names: list[str] | None = None):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -46,8 +46,9 @@ def make_tokenizer():
     core.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
     )
+    extra = {"model_input_names": model_input_names} if model_input_names else {}
     return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]",
-                                   cls_token="[CLS]", sep_token="[SEP]")
+                                   cls_token="[CLS]", sep_token="[SEP]", **extra)
 
 
 def build_tiny_bert(path, num_labels: int = len(CLASSES), id2label: dict | None = None, seed: int = 0):
@@ -65,6 +66,21 @@ def build_tiny_bert(path, num_labels: int = len(CLASSES), id2label: dict | None 
     model = BertForSequenceClassification(config).eval()
     with torch.no_grad():  # random init gives logits ~1e-3; spread them so argmax and top-k mean something
         model.classifier.weight.mul_(100.0)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def build_tiny_mpnet(path, num_labels: int = len(CLASSES), seed: int = 0):
+    """The demo teacher's architecture (MPNet), tiny: relative position buckets, padding-aware position ids."""
+    import torch
+    from transformers import MPNetConfig, MPNetForSequenceClassification
+
+    torch.manual_seed(seed)
+    tokenizer = make_tokenizer(["input_ids", "attention_mask"])  # MPNet takes no token_type_ids
+    config = MPNetConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=66, num_labels=num_labels, pad_token_id=0)
+    model = MPNetForSequenceClassification(config).eval()
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)

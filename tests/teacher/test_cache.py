@@ -18,20 +18,28 @@ from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint
 
 
 def write_cache(out, dataset, logits=None, *, kind="dense", dtype="fp16", k=None, shard_rows=8, splits=None,
-                temperature=None):
-    """Write ``logits`` (float32, one row per selected dataset row) through the writer, shard by shard."""
+                temperature=None, features=None):
+    """Write ``logits`` (float32, one row per selected dataset row) through the writer, shard by shard.
+
+    ``features``: name (``pooled.L``) → float32 [rows, width], stored in the cache dtype as a runner would.
+    """
     splits, ids, texts, labels = select_rows(dataset, splits)
     if logits is None:
         logits = np.random.RandomState(1).normal(size=(len(ids), len(dataset.classes))).astype(np.float32) * 3
-    fingerprint = make_fingerprint(dataset_fingerprint(dataset, splits, ids, labels), {"name": "fixture"},
-                                   {"splits": splits})
+    features = features or {}
+    capture = {"splits": splits, **({"features": list(features)} if features else {})}
+    fingerprint = make_fingerprint(dataset_fingerprint(dataset, splits, ids, labels), {"name": "fixture"}, capture)
+    entries = [{"name": name, "layer": int(name.split(".")[1]), "pooling": "mean", "width": value.shape[1],
+                "dtype": dtype} for name, value in features.items()]
     writer = CacheWriter(out, ids=ids, labels=labels, texts=texts, classes=dataset.classes, fingerprint=fingerprint,
                          kind=kind, width=logits.shape[1], dtype=dtype, k=k, shard_rows=shard_rows,
-                         temperature=temperature)
+                         temperature=temperature, features=entries,
+                         teacher_layers=max((e["layer"] for e in entries), default=None))
     writer.prepare()
     for index in writer.pending_shards():
         start, stop = writer.shard_range(index)
         arrays = {"logits": logits[start:stop]} if kind == "dense" else topk_outputs(logits[start:stop], k)
+        arrays.update({f"feature.{name}": value[start:stop] for name, value in features.items()})
         writer.write_shard(index, arrays)
     writer.finalize()
     return ids, labels, logits

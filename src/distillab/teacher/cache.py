@@ -9,7 +9,9 @@ Every shard holds ``labels`` int32 [r] and ``text_sha256_8`` uint8 [r, 8] (so a 
 row whose label or text changed), the row ids in its safetensors metadata, and the teacher's output:
 dense ``logits`` [r, K] (fp16/bf16/fp32), or top-k ``topk_ids`` int32 / ``topk_logprobs`` [r(, T), k]
 with ``tail_logmass`` and ``tail_kl`` float32 [r(, T)] (per-token caches add ``input_ids`` and
-``num_tokens``).
+``num_tokens``). A cache captured with features adds one ``feature.NAME`` [r, width] per feature the
+manifest's ``features`` lists (see :mod:`distillab.teacher.features`); a cache without them has no
+``features`` key at all, so its manifest is byte-identical to one written before features existed.
 
 Why it is built this way:
 
@@ -40,6 +42,7 @@ import numpy as np
 from distillab.errors import FingerprintMismatch, InputError
 from distillab.io import Predictions, atomic_path, check_output_dir, read_json, sha256_file, write_json_atomic
 from distillab.teacher import DEFAULT_SHARD_ROWS  # re-exported: runners import it from here
+from distillab.teacher.features import entry_problem, tensor_name
 from distillab.teacher.fingerprint import diff, sha256_lines, short_repr, text_digests
 
 FORMAT = "distillab.teacher_cache"
@@ -126,7 +129,13 @@ class CacheWriter:
         tokens: int | None = None,
         temperature: float | None = None,
         shard_rows: int = DEFAULT_SHARD_ROWS,
+        features: list[dict] | None = None,
+        teacher_layers: int | None = None,
     ) -> None:
+        """``features``: manifest entries ``{name, layer, pooling, width, dtype}`` (see ``features.py``);
+        each shard then also takes ``feature.NAME`` [rows, width] in :meth:`write_shard`. With features,
+        ``teacher_layers`` is the teacher's ``num_hidden_layers`` (so readers can resolve ``pooled.last``
+        and map layers)."""
         if kind not in KINDS:
             raise InputError(f"cache kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if dtype not in DTYPES:
@@ -146,6 +155,17 @@ class CacheWriter:
                              "differ in length")
         self.kind, self.dtype, self.k, self.tokens, self.width = kind, dtype, k, tokens, int(width)
         self.shard_rows = int(shard_rows)
+        self.features = [dict(entry) for entry in features or []]
+        for index, entry in enumerate(self.features):
+            problem = entry_problem(entry, DTYPES)
+            if problem:
+                raise InputError(f"features[{index}]: {problem}")
+        if len({entry["name"] for entry in self.features}) != len(self.features):
+            raise InputError(f"features name one feature twice: {[entry['name'] for entry in self.features]}")
+        if self.features and not (_is_int(teacher_layers)
+                                  and teacher_layers >= max(entry["layer"] for entry in self.features)):
+            raise InputError(f"features need teacher_layers (the teacher's num_hidden_layers, >= every feature's "
+                             f"layer), got {teacher_layers!r}")
         self.head = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -162,6 +182,9 @@ class CacheWriter:
             "num_shards": self.num_shards,
             "fingerprint": fingerprint,
         }
+        if self.features:  # absent, not empty, without features: old manifests stay byte-identical
+            self.head["teacher_layers"] = int(teacher_layers)
+            self.head["features"] = self.features
 
     @property
     def num_shards(self) -> int:
@@ -241,10 +264,15 @@ class CacheWriter:
 
     def _expected_shapes(self, rows: int) -> dict[str, tuple]:
         return {name: shape for name, (shape, _) in
-                teacher_arrays(self.kind, rows, self.width, self.k, self.tokens, self.dtype).items()}
+                teacher_arrays(self.kind, rows, self.width, self.k, self.tokens, self.dtype, self.features).items()}
 
     def _cast(self, name: str, value: np.ndarray, index: int, start: int):
         import torch
+
+        dtype = self.dtype
+        feature = next((entry for entry in self.features if tensor_name(entry["name"]) == name), None)
+        if feature is not None:
+            dtype = feature["dtype"]
 
         if name in ("topk_ids", "input_ids", "num_tokens"):
             return torch.from_numpy(np.ascontiguousarray(value, dtype=np.int32))
@@ -258,16 +286,16 @@ class CacheWriter:
                 "check the model and its inputs (under GPU autocast, half-precision overflow inside the model "
                 "is a common cause)"
             )
-        if name in ("logits", "topk_logprobs"):
-            if self.dtype == "fp16" and np.abs(value).max(initial=0.0) > FP16_MAX:
+        if name in ("logits", "topk_logprobs") or feature is not None:
+            if dtype == "fp16" and np.abs(value).max(initial=0.0) > FP16_MAX:
                 row = start + int(np.argwhere(np.abs(value) > FP16_MAX)[0][0])
                 raise InputError(
                     f"teacher {name} reach {np.abs(value).max():.4g} at row {str(self.ids[row])!r}, beyond fp16's "
                     f"range ({FP16_MAX:g}); use --dtype bf16 or fp32"
                 )
-            if self.dtype == "bf16":  # numpy has no bf16; torch rounds to nearest even
+            if dtype == "bf16":  # numpy has no bf16; torch rounds to nearest even
                 return torch.from_numpy(value).to(torch.bfloat16)
-            return torch.from_numpy(value.astype(np.float16) if self.dtype == "fp16" else value)
+            return torch.from_numpy(value.astype(np.float16) if dtype == "fp16" else value)
         return torch.from_numpy(value)
 
     def finalize(self) -> dict:
@@ -295,12 +323,13 @@ class CacheWriter:
 
 
 def teacher_arrays(kind: str, rows: int, width: int, k: int | None, tokens: int | None,
-                   dtype: str) -> dict[str, tuple[tuple, str]]:
+                   dtype: str, features: list[dict] = ()) -> dict[str, tuple[tuple, str]]:
     """Name → (shape, safetensors dtype) of the teacher arrays a shard of ``rows`` rows holds."""
     lead = (rows,) if tokens is None else (rows, tokens)
     stored = _CACHE_DTYPES[dtype]
+    extra = {tensor_name(f["name"]): ((rows, f["width"]), _CACHE_DTYPES[f["dtype"]]) for f in features}
     if kind == "dense":
-        return {"logits": ((rows, width), stored)}
+        return {"logits": ((rows, width), stored), **extra}
     arrays = {
         "topk_ids": ((*lead, k), "I32"),
         "topk_logprobs": ((*lead, k), stored),
@@ -309,7 +338,7 @@ def teacher_arrays(kind: str, rows: int, width: int, k: int | None, tokens: int 
     }
     if tokens is not None:
         arrays.update(input_ids=(lead, "I32"), num_tokens=((rows,), "I32"))
-    return arrays
+    return {**arrays, **extra}
 
 
 def _check_ids(ids: np.ndarray) -> np.ndarray:
@@ -495,7 +524,40 @@ def read_manifest(path: Path) -> dict:
     need("fingerprint.dataset.splits", isinstance(splits, dict) and all(_is_int(n) and n >= 0 for n in splits.values())
          and sum(splits.values()) == rows, f"split sizes adding up to rows ({rows})", show=False)
     need("fingerprint.teacher", isinstance(fingerprint.get("teacher"), dict), "an object", show=False)
+    _check_features(file, manifest)
     return manifest
+
+
+def _check_features(file: Path, manifest: dict) -> None:
+    """``features`` (optional) must be well-formed entries, and exactly the names the fingerprint records."""
+    capture = manifest["fingerprint"].get("capture")
+    recorded = capture.get("features") if isinstance(capture, dict) else None
+    if "features" not in manifest:
+        if recorded is not None:
+            raise InputError(f"{file}: key 'fingerprint.capture.features' lists {short_repr(recorded)} but the "
+                             "manifest has no 'features' key")
+        if "teacher_layers" in manifest:
+            raise InputError(f"{file}: key 'teacher_layers' is only written with 'features', which is missing")
+        return
+    features = manifest["features"]
+    if not (isinstance(features, list) and features):
+        raise InputError(f"{file}: key 'features' must be a non-empty list of feature entries, "
+                         f"got {short_repr(features)}")
+    for index, entry in enumerate(features):
+        problem = entry_problem(entry, DTYPES)
+        if problem:
+            raise InputError(f"{file}: key 'features[{index}]' {problem}")
+    names = [entry["name"] for entry in features]
+    if len(set(names)) != len(names):
+        raise InputError(f"{file}: key 'features' lists a name twice ({', '.join(names)})")
+    if recorded != names:
+        raise InputError(f"{file}: key 'features' ({', '.join(names)}) differs from 'fingerprint.capture.features' "
+                         f"({short_repr(recorded)})")
+    layers = manifest.get("teacher_layers")
+    deepest = max(entry["layer"] for entry in features)
+    if not (_is_int(layers) and layers >= deepest):
+        raise InputError(f"{file}: key 'teacher_layers' must be the teacher's num_hidden_layers, an integer >= "
+                         f"{deepest} (the deepest feature's layer), got {short_repr(layers)}")
 
 
 def shard_path(path: Path, index: int, entry: dict) -> Path:
@@ -522,7 +584,7 @@ def shard_path(path: Path, index: int, entry: dict) -> Path:
 def _check_shard(file: Path, manifest: dict, rows: int, arrays: dict) -> None:
     """A shard must hold exactly the arrays, shapes and dtypes the manifest promises, and labels in range."""
     expected = teacher_arrays(manifest["kind"], rows, manifest["width"], manifest["k"], manifest["tokens"],
-                              manifest["dtype"])
+                              manifest["dtype"], manifest.get("features", ()))
     expected.update(labels=((rows,), "I32"), text_sha256_8=((rows, 8), "U8"))
     if set(arrays) != set(expected):
         raise InputError(f"{file}: holds tensors {sorted(arrays)}, expected {sorted(expected)} for a "
@@ -570,6 +632,10 @@ class TeacherCache:
         self.dtype: str = manifest["dtype"]
         self.k: int | None = manifest["k"]
         self.shard_rows: int = int(manifest["shard_rows"])
+        self._features: dict[str, dict] = {entry["name"]: entry for entry in manifest.get("features", ())}
+        self.feature_names: tuple[str, ...] = tuple(self._features)
+        # the teacher's num_hidden_layers, recorded with features (None in a cache without them)
+        self.teacher_layers: int | None = manifest.get("teacher_layers")
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True) -> "TeacherCache":
@@ -678,6 +744,28 @@ class TeacherCache:
         return (self._gather("topk_ids", ids).astype(np.int32),
                 self._gather("topk_logprobs", ids).astype(np.float32),
                 self._gather("tail_logmass", ids).astype(np.float32))
+
+    def features(self, name: str, ids=None) -> np.ndarray:
+        """The teacher feature ``name`` (e.g. ``"pooled.12"``), float32 [len(ids), width], rows aligned with ``ids``
+        exactly as :meth:`logits` aligns them (all rows in cache order when ``ids`` is None).
+
+        ``pooled.last`` names the teacher's last layer. Only the requested rows are read from the
+        memory-mapped shards.
+        """
+        entry = self.feature_info(name)
+        return self._gather(tensor_name(entry["name"]), ids).astype(np.float32, copy=False)
+
+    def feature_info(self, name: str) -> dict:
+        """The manifest entry of feature ``name``: ``{name, layer, pooling, width, dtype}``."""
+        if name == "pooled.last" and self.teacher_layers is not None:
+            name = f"pooled.{self.teacher_layers}"
+        if name not in self._features:
+            raise InputError(f"teacher cache {self.path} has no feature {name!r} (it has: "
+                             f"{', '.join(self.feature_names) or 'none'})")
+        return dict(self._features[name])
+
+    def feature_width(self, name: str) -> int:
+        return int(self.feature_info(name)["width"])
 
     def labels(self, ids=None) -> np.ndarray:
         """The dataset labels stored with each row (int64 class ids into :attr:`classes`)."""

@@ -81,6 +81,11 @@ def register(subparsers) -> None:
     teacher.add_argument("--causal-lm", action="store_true",
                          help="the teacher is a causal LM: cache per-token top-K next-token log-probs")
     teacher.add_argument("--gguf-file", default=None, help="causal LM weights in this GGUF file inside --model")
+    teacher.add_argument("--features", action="append", default=None, metavar="pooled.L[,pooled.M...]",
+                         help="also store named teacher features per row (sequence classifiers only): pooled.L = mean "
+                              "over the row's non-padding tokens of hidden_states[L] (0 = embedding output, "
+                              "num_hidden_layers or 'last' = last layer), in the cache's --dtype; read back with "
+                              "TeacherCache.features(NAME, ids)")
     teacher.add_argument("--ignore-label-names", action="store_true",
                          help="do not compare the model's id2label names with the dataset's classes")
     teacher.set_defaults(func=run_teacher)
@@ -118,7 +123,14 @@ def register(subparsers) -> None:
 
 def run_teacher(args) -> int:
     from distillab.errors import InputError
+    from distillab.teacher.features import parse_feature_specs
 
+    if args.features and args.causal_lm:
+        raise InputError("--features is for sequence-classifier teachers; it cannot be used with --causal-lm")
+    if parse_feature_specs(args.features):  # names and layers (the model's config alone) before any work
+        from distillab.teacher.hf_classifier import check_features
+
+        check_features(args.model, args.features, args.dtype)
     dataset = resolve_data(args.data, args.data_dir)
     common = dict(splits=args.split, temperature=args.temperature, dtype=args.dtype, batch_size=args.batch_size,
                   max_length=args.max_length, shard_rows=args.shard_rows, overwrite=args.overwrite,
@@ -134,7 +146,7 @@ def run_teacher(args) -> int:
         from distillab.teacher.hf_classifier import cache_classifier
 
         cache_classifier(args.model, dataset, args.out, tokenizer=args.tokenizer, topk=args.topk,
-                         check_label_names=not args.ignore_label_names, **common)
+                         check_label_names=not args.ignore_label_names, features=args.features, **common)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Single process or data-parallel under ``accelerate launch`` (each rank writes its own shards),
 CPU or GPU (autocast on CUDA). Rows inside a shard are batched longest-first to cut padding;
-the batching depends only on the shard, so a resumed run recomputes identical bytes.
+the batching depends only on the shard, so a resumed run recomputes identical bytes. ``features``
+adds pooled hidden states per row (see :mod:`distillab.teacher.features`) to the same shards.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from distillab.teacher.capture import (
     start_capture,
     topk_outputs,
 )
+from distillab.teacher.features import model_layers, parse_feature_specs, pooled_features, resolve_features, tensor_name
 
 
 def load_classifier(name_or_path: str, tokenizer_name=None):
@@ -83,18 +85,24 @@ def cache_classifier(
     overwrite: bool = False,
     check_label_names: bool = True,
     progress: bool = True,
+    features=None,
 ) -> Path:
     """Cache a classifier teacher's logits (``/ temperature`` when given) for ``splits`` of ``dataset``.
 
     ``model`` is a Hub id / local path, or an already loaded model (then pass ``tokenizer``);
     ``tokenizer`` may also be a path / Hub id when the model folder has no tokenizer files.
-    Dense logits by default; ``topk=k`` stores the sparse top-k form instead. Returns ``out``.
+    Dense logits by default; ``topk=k`` stores the sparse top-k form instead. ``features`` (e.g.
+    ``"pooled.6,pooled.last"`` or ``["pooled.12"]``) also stores, per row, the mean over its non-padding
+    tokens of ``hidden_states[L]`` (0 = embedding output, ``num_hidden_layers`` = last layer) in the
+    cache dtype; read them back with ``TeacherCache.features(name, ids)``. Returns ``out``.
     """
     import torch
 
     if batch_size < 1 or max_length < 1:
         raise InputError(f"batch_size and max_length must be >= 1, got {batch_size} and {max_length}")
     name = model if isinstance(model, str) else getattr(model.config, "name_or_path", "") or type(model).__name__
+    wanted = parse_feature_specs(features)
+    check_features(model, wanted, dtype)  # before the weights load: a bad layer costs nothing
     if isinstance(model, str):
         model, tokenizer = load_classifier(model, tokenizer)  # a loaded tokenizer is kept as given
     elif tokenizer is None:
@@ -103,29 +111,74 @@ def cache_classifier(
     classes = list(dataset.classes)
     check_label_space(model, classes, name, check_names=check_label_names)
     splits, ids, texts, labels = select_rows(dataset, splits)
+    entries = check_features(model, wanted, dtype)
+    layers, width = model_layers(model.config, name) if entries else (None, None)
 
     settings = {"runner": "hf_classifier", "splits": splits, "temperature": temperature, "dtype": dtype, "k": topk,
                 "max_length": max_length, "batch_size": batch_size}
+    if entries:  # only then: a cache without features keeps the fingerprint it always had
+        settings["features"] = [entry["name"] for entry in entries]
     device, precision_ctx, fingerprint = start_capture(model, tokenizer, name, dataset, splits, ids, labels, settings)
     writer = CacheWriter(out, ids=ids, labels=labels, texts=texts, classes=classes, fingerprint=fingerprint,
                          kind="topk" if topk else "dense", width=len(classes), dtype=dtype, k=topk,
-                         temperature=temperature, shard_rows=shard_rows)
+                         temperature=temperature, shard_rows=shard_rows, features=entries, teacher_layers=layers)
 
     def compute(start: int, stop: int, advance) -> dict[str, np.ndarray]:
         shard_texts = texts[start:stop]
         lengths = [len(x) for x in tokenizer(shard_texts, truncation=True, max_length=max_length)["input_ids"]]
         order = np.argsort(-np.asarray(lengths), kind="stable")  # longest first: less padding, OOM shows early
         logits = np.empty((stop - start, len(classes)), dtype=np.float32)
+        pooled = {tensor_name(entry["name"]): np.empty((stop - start, width), dtype=np.float32) for entry in entries}
         for begin in range(0, len(order), batch_size):
             rows = order[begin:begin + batch_size]
             batch = tokenizer([shard_texts[i] for i in rows], padding=True, truncation=True,
                               max_length=max_length, return_tensors="pt").to(device)
             with torch.inference_mode(), precision_ctx:
-                scores = model(**batch).logits.float()
+                if entries:
+                    output = model(**batch, output_hidden_states=True)
+                    _check_hidden_states(output, layers, width, name)
+                    for key, value in pooled_features(output.hidden_states, batch["attention_mask"], entries).items():
+                        pooled[key][rows] = value
+                else:
+                    output = model(**batch)
+                scores = output.logits.float()
             if temperature is not None:
                 scores = scores / temperature  # post-hoc temperature, applied once here and recorded
             logits[rows] = scores.cpu().numpy()
             advance(len(rows))
-        return topk_outputs(logits, topk) if topk else {"logits": logits}
+        return {**(topk_outputs(logits, topk) if topk else {"logits": logits}), **pooled}
 
     return run_shards(writer, compute, overwrite=overwrite, progress=progress, desc=f"teacher {Path(str(name)).name}")
+
+
+def check_features(model, features, dtype: str = "fp16") -> list[dict] | None:
+    """The manifest entries ``features`` resolve to for ``model`` (a loaded model, or a path / Hub id of which
+    only the config is read), raising on a bad name or a layer outside 0..num_hidden_layers.
+
+    None when the config cannot be read (loading the model then says why); [] for no features.
+    """
+    wanted = parse_feature_specs(features)
+    if not wanted:
+        return []
+    if isinstance(model, (str, os.PathLike)):
+        from transformers import AutoConfig
+
+        name = str(model)
+        try:
+            config = AutoConfig.from_pretrained(name)
+        except (OSError, ValueError):
+            return None
+    else:
+        config = model.config
+        name = getattr(config, "name_or_path", "") or type(model).__name__
+    layers, width = model_layers(config, name)
+    return resolve_features(wanted, num_hidden_layers=layers, width=width, dtype=dtype, teacher=name)
+
+
+def _check_hidden_states(output, layers: int, width: int, name: str) -> None:
+    """The model must return num_hidden_layers + 1 hidden states of the config's width, or names mean nothing."""
+    states = getattr(output, "hidden_states", None)
+    if states is None or len(states) != layers + 1 or states[0].shape[-1] != width:
+        found = "none" if states is None else f"{len(states)} of width {states[0].shape[-1]}"
+        raise InputError(f"--features: teacher {name!r} returned {found} hidden states, but its config implies "
+                         f"{layers + 1} (num_hidden_layers {layers} + the embedding output) of width {width}")

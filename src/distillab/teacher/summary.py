@@ -34,6 +34,17 @@ def teacher_scores(cache: TeacherCache) -> dict | None:
     return out
 
 
+def feature_sizes(cache: TeacherCache) -> list[dict]:
+    """Each stored feature's manifest entry plus its bytes on disk (payload, all shards) and per row."""
+    itemsize = {"fp16": 2, "bf16": 2, "fp32": 4}
+    out = []
+    for name in cache.feature_names:
+        entry = cache.feature_info(name)
+        per_row = entry["width"] * itemsize[entry["dtype"]]
+        out.append({**entry, "bytes": per_row * len(cache), "bytes_per_row": per_row})
+    return out
+
+
 def summarize(cache: TeacherCache) -> dict:
     """A JSON-ready description of ``cache``, including whether its shard checksums were verified on open."""
     manifest = cache.manifest
@@ -59,6 +70,8 @@ def summarize(cache: TeacherCache) -> dict:
         "capture": fingerprint["capture"],
         "tool_version": fingerprint["tool_version"],
         "truncation": manifest.get("truncation"),
+        "features": feature_sizes(cache),
+        "teacher_layers": cache.teacher_layers,
         "teacher_scores": teacher_scores(cache),
         "checksums_verified": cache.verified,
     }
@@ -88,6 +101,11 @@ def format_summary(summary: dict) -> str:
             lines.append(f"top-k loss mass lost mean {t['mass_lost_mean']:.4g} (max {t['mass_lost_max']:.4g}), "
                          f"KL renormalised {t['kl_renormalized_mean']:.4g}, KL uniform tail {t['kl_uniform_tail_mean']:.4g} "
                          f"nats over {t['positions']:,} positions")
+    for feature in summary.get("features") or []:
+        lines.append(f"feature    {feature['name']}: {feature['pooling']} of hidden_states[{feature['layer']}] "
+                     f"(of 0..{summary['teacher_layers']}) over "
+                     f"non-padding tokens, width {feature['width']}, {feature['dtype']}, {feature['bytes']:,} bytes "
+                     f"({feature['bytes_per_row']:,} bytes/row)")
     for split, scores in (summary["teacher_scores"] or {}).items():
         lines.append(f"teacher vs labels [{split}] accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f} "
                      f"({scores['rows']:,} rows)")
