@@ -200,7 +200,8 @@ class ExperimentConfig:
     tiers: TiersConfig = _help("head/mid/tail definition", default_factory=TiersConfig)
     teacher: TeacherConfig = _help("teacher outputs", default_factory=TeacherConfig)
     training: dict = _help("distillab.train.TrainConfig settings shared by every arm", default_factory=dict)
-    arms: list[str] = _help("arms in `distillab train --arm` syntax, e.g. 'kd:T=4,alpha=0.7,name=kd'",
+    arms: list[str | dict] = _help("arms in `distillab train --arm` syntax, e.g. 'kd:T=4,alpha=0.7,name=kd', or "
+                                   "{name, objectives: [{kd: {T: 4}}, {hidden_mse: {weight: 1}}]}",
                             default_factory=lambda: ["vanilla", "kd:name=kd"])
     grid: GridConfig = _help("optional T×α grid", default_factory=GridConfig)
     baselines: list[str] = _help(f"reference baselines trained beside the students ({', '.join(KNOWN_BASELINES)})",
@@ -254,12 +255,12 @@ class ExperimentConfig:
         return found
 
     def _arm_problems(self) -> list[str]:
-        from distillab.train.arms import parse_arm
+        from distillab.train.arms import arm_from_config
 
         found, parsed = [], []
         for text in self.arms:
             try:
-                parsed.append(parse_arm(text))
+                parsed.append(arm_from_config(text))
             except DistillabError as exc:
                 found.append(f"arms: {exc}")
         names = [arm.name for arm in parsed + self._grid_arms(parsed)]
@@ -285,16 +286,17 @@ class ExperimentConfig:
 
     def parsed_arms(self) -> list:
         """The configured arms, then the grid's KD arms, parsed by :mod:`distillab.train.arms`."""
-        from distillab.train.arms import parse_arm
+        from distillab.train.arms import arm_from_config
 
-        arms = [parse_arm(text) for text in self.arms]
+        arms = [arm_from_config(spec) for spec in self.arms]
         return arms + self._grid_arms(arms)
 
     def _grid_arms(self, arms: list) -> list:
         from distillab.train.arms import parse_arm
 
         # A grid point that an explicit arm already trains (e.g. kd at T=4, α=0.7) is not trained twice.
-        trained = {(arm.T, arm.alpha) for arm in arms if arm.loss == "kd"}
+        kd = [arm.only("kd") for arm in arms]
+        trained = {(o.values["T"], o.values["alpha"]) for o in kd if o is not None}
         grid = []
         for t in self.grid.T:
             for a in self.grid.alpha:

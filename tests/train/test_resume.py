@@ -40,7 +40,7 @@ CHILD = textwrap.dedent("""
             return original(*args, **kwargs)
         setattr(owner, name, killing)
     if where == "step":          # in the middle of an optimizer step, between checkpoints
-        wrap(Arm, "compute_loss")
+        wrap(Arm, "loss_of")
     elif where == "checkpoint":  # while a checkpoint is being written (after the rng file, before the model)
         import safetensors.torch
         wrap(safetensors.torch, "save_file")

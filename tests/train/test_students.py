@@ -120,13 +120,14 @@ def test_student_paths_must_exist(tmp_path):
 def test_arm_syntax_defaults_and_recipes():
     assert parse_arm("vanilla").recipe() == {"loss": "vanilla"}
     kd = parse_arm("kd")
-    assert (kd.name, kd.T, kd.alpha) == ("kd_T4_a0.7", 4.0, 0.7)
+    assert (kd.name, kd.only("kd").values["T"], kd.only("kd").values["alpha"]) == ("kd_T4_a0.7", 4.0, 0.7)
     assert parse_arm("kd: T=8, alpha=0.9, name=distilled").recipe() == {"loss": "kd", "T": 8.0, "alpha": 0.9}
     assert parse_arm("kd:T=8,alpha=0.9,name=distilled").name == "distilled"
     assert parse_arm("hard_kd").recipe() == {"loss": "hard_kd", "alpha": 0.7}
     assert parse_arm("label_smoothing:epsilon=0.2").name == "label_smoothing_e0.2"
     assert make_arm("kd", T=1, alpha=0.9).name == "kd_T1_a0.9"
-    for bad in ("kd:T", "kd:T=abc", "kd:tail=other", "vanilla:T=4", "kd:name=../x"):
+    for bad in ("kd:T", "kd:T=abc", "kd:tail=other", "vanilla:T=4", "kd:name=../x", "kd+kd", "kd+nope",
+                "kd+hidden_mse:weight=0", "hidden_mse:normalize=maybe"):
         with pytest.raises(ConfigError):
             parse_arm(bad)
 
@@ -143,8 +144,8 @@ def test_train_config_reports_every_problem_at_once():
 
 
 def test_arm_tail_modes_are_the_losses_tail_modes():
-    """arms.py keeps its own copy (it must not import torch): the two lists must not drift apart."""
+    """The kd objective keeps its own copy (parsing must not import torch): the two lists must not drift apart."""
     from distillab.losses.kd import TAIL_MODES
-    from distillab.train.arms import TAILS
+    from distillab.objectives.kd import TAILS
 
     assert TAILS == TAIL_MODES

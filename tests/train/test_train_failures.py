@@ -49,7 +49,7 @@ def _one_error_line(err: str) -> str:
 
 
 def test_a_nan_loss_stops_at_its_step_and_keeps_no_nan_model_or_checkpoint(banking, tmp_path, monkeypatch):
-    _on_call(monkeypatch, Arm, "compute_loss", 5, lambda loss, *_: loss * float("nan"))
+    _on_call(monkeypatch, Arm, "loss_of", 5, lambda loss, *_: loss * float("nan"))
     with pytest.raises(ConfigError, match=r"arm 'vanilla' diverged: the training loss is nan at step 5 of 6; "
                                           r"no model was written"):
         train_arm(banking, "vanilla", bow_config(max_steps=6, checkpoint_every=2), tmp_path)
@@ -80,7 +80,7 @@ def test_a_model_that_diverged_on_its_last_step_is_not_written(banking, tmp_path
 
 
 def test_the_cli_names_the_arm_and_step_on_a_line_of_its_own(tmp_path, monkeypatch, capsys):
-    _on_call(monkeypatch, Arm, "compute_loss", 2, lambda loss, *_: loss * float("inf"))
+    _on_call(monkeypatch, Arm, "loss_of", 2, lambda loss, *_: loss * float("inf"))
     assert main(["train", *SMALL, "--out", str(tmp_path / "o")]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "arm 'vanilla' diverged: the training loss is inf at step 2 of 3" in line
@@ -94,7 +94,7 @@ def _interrupted_run(banking, out):
     """An arm stopped after its step-4 checkpoint, as a crash would leave it."""
     config = bow_config(max_steps=6, checkpoint_every=2)
     with pytest.MonkeyPatch.context() as patch:
-        _on_call(patch, Arm, "compute_loss", 5, lambda *_: (_ for _ in ()).throw(Interrupted()))
+        _on_call(patch, Arm, "loss_of", 5, lambda *_: (_ for _ in ()).throw(Interrupted()))
         with pytest.raises(Interrupted):
             train_arm(banking, "vanilla", config, out)
     return config, out / "vanilla" / "checkpoints" / "step-00000004"

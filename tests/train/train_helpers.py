@@ -43,8 +43,12 @@ def teacher_logits(dataset: TextDataset, ids: np.ndarray, seed: int = 0) -> np.n
 
 
 def write_cache(dataset: TextDataset, out: Path, kind: str = "dense", k: int | None = None,
-                splits: tuple[str, ...] = ("train",), logits: np.ndarray | None = None):
-    """A finished teacher cache of ``dataset`` made through :class:`CacheWriter`, opened for reading."""
+                splits: tuple[str, ...] = ("train",), logits: np.ndarray | None = None,
+                features: dict[int, np.ndarray] | None = None, teacher_layers: int | None = None):
+    """A finished teacher cache of ``dataset`` made through :class:`CacheWriter`, opened for reading.
+
+    ``features``: pooled teacher layer -> [rows, width] array, stored as the cache's ``pooled.L`` features.
+    """
     from distillab.teacher.cache import CacheWriter, TeacherCache
     from distillab.teacher.capture import topk_outputs
     from distillab.teacher.fingerprint import dataset_fingerprint, make_fingerprint
@@ -53,15 +57,22 @@ def write_cache(dataset: TextDataset, out: Path, kind: str = "dense", k: int | N
     labels = np.concatenate([dataset.splits[s].labels for s in splits])
     texts = [t for s in splits for t in dataset.splits[s].texts]
     logits = teacher_logits(dataset, ids) if logits is None else logits
+    features = features or {}
+    entries = [{"name": f"pooled.{layer}", "layer": layer, "pooling": "mean", "width": int(values.shape[1]),
+                "dtype": "fp32"} for layer, values in sorted(features.items())]
+    capture = {"kind": kind, "k": k, **({"features": [e["name"] for e in entries]} if entries else {})}
     fingerprint = make_fingerprint(dataset_fingerprint(dataset, list(splits), ids, labels),
-                                   {"name": "synthetic-teacher"}, {"kind": kind, "k": k})
+                                   {"name": "synthetic-teacher"}, capture)
     writer = CacheWriter(out, ids=ids, labels=labels, texts=texts, classes=dataset.classes, fingerprint=fingerprint,
-                         kind=kind, width=len(dataset.classes), dtype="fp32", k=k, shard_rows=64)
+                         kind=kind, width=len(dataset.classes), dtype="fp32", k=k, shard_rows=64,
+                         features=entries or None, teacher_layers=teacher_layers if entries else None)
     writer.prepare()
     for index in writer.pending_shards():
         start, stop = writer.shard_range(index)
         block = logits[start:stop]
-        writer.write_shard(index, {"logits": block} if kind == "dense" else topk_outputs(block, k))
+        arrays = {"logits": block} if kind == "dense" else topk_outputs(block, k)
+        arrays.update({f"feature.pooled.{layer}": values[start:stop] for layer, values in features.items()})
+        writer.write_shard(index, arrays)
     writer.finalize()
     return TeacherCache.open(out)
 

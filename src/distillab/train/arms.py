@@ -1,6 +1,8 @@
-"""Arms: which loss a student trains with. Everything else about an experiment is shared.
+"""Arms: the weighted objectives a student trains with. Everything else about an experiment is shared.
 
-Command-line syntax (also accepted by :func:`parse_arm`)::
+An arm is a name and one or more terms, each an objective from :mod:`distillab.objectives` with
+its settings and a weight; its loss is the weighted sum. One-line syntax (``distillab train --arm``
+and config files), terms joined by ``+``::
 
     vanilla                              cross-entropy on the gold labels
     kd                                   Hinton KD, T=4, alpha=0.7 (the course defaults)
@@ -9,166 +11,208 @@ Command-line syntax (also accepted by :func:`parse_arm`)::
     hard_kd:alpha=0.5                    CE on the teacher's argmax (weight alpha) + CE on gold
     label_smoothing:epsilon=0.1          cross-entropy with label smoothing
     kd:T=4,alpha=0.7,name=distilled      any arm, with the name its output folder gets
+    kd+hidden_mse:weight=0.5,name=fitnet KD plus a FitNets hidden-state term weighted 0.5
+
+Config files may also spell an arm out::
+
+    - name: fitnet_kd
+      objectives:
+        - kd: {T: 4, alpha: 0.7}
+        - hidden_mse: {layers: uniform, weight: 1.0}
 
 Default names spell out the settings (``kd_T4_a0.7``, ``hard_kd_a0.7``, ``label_smoothing_e0.1``)
-so that a grid's folders never collide. Torch is imported only when a loss is computed.
+so that a grid's folders never collide.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
 from distillab.errors import ConfigError, InputError
+from distillab.objectives import REGISTRY, make_objective
+from distillab.objectives.base import Bound, Objective, Step
 
-# Each loss's settings and their defaults (course: T_d=4, alpha=0.7; blog 08: epsilon=0.1).
-ARM_SETTINGS: dict[str, dict[str, object]] = {
-    "vanilla": {},
-    "kd": {"T": 4.0, "alpha": 0.7, "tail": "renormalize"},
-    "hard_kd": {"alpha": 0.7},
-    "label_smoothing": {"epsilon": 0.1},
-}
-TAILS = ("renormalize", "bucket")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 @dataclass(frozen=True)
+class Term:
+    """One objective of an arm and its weight in the arm's loss."""
+
+    objective: Objective
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
 class Arm:
-    """One arm: a loss and its settings. ``name`` is the arm's output folder and audit label."""
+    """One arm: its terms. ``name`` is the arm's output folder and audit label."""
 
     name: str
-    loss: str
-    T: float | None = None
-    alpha: float | None = None
-    epsilon: float | None = None
-    tail: str | None = None
+    terms: tuple[Term, ...]
+
+    @property
+    def loss(self) -> str:
+        """The objectives' names joined by '+' (``kd``, ``kd+hidden_mse``): the sidecar's ``recipe.loss``."""
+        return "+".join(term.objective.name for term in self.terms)
 
     @property
     def needs_teacher(self) -> bool:
-        return self.loss in ("kd", "hard_kd")
+        return any(term.objective.reads().teacher_logits or term.objective.reads().teacher_features
+                   for term in self.terms)
+
+    @property
+    def needs_features(self) -> bool:
+        return any(term.objective.reads().teacher_features for term in self.terms)
+
+    @property
+    def needs_hidden(self) -> bool:
+        return any(term.objective.reads().student_hidden for term in self.terms)
+
+    def only(self, objective: str) -> Objective | None:
+        """The arm's objective if the arm is exactly that one objective at weight 1, else None."""
+        if len(self.terms) == 1 and self.terms[0].objective.name == objective and self.terms[0].weight == 1.0:
+            return self.terms[0].objective
+        return None
 
     def recipe(self) -> dict:
-        """The sidecar's ``recipe``: the loss and only the settings it uses (``tail`` only if not the default)."""
-        out: dict = {"loss": self.loss}
-        for key in ("T", "alpha", "epsilon"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = float(value)
-        if self.tail not in (None, "renormalize"):
-            out["tail"] = self.tail
-        return out
+        """The sidecar's ``recipe``. A one-objective arm keeps the flat form ``{"loss": "kd", "T": 4.0, ...}``."""
+        if len(self.terms) == 1 and self.terms[0].weight == 1.0:
+            return {"loss": self.loss, **self.terms[0].objective.recipe()}
+        return {"loss": self.loss,
+                "objectives": [{"objective": t.objective.name, "weight": float(t.weight), **t.objective.recipe()}
+                               for t in self.terms]}
 
     def problems(self) -> list[str]:
         """Range checks, as messages; empty when the arm is valid."""
         found = []
-        if self.loss not in ARM_SETTINGS:
-            found.append(f"arm {self.name!r}: unknown loss {self.loss!r}; choose from {', '.join(ARM_SETTINGS)}")
-            return found
         if not _NAME.match(self.name):
             found.append(f"arm name {self.name!r}: use letters, digits, '_', '-' and '.' only")
-        if self.T is not None and not (math.isfinite(self.T) and self.T > 0):
-            found.append(f"arm {self.name!r}: T={self.T} must be > 0")
-        if self.alpha is not None and not (0.0 <= self.alpha <= 1.0):
-            found.append(f"arm {self.name!r}: alpha={self.alpha} must be in [0, 1]")
-        if self.epsilon is not None and not (0.0 <= self.epsilon < 1.0):
-            found.append(f"arm {self.name!r}: epsilon={self.epsilon} must be in [0, 1)")
-        if self.tail is not None and self.tail not in TAILS:
-            found.append(f"arm {self.name!r}: tail={self.tail!r} must be one of {', '.join(TAILS)}")
+        if not self.terms:
+            found.append(f"arm {self.name!r}: no objectives")
+        for term in self.terms:
+            found += [f"arm {self.name!r}: {problem}" for problem in term.objective.problems()]
+            if not (isinstance(term.weight, (int, float)) and not isinstance(term.weight, bool) and term.weight > 0):
+                found.append(f"arm {self.name!r}: {term.objective.name}: weight={term.weight!r} must be a number > 0")
+        names = [term.objective.name for term in self.terms]
+        found += [f"arm {self.name!r}: objective {n!r} is given twice" for n in sorted(set(names)) if names.count(n) > 1]
         return found
 
+    def loss_of(self, step: Step, bounds: list[Bound]):
+        """The arm's loss for one micro-batch: the weighted sum of its objectives' batch means."""
+        total = None
+        for term, bound in zip(self.terms, bounds):
+            value = term.objective.loss(step, bound)
+            value = value if term.weight == 1.0 else value * term.weight
+            total = value if total is None else total + value
+        return total
+
     def compute_loss(self, student_logits, labels, teacher: dict | None = None):
-        """This arm's loss for one batch (batch mean), computed by :mod:`distillab.losses`.
-
-        ``teacher`` holds the batch's teacher rows: ``{"logits"}`` from a dense cache or
-        ``{"topk_ids", "topk_logprobs", "tail_logmass"}`` from a top-k cache.
-        """
-        from distillab import losses
-
-        if self.loss == "vanilla":
-            return losses.cross_entropy(student_logits, labels)
-        if self.loss == "label_smoothing":
-            return losses.cross_entropy(student_logits, labels, label_smoothing=self.epsilon)
-        if teacher is None:
+        """The loss of an arm that reads only logits (``{"logits"}`` or top-k teacher rows), for one batch."""
+        if self.needs_hidden:
+            raise InputError(f"arm {self.name!r} reads hidden states; train it with distillab train")
+        if self.needs_teacher and teacher is None:
             raise InputError(f"arm {self.name!r} ({self.loss}) needs teacher rows; pass a teacher cache")
-        if self.loss == "kd" and "logits" in teacher:
-            return losses.kd_loss(student_logits, teacher["logits"], labels, T=self.T, alpha=self.alpha)
-        if self.loss == "kd":
-            return losses.topk_kd_loss(
-                student_logits,
-                teacher["topk_ids"],
-                teacher["topk_logprobs"],
-                teacher["tail_logmass"],
-                labels,
-                T=self.T,
-                alpha=self.alpha,
-                tail=self.tail,
-            )
-        return losses.hard_kd_loss(student_logits, _teacher_scores(teacher, student_logits), labels, alpha=self.alpha)
-
-
-def _teacher_scores(teacher: dict, student_logits):
-    """Dense scores whose argmax is the teacher's top class (top-k caches: their top-1)."""
-    if "logits" in teacher:
-        return teacher["logits"]
-    import torch
-
-    scores = torch.full_like(student_logits, float("-inf"), dtype=torch.float32)
-    return scores.scatter(1, teacher["topk_ids"].long(), teacher["topk_logprobs"].float())
+        return self.loss_of(Step(logits=student_logits, labels=labels, teacher=teacher), [Bound()] * len(self.terms))
 
 
 def parse_arm(text: str) -> Arm:
-    """``'kd:T=4,alpha=0.7'`` → :class:`Arm`. Raises :class:`ConfigError` naming the problem."""
-    loss, _, rest = text.strip().partition(":")
-    loss = loss.strip()
-    if loss not in ARM_SETTINGS:
-        raise ConfigError(f"unknown arm {loss!r} in {text!r}; choose from {', '.join(ARM_SETTINGS)}")
-    settings = dict(ARM_SETTINGS[loss])
-    name = None
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, eq, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not eq or not value:
-            raise ConfigError(f"arm {text!r}: expected key=value, got {item!r}")
-        if key == "name":
-            name = value
-        elif key not in settings:
-            valid = ", ".join([*settings, "name"])
-            raise ConfigError(f"arm {text!r}: {loss} has no setting {key!r} (valid: {valid})")
-        elif key == "tail":
-            settings[key] = value
-        else:
-            try:
-                settings[key] = float(value)
-            except ValueError:
-                raise ConfigError(f"arm {text!r}: {key}={value!r} is not a number") from None
-    return make_arm(loss, name=name, **settings)
+    """``'kd:T=4,alpha=0.7'`` or ``'kd+hidden_mse:weight=0.5'`` → :class:`Arm`; ConfigError naming the problem."""
+    terms, name = [], None
+    for part in text.split("+"):
+        objective, _, rest = part.strip().partition(":")
+        objective = objective.strip()
+        if objective not in REGISTRY:
+            what = f"arm {objective!r}" if "+" not in text else f"objective {objective!r} in arm {text!r}"
+            raise ConfigError(f"unknown {what}; choose from {', '.join(sorted(REGISTRY))}")
+        settings, weight = {}, 1.0
+        for item in filter(None, (p.strip() for p in rest.split(","))):
+            key, eq, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            if not eq or not value:
+                raise ConfigError(f"arm {text!r}: expected key=value, got {item!r}")
+            if key == "name":
+                name = value
+            elif key == "weight":
+                weight = _typed(text, key, value, 1.0)
+            elif key not in REGISTRY[objective].settings:
+                valid = ", ".join([*REGISTRY[objective].settings, "weight", "name"])
+                raise ConfigError(f"arm {text!r}: {objective} has no setting {key!r} (valid: {valid})")
+            else:
+                settings[key] = _typed(text, key, value, REGISTRY[objective].settings[key].default)
+        terms.append(Term(make_objective(objective, **settings), weight))
+    return _checked(Arm(name=name or default_name(terms), terms=tuple(terms)))
+
+
+def arm_from_config(spec) -> Arm:
+    """An arm from a config entry: its one-line string, or ``{name, objectives: [{objective: {settings}}]}``."""
+    if isinstance(spec, str):
+        return parse_arm(spec)
+    if not isinstance(spec, dict) or set(spec) - {"name", "objectives"} or "objectives" not in spec:
+        raise ConfigError(f"arm {spec!r}: give a string like 'kd:T=4' or a mapping with 'objectives' (and 'name')")
+    items = spec["objectives"]
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"arm {spec.get('name')!r}: 'objectives' must be a non-empty list")
+    terms = []
+    for item in items:
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, dict) or len(item) != 1 or not isinstance(next(iter(item.values())) or {}, dict):
+            raise ConfigError(f"arm {spec.get('name')!r}: objective {item!r} must be a name or {{name: {{settings}}}}")
+        objective, settings = next(iter(item.items()))
+        settings = dict(settings or {})
+        weight = settings.pop("weight", 1.0)
+        terms.append(Term(make_objective(objective, **settings), weight))
+    name = spec.get("name")
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"arm name {name!r}: must be a string")
+    return _checked(Arm(name=name or default_name(terms), terms=tuple(terms)))
 
 
 def make_arm(loss: str, name: str | None = None, **settings) -> Arm:
-    """Build an arm from a loss name and settings (missing ones take the defaults), then check it."""
-    if loss not in ARM_SETTINGS:
-        raise ConfigError(f"unknown arm {loss!r}; choose from {', '.join(ARM_SETTINGS)}")
-    unknown = sorted(set(settings) - set(ARM_SETTINGS[loss]))
-    if unknown:
-        raise ConfigError(f"arm {loss}: unknown setting(s) {unknown} (valid: {', '.join(ARM_SETTINGS[loss]) or 'none'})")
-    values = {**ARM_SETTINGS[loss], **settings}
-    arm = Arm(name=name or default_name(loss, values), loss=loss, **values)
+    """A one-objective arm from the objective's name and settings (missing ones take the defaults)."""
+    term = Term(make_objective(loss, **settings))
+    return _checked(Arm(name=name or default_name([term]), terms=(term,)))
+
+
+def _checked(arm: Arm) -> Arm:
     problems = arm.problems()
     if problems:
         raise ConfigError("; ".join(problems))
     return arm
 
 
-def default_name(loss: str, settings: dict) -> str:
-    if loss == "kd":
-        suffix = "" if settings.get("tail", "renormalize") == "renormalize" else f"_{settings['tail']}"
-        return f"kd_T{settings['T']:g}_a{settings['alpha']:g}{suffix}"
-    if loss == "hard_kd":
-        return f"hard_kd_a{settings['alpha']:g}"
-    if loss == "label_smoothing":
-        return f"label_smoothing_e{settings['epsilon']:g}"
-    return loss
+def _typed(text: str, key: str, value: str, default):
+    """A one-line setting's value, typed like its default (bool, int, float or text)."""
+    if isinstance(default, bool):
+        if value.lower() not in ("true", "false"):
+            raise ConfigError(f"arm {text!r}: {key}={value!r} must be true or false")
+        return value.lower() == "true"
+    if isinstance(default, (int, float)):
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"arm {text!r}: {key}={value!r} is not a number") from None
+        return int(number) if isinstance(default, int) and number.is_integer() else number
+    return value
+
+
+def default_name(terms: list[Term]) -> str:
+    return "_".join(_term_name(term) for term in terms)
+
+
+def _term_name(term: Term) -> str:
+    v, name = term.objective.values, term.objective.name
+    if name == "kd":
+        suffix = "" if v["tail"] == "renormalize" else f"_{v['tail']}"
+        base = f"kd_T{v['T']:g}_a{v['alpha']:g}{suffix}"
+    elif name == "hard_kd":
+        base = f"hard_kd_a{v['alpha']:g}"
+    elif name == "label_smoothing":
+        base = f"label_smoothing_e{v['epsilon']:g}"
+    else:
+        base = name
+    return base if term.weight == 1.0 else f"{base}_w{term.weight:g}"
 
 
 def check_arms(arms: list[Arm], cache) -> None:

@@ -90,8 +90,22 @@ class BowClassifier(nn.Module):
         # fastText's initialisation: small uniform embeddings, so early logits are near zero.
         nn.init.uniform_(self.embedding.weight, -1.0 / dim, 1.0 / dim)
 
-    def forward(self, input_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embedding(input_ids, offsets))  # [batch, num_labels]
+    def forward(self, input_ids: torch.Tensor, offsets: torch.Tensor, output_hidden_states: bool = False):
+        """Logits [batch, num_labels]; with ``output_hidden_states``, also the bag mean as the one hidden layer."""
+        pooled = self.embedding(input_ids, offsets)  # [batch, dim]
+        logits = self.classifier(pooled)
+        if not output_hidden_states:
+            return logits
+        # HF's layout: index 0 = embedding output, 1..L = the blocks. The bag mean is both.
+        return BowOutput(logits=logits, hidden_states=(pooled, pooled))
+
+
+@dataclass
+class BowOutput:
+    """The bow model's output when hidden states are asked for (shaped like an HF output)."""
+
+    logits: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...]
 
 
 class BowStudent:
@@ -127,6 +141,10 @@ class BowStudent:
             "lowercase": self.hasher.lowercase,
             "classes": self.classes,
         }
+
+    def hidden_dims(self) -> tuple[int, int]:
+        """(layers, width) of the hidden states objectives can read: one layer, the bag mean."""
+        return 1, self.dim
 
     def featurize(self, texts: list[str]) -> BowFeatures:
         cache: dict[str, int] = {}
@@ -261,6 +279,12 @@ class HFStudent:
         self.name = "/".join(path.resolve().parts[-2:]) if path.exists() else self.source
         if layers:
             self.name += f"-layers[{layers}]"
+
+    def hidden_dims(self) -> tuple[int, int]:
+        """(layers, width) of the hidden states objectives can read, after any layer truncation."""
+        total = self.config.num_hidden_layers
+        layers = len(parse_layers(self.layers, total)) if self.layers else total
+        return layers, self.config.hidden_size
 
     def featurize(self, texts: list[str]) -> list[dict]:
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)

@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 
 from distillab import __version__
 from distillab.errors import ConfigError, FingerprintMismatch, InputError
-from distillab.io import check_output_dir, read_json, sha256_file, write_json_atomic
+from distillab.io import atomic_path, check_output_dir, read_json, sha256_file, write_json_atomic
+from distillab.objectives.base import Dims, Step
 from distillab.train.arms import Arm, check_arms, parse_arm
 from distillab.train.config import TrainConfig
 from distillab.train.lazy_adam import LazyAdam
@@ -44,6 +45,8 @@ from distillab.train.predict import model_logits, predict_logits, serving_cost, 
 from distillab.train.students import count_parameters, load_student
 
 CHECKPOINTS = "checkpoints"
+# The trainable parts an arm's objectives own (e.g. FitNets projections): kept beside the student, not in it.
+EXTRAS_FILE = "objective_extras.safetensors"
 
 
 @dataclass
@@ -54,9 +57,10 @@ class Prepared:
     config: TrainConfig
     student: object
     features: dict  # split name -> the student's features for that split
-    teacher: dict | None  # numpy arrays aligned with the training split's rows
+    teacher: dict | None  # numpy arrays aligned with the training split's rows (logits/top-k, features)
     cache_info: dict | None
     content_sha256: str  # the dataset's, recorded in every arm's resolved config
+    dims: Dims  # the student's and the cached features' sizes, which objectives resolve against
 
 
 # --------------------------------------------------------------------------- public API
@@ -94,10 +98,34 @@ def prepare(dataset, config: TrainConfig, cache=None, arms: list[Arm] = ()) -> P
         cache_info = {"path": str(cache.path), "kind": cache.kind, "temperature": cache.temperature,
                       "fingerprint_sha256": _sha256_json(cache.manifest["fingerprint"])}
     student = load_student(config, len(dataset.classes), classes=list(dataset.classes))
+    dims = objective_dims(student, cache)
+    _check_objectives(arms, dims)
+    for name in sorted({f for arm in arms for term in arm.terms for f in term.objective.features(dims)}):
+        teacher[name] = cache.features(name, train.ids)
     features = {}
     for split in dict.fromkeys((config.train_split, *config.eval_splits)):
         features[split] = student.featurize(dataset.splits[split].texts)
-    return Prepared(dataset, config, student, features, teacher, cache_info, dataset.content_hash())
+    return Prepared(dataset, config, student, features, teacher, cache_info, dataset.content_hash(), dims)
+
+
+def objective_dims(student, cache) -> Dims:
+    """The sizes objectives resolve against: the student's hidden layers and the cache's pooled features."""
+    layers, width = student.hidden_dims()
+    pooled = {}
+    for name in getattr(cache, "feature_names", ()) if cache is not None else ():
+        kind, _, layer = name.partition(".")
+        if kind == "pooled" and layer.isdigit():
+            pooled[int(layer)] = cache.feature_width(name)
+    return Dims(student_layers=layers, student_width=width,
+                teacher_layers=(cache.teacher_layers or 0) if pooled else 0, teacher_pooled=pooled)
+
+
+def _check_objectives(arms: list[Arm], dims: Dims) -> None:
+    """Layers outside the model, features missing from the cache: one error for all arms, before training."""
+    problems = [f"arm {arm.name!r}: {problem}" for arm in arms for term in arm.terms
+                for problem in term.objective.resolve(dims)]
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def train_arm(dataset, arm: Arm | str, config: TrainConfig, out_dir, cache=None) -> dict:
@@ -211,24 +239,31 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     # -- setup: the same initial weights for every arm
     torch.manual_seed(config.seed)
     model = student.new_model()
+    bounds = [term.objective.bind(prepared.dims) for term in arm.terms]  # after the model: its init is unchanged
+    extras = nn.ModuleList(b.extras for b in bounds if b.extras is not None)
     sparse, dense = _split_parameters(model)
+    dense += list(extras.parameters())
     optimizers = [torch.optim.AdamW(_decay_groups(model, dense, config.weight_decay), lr=lr)]
     if sparse:  # Adam on just the embedding rows a batch touches (bow student)
         optimizers.append(LazyAdam(sparse, lr=lr))
     warmup = math.ceil(config.warmup_ratio * total_steps)
     schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, _linear_warmup_decay(warmup, total_steps)) for opt in optimizers]
-    model, *optimizers = accelerator.prepare(model, *optimizers)
+    if len(extras):
+        model, extras, *optimizers = accelerator.prepare(model, extras, *optimizers)
+    else:
+        model, *optimizers = accelerator.prepare(model, *optimizers)
 
     labels = torch.from_numpy(train.labels)
     teacher = None
     if arm.needs_teacher:
-        teacher = {k: torch.from_numpy(v) for k, v in prepared.teacher.items()}
+        wanted = _teacher_keys(arm, prepared)
+        teacher = {k: torch.from_numpy(v) for k, v in prepared.teacher.items() if k in wanted}
     features = prepared.features[config.train_split]
 
     state = {"step": 0, "losses": [], "epoch_order_sha256": [], "train_seconds": 0.0}
     checkpoint = _latest_checkpoint(arm_dir)
     if checkpoint is not None:
-        state = _load_checkpoint(checkpoint, accelerator, model, optimizers, schedulers)
+        state = _load_checkpoint(checkpoint, accelerator, model, optimizers, schedulers, extras)
         _say(accelerator, f"{arm.name}: resuming from {checkpoint} (step {state['step']} of {total_steps})")
 
     # -- loop
@@ -261,15 +296,18 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                 sync = i == len(micro_batches) - 1
                 with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
                     with accelerator.autocast():
-                        logits = model_logits(model(**batch))
+                        output = model(**batch, output_hidden_states=True) if arm.needs_hidden else model(**batch)
                     # Losses are computed in float32 whatever the autocast dtype (softmax of bf16 logits is coarse).
-                    loss = arm.compute_loss(logits.float(), labels[local_t].to(accelerator.device), targets)
+                    step_inputs = Step(logits=model_logits(output).float(), labels=labels[local_t].to(accelerator.device),
+                                       teacher=targets, hidden=getattr(output, "hidden_states", None),
+                                       mask=batch.get("attention_mask"))
+                    loss = arm.loss_of(step_inputs, bounds)
                     accelerator.backward(loss * weight)
                 step_loss += loss.detach() * weight / world
             loss_value = float(accelerator.reduce(step_loss, reduction="sum"))  # the same on every process
             if not math.isfinite(loss_value):  # before its gradients reach the weights
                 _diverged(arm, step + 1, total_steps, f"the training loss is {loss_value}")
-            if config.max_grad_norm is not None and dense:  # the sparse embedding (bow) is not clipped
+            if config.max_grad_norm is not None and dense:  # the sparse embedding (bow) is not clipped; extras are
                 accelerator.clip_grad_norm_(dense, config.max_grad_norm)
             _step_optimizers(accelerator, optimizers)
             for opt, sched in zip(optimizers, schedulers):
@@ -284,7 +322,7 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                 state["train_seconds"] = time.perf_counter() - started
                 _check_finite_weights(accelerator, model, arm, state["step"], total_steps)
                 with _writing(arm_dir, arm_dir / CHECKPOINTS):
-                    _save_checkpoint(arm_dir, state, resolved, accelerator, model, optimizers, schedulers)
+                    _save_checkpoint(arm_dir, state, resolved, accelerator, model, optimizers, schedulers, extras)
     finally:
         progress.close()
     train_seconds = time.perf_counter() - started
@@ -303,6 +341,9 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     if accelerator.is_main_process:
         with _writing(arm_dir, arm_dir / "model"):
             student.save(unwrapped, arm_dir / "model", state_dict)
+        if len(extras):
+            with _writing(arm_dir, arm_dir / EXTRAS_FILE):
+                _save_extras(arm_dir / EXTRAS_FILE, accelerator.unwrap_model(extras), arm)
     params = count_parameters(unwrapped)
     split_scores = {}
     for split_name, logits in all_logits.items():
@@ -381,7 +422,7 @@ def _torch_threads(count: int | None):
 
 
 # What an arm writes after training, train_log.json (written last) aside.
-_OUTPUTS = ("model", "predictions", "resolved_config.json")
+_OUTPUTS = ("model", EXTRAS_FILE, "predictions", "resolved_config.json")
 
 
 @contextlib.contextmanager
@@ -407,6 +448,25 @@ def _writing(arm_dir: Path, target: Path):
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
         raise InputError(f"{target}: cannot write ({reason}); nothing was kept for this arm - free space or "
                          "choose another --out, then rerun") from None
+
+
+def _teacher_keys(arm: Arm, prepared: Prepared) -> set[str]:
+    """The teacher rows an arm's objectives read: the cache's logit arrays and/or named features."""
+    keys = {f for term in arm.terms for f in term.objective.features(prepared.dims)}
+    if any(term.objective.reads().teacher_logits for term in arm.terms):
+        keys |= {"logits", "topk_ids", "topk_logprobs", "tail_logmass"}
+    return keys
+
+
+def _save_extras(path: Path, extras: nn.Module, arm: Arm) -> None:
+    """The objectives' trained extras, with the arm's recipe so a reader knows what they belong to."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in extras.state_dict().items()}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        # One metadata key: safetensors writes several in no fixed order, and reruns must be byte-identical.
+        save_file(state, str(tmp), metadata={"distillab": json.dumps({"arm": arm.name, "recipe": arm.recipe()},
+                                                                     sort_keys=True)})
 
 
 def _diverged(arm: Arm, step: int, total_steps: int, what: str) -> None:
@@ -515,7 +575,8 @@ def _latest_checkpoint(arm_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, model, optimizers, schedulers) -> None:
+def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, model, optimizers, schedulers,
+                     extras: nn.Module) -> None:
     from safetensors.torch import save_file
 
     root = arm_dir / CHECKPOINTS
@@ -533,6 +594,9 @@ def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, mo
         unwrapped = accelerator.unwrap_model(model)
         save_file({k: v.detach().cpu().contiguous() for k, v in unwrapped.state_dict().items()},
                   str(tmp / "model.safetensors"))
+        if len(extras):
+            save_file({k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(extras).state_dict().items()},
+                      str(tmp / "extras.safetensors"))
         for i, (opt, sched) in enumerate(zip(optimizers, schedulers)):
             torch.save(opt.state_dict(), tmp / f"optimizer-{i}.pt")
             write_json_atomic(tmp / f"scheduler-{i}.json", sched.state_dict())
@@ -549,10 +613,10 @@ def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, mo
     accelerator.wait_for_everyone()
 
 
-def _load_checkpoint(path: Path, accelerator, model, optimizers, schedulers) -> dict:
+def _load_checkpoint(path: Path, accelerator, model, optimizers, schedulers, extras: nn.Module) -> dict:
     """Restore a checkpoint; one line naming it and how to start over if any part is damaged."""
     try:
-        return _restore(path, accelerator, model, optimizers, schedulers)
+        return _restore(path, accelerator, model, optimizers, schedulers, extras)
     except DamagedCheckpoint:
         raise
     except Exception as exc:  # any failure to read it back (truncated file, bad pickle, wrong keys) is damage
@@ -582,7 +646,7 @@ def _checkpoint_state(checkpoint: Path) -> dict:
     return saved
 
 
-def _restore(path: Path, accelerator, model, optimizers, schedulers) -> dict:
+def _restore(path: Path, accelerator, model, optimizers, schedulers, extras: nn.Module) -> dict:
     from safetensors.torch import load_file
 
     saved = _checkpoint_state(path)  # its settings were compared by _check_existing
@@ -590,6 +654,8 @@ def _restore(path: Path, accelerator, model, optimizers, schedulers) -> dict:
         if sha256_file(path / name) != digest:
             raise _damaged(path, f"{name} does not match its checksum")
     accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
+    if len(extras):
+        accelerator.unwrap_model(extras).load_state_dict(load_file(path / "extras.safetensors"))
     for i, (opt, sched) in enumerate(zip(optimizers, schedulers)):
         # weights_only: optimizer states are plain tensors and numbers; never unpickle objects.
         opt.load_state_dict(torch.load(path / f"optimizer-{i}.pt", map_location=accelerator.device, weights_only=True))

@@ -1,0 +1,201 @@
+"""The objective registry and arms built from it: the existing arms train exactly as before the registry,
+multi-objective arms parse from one line or a mapping, feature objectives train from cached pooled features with
+their extras saved beside (never inside) the student, resume exactly, and every mistake is one error before training.
+"""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+import distillab.objectives as objectives
+from distillab.errors import ConfigError
+from distillab.train.arms import Arm, arm_from_config, parse_arm
+from distillab.train.trainer import train_arm, train_arms
+
+from train_helpers import banking, banking_cache, bow_config, write_cache  # noqa: F401 (fixtures)
+
+HELPERS = {"base", "pooled"}  # modules of the package that are not objectives
+
+
+@pytest.fixture(scope="module")
+def feature_cache(banking, tmp_path_factory):
+    """A dense cache with two pooled teacher layers (of a 3-layer teacher), widths 24 and 20."""
+    n = len(banking.splits["train"])
+    rng = np.random.default_rng(7)
+    features = {2: rng.normal(size=(n, 24)).astype(np.float32), 3: rng.normal(size=(n, 20)).astype(np.float32)}
+    return write_cache(banking, tmp_path_factory.mktemp("features") / "cache", features=features, teacher_layers=3)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_every_objective_module_registers_one_objective_whose_defaults_are_valid():
+    modules = {m.name for m in pkgutil.iter_modules(objectives.__path__)} - HELPERS
+    assert modules == set(objectives.REGISTRY)  # one file per objective, named as the objective
+    for name, cls in objectives.REGISTRY.items():
+        assert cls.name == name and cls.family in ("logits", "hidden", "relation")
+        assert cls().problems() == []
+
+
+def _old_compute_loss(arm, step, bounds):
+    """The trainer's loss before the registry: an if-chain over four loss names (kept here as the reference)."""
+    from distillab import losses
+
+    (term,) = arm.terms
+    loss, v, teacher = term.objective.name, term.objective.values, step.teacher
+    if loss == "vanilla":
+        return losses.cross_entropy(step.logits, step.labels)
+    if loss == "label_smoothing":
+        return losses.cross_entropy(step.logits, step.labels, label_smoothing=v["epsilon"])
+    if loss == "kd":
+        return losses.kd_loss(step.logits, teacher["logits"], step.labels, T=v["T"], alpha=v["alpha"])
+    return losses.hard_kd_loss(step.logits, teacher["logits"], step.labels, alpha=v["alpha"])
+
+
+def test_the_existing_arms_train_byte_identically_to_the_pre_registry_loss(banking, banking_cache, tmp_path,
+                                                                           monkeypatch):
+    arms = ["vanilla", "kd:T=4,alpha=0.7,name=kd", "hard_kd:alpha=0.7", "label_smoothing:epsilon=0.1"]
+    train_arms(banking, arms, bow_config(), tmp_path / "registry", cache=banking_cache)
+    monkeypatch.setattr(Arm, "loss_of", _old_compute_loss)
+    train_arms(banking, arms, bow_config(), tmp_path / "if-chain", cache=banking_cache)
+    for name in ("vanilla", "kd", "hard_kd_a0.7", "label_smoothing_e0.1"):
+        for part in ("predictions/test.npz", "model/model.safetensors", "resolved_config.json"):
+            now, before = (tmp_path / run / name / part for run in ("registry", "if-chain"))
+            assert now.read_bytes() == before.read_bytes(), (name, part)
+        assert not (tmp_path / "registry" / name / "objective_extras.safetensors").exists()
+
+
+# --------------------------------------------------------------------------- syntax
+
+
+def test_objectives_join_with_plus_or_spell_out_as_a_mapping():
+    line = parse_arm("kd:T=4,alpha=0.7+hidden_mse:weight=0.5,normalize=true,layers=uniform,name=fitnet")
+    mapping = arm_from_config({"name": "fitnet", "objectives": [
+        {"kd": {"T": 4, "alpha": 0.7}}, {"hidden_mse": {"weight": 0.5, "normalize": True, "layers": "uniform"}}]})
+    assert line == mapping and line.loss == "kd+hidden_mse"
+    assert line.recipe() == {"loss": "kd+hidden_mse", "objectives": [
+        {"objective": "kd", "weight": 1.0, "T": 4.0, "alpha": 0.7},
+        {"objective": "hidden_mse", "weight": 0.5, "layers": "uniform", "normalize": True}]}
+    assert parse_arm("kd+rkd").name == "kd_T4_a0.7_rkd"
+    assert parse_arm("crd_lite:weight=2").name == "crd_lite_w2"
+    assert arm_from_config({"objectives": ["vanilla", {"rkd": None}]}).name == "vanilla_rkd"
+    # A one-objective arm keeps its flat recipe, whichever way it is written.
+    assert arm_from_config({"name": "kd", "objectives": [{"kd": {}}]}).recipe() == {"loss": "kd", "T": 4.0, "alpha": 0.7}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("kd+nope", "unknown objective 'nope' in arm 'kd+nope'"),
+    ("kd+hidden_mse:depth=2", "hidden_mse has no setting 'depth'"),
+    ("kd+hidden_mse:weight=0", "hidden_mse: weight=0.0 must be a number > 0"),
+    ("kd+kd:T=2", "objective 'kd' is given twice"),
+    ("crd_lite:temperature=0", "crd_lite: temperature=0.0 must be > 0"),
+    ("crd_lite:dim=2.5", "crd_lite: dim=2.5 must be an integer > 0"),
+    ("hidden_mse:normalize=yes", "normalize='yes' must be true or false"),
+    ({"name": "x", "objectives": [{"kd": {"beta": 1}}]}, "objective kd: unknown setting 'beta'"),
+    ({"name": "x", "objectives": []}, "'objectives' must be a non-empty list"),
+    ({"name": "x", "objectives": [{"kd": 4}]}, "must be a name or {name: {settings}}"),
+    ({"name": "x", "loss": "kd"}, "give a string like 'kd:T=4' or a mapping with 'objectives'"),
+])
+def test_bad_arms_are_one_error_naming_the_arm_objective_and_setting(spec, message):
+    with pytest.raises(ConfigError) as info:
+        arm_from_config(spec)
+    assert message in str(info.value)
+
+
+# --------------------------------------------------------------------------- feature objectives
+
+
+def test_feature_objectives_train_and_keep_their_extras_beside_the_student(banking, feature_cache, tmp_path):
+    arms = ["vanilla", "kd+hidden_mse:name=fitnet", "kd+hidden_mse:normalize=true,name=cosine", "kd+rkd:name=rkd",
+            "kd+crd_lite:dim=8,name=crd", "hidden_mse:name=hidden_only"]
+    summaries = train_arms(banking, arms, bow_config(), tmp_path, cache=feature_cache)
+    vanilla_keys = set(load_file(tmp_path / "vanilla" / "model" / "model.safetensors"))
+    for name, extras in [("fitnet", {"0.0.weight": (20, 16), "0.0.bias": (20,)}),
+                         ("crd", {"0.0.student.weight": (8, 16), "0.0.teacher.weight": (8, 20)}),
+                         ("rkd", None)]:
+        assert np.isfinite(summaries[name]["final_loss"])
+        # The exported student is the same model as a vanilla one: no projection inside it.
+        assert set(load_file(tmp_path / name / "model" / "model.safetensors")) == vanilla_keys
+        path = tmp_path / name / "objective_extras.safetensors"
+        if extras is None:
+            assert not path.exists()
+            continue
+        saved = load_file(path)
+        for key, shape in extras.items():
+            assert tuple(saved[key].shape) == shape
+    resolved = json.loads((tmp_path / "fitnet" / "resolved_config.json").read_text())
+    assert resolved["recipe"]["loss"] == "kd+hidden_mse" and resolved["teacher_cache"] is not None
+    # Objectives that pull toward different targets give different students from the same start.
+    logits = {n: np.load(tmp_path / n / "predictions" / "test.npz")["logits"] for n in ("fitnet", "rkd", "crd")}
+    assert not np.array_equal(logits["fitnet"], logits["rkd"]) and not np.array_equal(logits["rkd"], logits["crd"])
+
+
+def test_hidden_mse_alone_moves_the_projected_student_toward_the_teacher(banking, feature_cache, tmp_path):
+    import torch
+
+    from distillab.losses.features import hidden_mse
+    from distillab.train.students import load_bow_model
+
+    config = bow_config(epochs=6, learning_rate=0.1)
+    train_arm(banking, "hidden_mse", config, tmp_path, cache=feature_cache)
+    student, model = load_bow_model(tmp_path / "hidden_mse" / "model")
+    extras = load_file(tmp_path / "hidden_mse" / "objective_extras.safetensors")
+    projection = torch.nn.Linear(16, 20)
+    projection.load_state_dict({"weight": extras["0.0.weight"], "bias": extras["0.0.bias"]})
+    train = banking.splits["train"]
+    batch = student.collate(student.featurize(train.texts), np.arange(len(train)))
+    teacher = torch.from_numpy(feature_cache.features("pooled.3", train.ids))
+    with torch.no_grad():
+        trained = hidden_mse(projection(model(**batch, output_hidden_states=True).hidden_states[1]), teacher)
+        untrained = hidden_mse(torch.zeros_like(teacher), teacher)  # a projection that predicts nothing
+    assert float(trained) < 0.9 * float(untrained)
+
+
+def test_resumed_feature_arm_is_identical_to_an_uninterrupted_one(banking, feature_cache, tmp_path, monkeypatch):
+    config = bow_config(max_steps=6, checkpoint_every=2)
+    reference = tmp_path / "reference"
+    train_arm(banking, "kd+crd_lite:dim=8,name=crd", config, reference, cache=feature_cache)
+
+    class Interrupted(Exception):
+        pass
+
+    original, calls = Arm.loss_of, {"n": 0}
+
+    def interrupting(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise Interrupted
+        return original(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Arm, "loss_of", interrupting)
+        with pytest.raises(Interrupted):
+            train_arm(banking, "kd+crd_lite:dim=8,name=crd", config, tmp_path / "resumed", cache=feature_cache)
+    checkpoint = tmp_path / "resumed" / "crd" / "checkpoints" / "step-00000004"
+    assert (checkpoint / "extras.safetensors").exists()
+    train_arm(banking, "kd+crd_lite:dim=8,name=crd", config, tmp_path / "resumed", cache=feature_cache)
+    for part in ("predictions/test.npz", "objective_extras.safetensors", "model/model.safetensors"):
+        assert (reference / "crd" / part).read_bytes() == (tmp_path / "resumed" / "crd" / part).read_bytes(), part
+
+
+@pytest.mark.parametrize("arm, message", [
+    ("hidden_mse:layers=uniform", "arm 'hidden_mse': hidden_mse: layers='uniform' needs teacher feature pooled.1, "
+                                  "which the cache lacks (it has pooled.2, pooled.3)"),
+    ("rkd:layers=last:2", "arm 'rkd': rkd: layers='last:2':"),
+])
+def test_feature_mistakes_are_refused_before_any_arm_trains(banking, feature_cache, tmp_path, arm, message):
+    with pytest.raises(ConfigError) as info:
+        train_arms(banking, ["vanilla", arm], bow_config(), tmp_path, cache=feature_cache)
+    assert message in str(info.value)
+    assert not (tmp_path / "vanilla").exists()
+
+
+def test_a_feature_objective_on_a_cache_without_features_names_the_fix(banking, banking_cache, tmp_path):
+    with pytest.raises(ConfigError, match=r"arm 'kd_T4_a0.7_hidden_mse': hidden_mse: layers='last:1': the teacher "
+                                          r"cache has no pooled features; build it with distillab teacher --features"):
+        train_arms(banking, ["kd+hidden_mse"], bow_config(), tmp_path, cache=banking_cache)
