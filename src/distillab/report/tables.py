@@ -272,10 +272,18 @@ def recipe_label(audit: dict, arm: str) -> str:
     if arm == "teacher":
         return "teacher"
     recipe = recipe_of(audit, arm)
-    loss = recipe.get("loss")
-    if loss is None:
-        return arm
+    if recipe.get("objectives"):  # a multi-objective arm: "KD (T=4, α=0.7) + hidden_mse ×0.5 (layers=last:1)"
+        return " + ".join(_objective_label(o) for o in recipe["objectives"])
+    return _objective_label(recipe) if recipe.get("loss") is not None else arm
+
+
+def _objective_label(recipe: dict) -> str:
+    """One objective's name and settings; ``weight`` shown only when it is not 1."""
+    loss = recipe.get("loss") or recipe.get("objective")
     name = RECIPE_NAMES.get(loss, loss)
+    if recipe.get("weight") not in (None, 1.0):
+        name += f" ×{float(recipe['weight']):g}"
+    shown = {"loss", "objective", "weight", "T", "alpha", "epsilon", "kind"}
     params = []
     if recipe.get("T") is not None:
         params.append(f"T={float(recipe['T']):g}")
@@ -285,7 +293,25 @@ def recipe_label(audit: dict, arm: str) -> str:
         params.append(f"ε={float(recipe['epsilon']):g}")
     if recipe.get("kind") is not None:
         params.append(str(recipe["kind"]))
+    if "objective" in recipe or loss not in RECIPE_NAMES:  # the feature objectives' settings (layers, ...)
+        params += [f"{key}={value}" for key, value in recipe.items() if key not in shown]
     return f"{name} ({', '.join(params)})" if params else name
+
+
+# The report's order of arm families: what an arm's objectives transfer (distillab.objectives' ``family``).
+FAMILIES = ("teacher", "logits", "hidden", "relation", "reference")
+
+
+def family_of(audit: dict, arm: str) -> str:
+    """``teacher``, ``reference``, or the family of the arm's objectives (the non-logit one when mixed)."""
+    from distillab.objectives import REGISTRY
+
+    if arm == "teacher" or is_reference(audit, arm):
+        return "teacher" if arm == "teacher" else "reference"
+    recipe = recipe_of(audit, arm)
+    names = [o["objective"] for o in recipe["objectives"]] if recipe.get("objectives") else [recipe.get("loss")]
+    families = [REGISTRY[n].family for n in names if n in REGISTRY]
+    return next((f for f in families if f != "logits"), "logits")
 
 
 def role_of(audit: dict, arm: str) -> str:
@@ -358,7 +384,8 @@ def _inputs_table(audit: dict) -> Table:
     t = Table(
         "inputs",
         "Inputs and fingerprints",
-        [("arm", "Arm"), ("role", "Role"), ("model", "Model"), ("recipe", "Recipe"), ("params", "Params"),
+        [("arm", "Arm"), ("family", "Family"), ("role", "Role"), ("model", "Model"), ("recipe", "Recipe"),
+         ("params", "Params"),
          ("ms", "Measured: ms / example, text → logits"), ("forward_ms", "Measured: forward pass only"),
          ("device", "Serving device"), ("sha256", "sha256"), ("path", "File")],
         note="sha256 of each predictions file as read by the audit. Serving cost is a MEASUREMENT from the file's "
@@ -368,13 +395,15 @@ def _inputs_table(audit: dict) -> Table:
         "(forward_ms_per_example) is what the reference timed.",
     )
     inputs = audit.get("inputs") or {}
-    for arm in audit["arms"]:
+    # Grouped by family (what the arm transfers), in the audit's order within a family.
+    for arm in sorted(audit["arms"], key=lambda a: FAMILIES.index(family_of(audit, a))):
         entry = inputs.get(arm) or {}
         meta = entry.get("meta") or {}
         spreads, serving = serving_of(audit, arm)
         t.add(
             arm,
             arm=arm,
+            family=family_of(audit, arm),
             role=role_of(audit, arm),
             model=meta.get("model") or "—",
             recipe=recipe_label(audit, arm),
