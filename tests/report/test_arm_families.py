@@ -33,4 +33,4 @@ def test_arms_are_grouped_by_family_in_the_inputs_table():
     audit = audit_of(recipes, roles={"tfidf": "reference"})
     assert [family_of(audit, a) for a in recipes] == ["relation", "logits", "hidden", "reference", "teacher", "logits"]
     table = _inputs_table(audit)
-    assert [row.id for row in table.rows] == ["teacher", "vanilla", "kd", "fitnet", "crd", "tfidf"]
+    assert [row.id for row in table.rows] == [f"inputs-{a}" for a in ("teacher", "vanilla", "kd", "fitnet", "crd", "tfidf")]
