@@ -83,6 +83,9 @@ class TeacherConfig:
     max_length: int = _help("tokens per text when running the model", default=128)
     batch_size: int = _help("rows per forward pass when running the model", default=32)
     dtype: str = _help("stored logits dtype: fp16, bf16 or fp32", default="fp16")
+    features: list[str] | None = _help("model only: teacher features to cache beside the logits for feature "
+                                       "objectives, e.g. [pooled.12] (mean-pooled hidden state of layer 12)",
+                                       default=None)
 
     def problems(self) -> list[str]:
         given = [name for name in ("cache", "model", "import_npz") if getattr(self, name)]
@@ -95,6 +98,8 @@ class TeacherConfig:
             found.append("teacher.already_scaled_by: only applies to import_npz")
         if self.already_scaled_by is not None and not self.already_scaled_by > 0:
             found.append(f"teacher.already_scaled_by: must be > 0, got {self.already_scaled_by!r}")
+        if self.features is not None and not self.model:
+            found.append("teacher.features: only applies to teacher.model (a given cache holds what it holds)")
         if self.dtype not in ("fp16", "bf16", "fp32"):
             found.append(f"teacher.dtype: must be fp16, bf16 or fp32, got {self.dtype!r}")
         if self.max_length < 2:

@@ -245,7 +245,7 @@ def _build_cache(spec, dataset, path: Path) -> None:
         _say("teacher", f"running {spec.model} once over every split")
         cache_classifier(resolve_model_ref(spec.model), dataset, path, splits=spec.splits,
                          temperature=spec.temperature, dtype=spec.dtype,
-                         batch_size=spec.batch_size, max_length=spec.max_length)
+                         batch_size=spec.batch_size, max_length=spec.max_length, features=spec.features)
     else:
         from distillab.teacher.importer import import_logits
 
@@ -258,6 +258,8 @@ def _teacher_inputs(spec, dataset) -> dict:
     """Everything a run-made cache depends on: the spec, the source's content, the dataset."""
     inputs = {**dataclasses.asdict(spec), "dataset": dataset.content_hash()}
     inputs.pop("eval_predictions")  # read by the audit stage, which hashes the file itself
+    if inputs["features"] is None:  # as before features existed: such runs keep their caches
+        inputs.pop("features")
     if spec.import_npz:
         source = Path(spec.import_npz).expanduser()
         if not source.is_file():

@@ -1,0 +1,48 @@
+"""`distillab run` with feature objectives: the teacher model's pooled features cached by the run, arms mixing
+kd with hidden-state and relation objectives trained, audited and reported; a missing feature is one error
+before any training."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from distillab.cli import main
+from distillab.data import load_dataset
+from distillab.io import read_json
+from distillab.teacher.cache import TeacherCache
+
+from tiny_experiment import tiny_config, write_config
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
+from train_helpers import make_tiny_bert  # noqa: E402
+
+
+def feature_config(tmp_path: Path, features, arms) -> Path:
+    values = tiny_config(tmp_path)
+    teacher = make_tiny_bert(load_dataset(values["data"]), tmp_path / "teacher", with_weights=True)
+    values["teacher"] = {"model": str(teacher), "max_length": 16, **({"features": features} if features else {})}
+    values["arms"] = arms
+    return write_config(tmp_path, values)
+
+
+def test_feature_arms_run_end_to_end_from_a_run_made_cache(tmp_path, capsys):
+    arms = ["vanilla", "kd:T=2,alpha=0.5,name=kd", "kd:T=2,alpha=0.5+hidden_mse:name=fitnet",
+            {"name": "relations", "objectives": [{"kd": {"T": 2, "alpha": 0.5}}, {"rkd": {"weight": 0.5}}]}]
+    assert main(["run", str(feature_config(tmp_path, ["pooled.2"], arms))]) == 0
+    out = tmp_path / "run"
+    assert TeacherCache.open(out / "teacher-cache").feature_names == ("pooled.2",)
+    audit = read_json(out / "audit" / "audit.json")
+    assert {"vanilla", "kd", "fitnet", "relations"} <= set(audit["arms"])
+    assert audit["inputs"]["fitnet"]["meta"]["recipe"]["loss"] == "kd+hidden_mse"
+    assert (out / "arms" / "fitnet" / "objective_extras.safetensors").exists()
+    html = (out / "report" / "report.html").read_text()
+    assert "hidden_mse" in html and "relation" in html
+
+
+def test_a_feature_the_cache_lacks_stops_the_run_before_training(tmp_path, capsys):
+    config = feature_config(tmp_path, None, ["vanilla", "kd+hidden_mse:name=fitnet"])
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "arm 'fitnet': hidden_mse: layers='last:1': the teacher cache has no pooled features" in err
+    assert not (tmp_path / "run" / "arms" / "vanilla" / "train_log.json").exists()
