@@ -19,7 +19,7 @@ from distillab.train.trainer import train_arm, train_arms
 
 from train_helpers import banking, banking_cache, bow_config, write_cache  # noqa: F401 (fixtures)
 
-HELPERS = {"base", "pooled"}  # modules of the package that are not objectives
+HELPERS = {"base", "pooled", "tokens"}  # modules of the package that are not objectives
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_every_objective_module_registers_one_objective_whose_defaults_are_valid
     modules = {m.name for m in pkgutil.iter_modules(objectives.__path__)} - HELPERS
     assert modules == set(objectives.REGISTRY)  # one file per objective, named as the objective
     for name, cls in objectives.REGISTRY.items():
-        assert cls.name == name and cls.family in ("logits", "hidden", "relation")
+        assert cls.name == name and cls.family in ("logits", "hidden", "attention", "relation")
         assert cls().problems() == []
 
 
@@ -199,3 +199,97 @@ def test_a_feature_objective_on_a_cache_without_features_names_the_fix(banking, 
     with pytest.raises(ConfigError, match=r"arm 'kd_T4_a0.7_hidden_mse': hidden_mse: layers='last:1': the teacher "
                                           r"cache has no pooled features; build it with distillab teacher --features"):
         train_arms(banking, ["kd+hidden_mse"], bow_config(), tmp_path, cache=banking_cache)
+
+
+# --------------------------------------------------------------------------- live teacher (token level)
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(banking, tmp_path_factory):
+    """A 2-layer student and a 3-layer teacher (tiny BERTs, 2 heads, width 32) sharing one tokenizer."""
+    from train_helpers import make_tiny_bert
+
+    root = tmp_path_factory.mktemp("tiny-pair")
+    return (make_tiny_bert(banking, root / "student", layers=2),
+            make_tiny_bert(banking, root / "teacher", layers=3, with_weights=True, seed=3))
+
+
+def token_config(student, teacher, **changes):
+    return bow_config(student=str(student), live_teacher=str(teacher), max_length=24, batch_size=16, max_steps=4,
+                      learning_rate=1e-3, **changes)
+
+
+def test_token_level_objectives_train_with_a_live_teacher(banking, banking_cache, tiny_pair, tmp_path):
+    student, teacher = tiny_pair
+    arms = ["kd", "kd+hidden_mse:tokens=true,layers=uniform,name=tinybert_hidden", "kd+attention_kl:name=att_kl",
+            "attention_mse", "attention_transfer:p=2", "kd+minilm_relations:relation_heads=4,name=minilm"]
+    summaries = train_arms(banking, arms, token_config(student, teacher), tmp_path, cache=banking_cache)
+    for name in ("tinybert_hidden", "att_kl", "attention_mse", "attention_transfer", "minilm"):
+        assert np.isfinite(summaries[name]["final_loss"]), name
+    # Only the projections of hidden_mse are extras; 2 student blocks -> 2 projections 32 -> 32.
+    extras = load_file(tmp_path / "tinybert_hidden" / "objective_extras.safetensors")
+    assert sorted(extras) == ["0.0.bias", "0.0.weight", "0.1.bias", "0.1.weight"]
+    assert not (tmp_path / "minilm" / "objective_extras.safetensors").exists()
+    kd_logits = np.load(tmp_path / "kd_T4_a0.7" / "predictions" / "test.npz")["logits"]
+    for name in ("tinybert_hidden", "att_kl", "minilm"):  # the extra term changed the student
+        assert not np.allclose(np.load(tmp_path / name / "predictions" / "test.npz")["logits"], kd_logits)
+
+
+def test_the_live_teacher_gets_the_layers_the_objectives_map_and_nothing_else(banking, tiny_pair):
+    from distillab.objectives.base import Dims
+    from distillab.train.live_teacher import LiveTeacher
+    from distillab.train.trainer import _Taps
+
+    student, teacher = tiny_pair
+    live = LiveTeacher(str(teacher), 24)
+    dims = Dims(student_layers=2, student_width=32, student_tokens=True, student_heads=2, live_layers=3,
+                live_width=32, live_heads=2)
+    arm = arm_from_config({"objectives": [{"attention_kl": {"layers": "last:1"}},
+                                          {"minilm_relations": {"layers": [[0, 1]], "relation_heads": 4}}]})
+    taps = _Taps.of(arm, [term.objective.bind(dims) for term in arm.terms])
+    assert (taps.student_attentions, taps.live_attentions, taps.student_qkv, taps.live_qkv) == ({1}, {2}, {0}, {1})
+    batch = live.collate(live.featurize(banking.splits["train"].texts[:4]), range(4))
+    out = live.outputs(batch, hidden=False, attentions=taps.live_attentions, qkv=taps.live_qkv)
+    assert set(out.attentions) == {2} and set(out.qkv) == {1} and set(out.qkv[1]) == {"q", "k", "v"}
+    assert out.hidden is None and out.qkv[1]["q"].shape == (4, batch["input_ids"].shape[1], 32)
+
+
+@pytest.mark.parametrize("arm, settings, message", [
+    ("kd+attention_kl", {}, "arm 'kd_T4_a0.7_attention_kl': attention_kl: needs a live teacher; set training.live_teacher"),
+    ("minilm_relations:relation_heads=5", None, "minilm_relations: relation_heads=5 must divide the student width 32"),
+    ({"name": "att", "objectives": [{"attention_kl": {"layers": [0, 7]}}]}, None, "attention_kl: layers=[0, 7]:"),
+])
+def test_token_level_mistakes_are_refused_before_training(banking, banking_cache, tiny_pair, tmp_path, arm, settings,
+                                                          message):
+    student, teacher = tiny_pair
+    config = token_config(student, teacher) if settings is None else bow_config(student=str(student), max_length=24)
+    with pytest.raises(ConfigError) as info:
+        train_arms(banking, ["vanilla", arm_from_config(arm)], config, tmp_path, cache=banking_cache)
+    assert message in str(info.value)
+    assert not (tmp_path / "vanilla").exists()
+
+
+def test_token_level_objectives_on_the_bow_student_say_why_not(banking, banking_cache, tmp_path):
+    with pytest.raises(ConfigError, match="attention_mse: reads token-level outputs, which the bow student does not have"):
+        train_arms(banking, ["attention_mse"], bow_config(), tmp_path, cache=banking_cache)
+
+
+def test_misaligned_tokenizations_are_refused_naming_the_row(banking, banking_cache, tiny_pair, tmp_path):
+    from train_helpers import make_tiny_bert, slice_dataset
+
+    student, _ = tiny_pair
+    # A teacher whose vocabulary was built from other rows: words it lacks become [UNK] where the student has them.
+    other = slice_dataset(banking, 20, 5, name="other")
+    teacher = make_tiny_bert(other, tmp_path / "other-teacher", layers=2, with_weights=True)
+    with pytest.raises(Exception) as info:
+        train_arms(banking, ["attention_mse"], token_config(student, teacher), tmp_path / "o", cache=banking_cache)
+    assert "tokens do not align at row" in str(info.value) and "teacher '[UNK]'" in str(info.value)
+
+
+def test_an_int8_live_teacher_trains_and_is_recorded(banking, banking_cache, tiny_pair, tmp_path):
+    student, teacher = tiny_pair
+    config = token_config(student, teacher, live_teacher_precision="int8")
+    summary = train_arm(banking, "kd+attention_transfer:name=at", config, tmp_path, cache=banking_cache)
+    assert np.isfinite(summary["final_loss"])
+    resolved = json.loads((tmp_path / "at" / "resolved_config.json").read_text())
+    assert resolved["live_teacher_precision"] == "int8" and resolved["live_teacher"] == str(teacher)

@@ -67,6 +67,16 @@ class Reads:
     teacher_logits: bool = False  # the cache's logit (or top-k) rows
     student_hidden: bool = False  # the student's hidden states (bow: its bag mean)
     teacher_features: bool = False  # cached pooled feature tensors ("pooled.L"); which ones: Bound.pairs
+    # From the student and a live (frozen) teacher run in the loop, token by token:
+    student_attentions: bool = False  # attention maps [B, H, T, T] per layer
+    student_qkv: bool = False  # query/key/value projections [B, T, D] per layer
+    live_hidden: bool = False
+    live_attentions: bool = False
+    live_qkv: bool = False
+
+    @property
+    def live(self) -> bool:
+        return self.live_hidden or self.live_attentions or self.live_qkv
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,11 @@ class Dims:
     student_width: int
     teacher_layers: int = 0  # the teacher's num_hidden_layers (0: the cache has no features)
     teacher_pooled: dict[int, int] = field(default_factory=dict)  # cached pooled layer -> width
+    student_tokens: bool = False  # token-level states and attention exist (a transformer student, not bow)
+    student_heads: int = 0
+    live_layers: int = 0  # the live teacher's num_hidden_layers (0: no live teacher)
+    live_width: int = 0
+    live_heads: int = 0
 
 
 @dataclass
@@ -88,6 +103,9 @@ class Step:
     teacher: dict | None = None  # cache rows: "logits" or top-k arrays, and feature names -> [B, D]
     hidden: tuple | None = None  # student hidden states, index 0 = embeddings; [B, T, D] or [B, D]
     mask: Any = None  # [B, T] attention mask for token-level hidden states, else None
+    attentions: dict | None = None  # student layer -> [B, H, T, T] (only the layers objectives asked for)
+    qkv: dict | None = None  # student layer -> {"q", "k", "v"} each [B, T, D]
+    live: Any = None  # the live teacher's outputs for the same rows: a Step-like LiveOutputs
 
     def pooled(self, index: int):
         """The student's hidden state ``index``, mean-pooled over real tokens: [B, D]."""
@@ -101,7 +119,7 @@ class Step:
 class Objective:
     """Base class. A subclass sets ``name``, ``family``, ``settings`` and implements :meth:`loss`.
 
-    ``family`` groups arms in the report by what they transfer: ``logits``, ``hidden`` or ``relation``.
+    ``family`` groups arms in the report by what they transfer: ``logits``, ``hidden``, ``attention`` or ``relation``.
     """
 
     name: ClassVar[str]

@@ -299,7 +299,7 @@ def _objective_label(recipe: dict) -> str:
 
 
 # The report's order of arm families: what an arm's objectives transfer (distillab.objectives' ``family``).
-FAMILIES = ("teacher", "logits", "hidden", "relation", "reference")
+FAMILIES = ("teacher", "logits", "hidden", "attention", "relation", "reference")
 
 
 def family_of(audit: dict, arm: str) -> str:

@@ -79,6 +79,11 @@ class TrainConfig:
     bow_buckets: int = _help("hash buckets of the bow student's n-gram table", default=2**18)
     bow_dim: int = _help("embedding size of the bow student", default=64)
     bow_ngrams: int = _help("longest word n-gram of the bow student (1: words only, 2: + bigrams)", default=2)
+    live_teacher: str | None = _help(
+        "a frozen teacher model run in the training loop for objectives that read its token-level hidden states, "
+        "attention or Q/K/V (folder, Hub id or pypi:NAME); its tokens must align with the student's", default=None)
+    live_teacher_precision: str = _help("the live teacher's precision: fp32, or int8 (dynamic quantization of its "
+                                        "Linear layers, CPU)", default="fp32")
 
     def validate(self) -> "TrainConfig":
         """Raise :class:`ConfigError` listing every invalid field at once; return ``self`` if all is well."""
@@ -137,6 +142,8 @@ class TrainConfig:
              "use 'first:N', 'every_other' or increasing indices like '0,2,4'"),
             ("student_layers", lambda: self.student_layers is None or "student" not in typed or self.student != "bow",
              "only for transformer students (the bow student has no layers)"),
+            ("live_teacher", lambda: self.live_teacher is None or bool(self.live_teacher.strip()), "must name a model"),
+            ("live_teacher_precision", lambda: self.live_teacher_precision in ("fp32", "int8"), "must be fp32 or int8"),
         ]
 
     def resolved_learning_rate(self, student_kind: str) -> float:
@@ -145,6 +152,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["eval_splits"] = list(self.eval_splits)
+        if self.live_teacher is None:  # runs without one keep the settings record they had before it existed
+            del out["live_teacher"], out["live_teacher_precision"]
         return out
 
     @classmethod

@@ -41,6 +41,7 @@ from distillab.objectives.base import Dims, Step
 from distillab.train.arms import Arm, check_arms, parse_arm
 from distillab.train.config import TrainConfig
 from distillab.train.lazy_adam import LazyAdam
+from distillab.train.live_teacher import collect_qkv
 from distillab.train.predict import model_logits, predict_logits, serving_cost, write_split_predictions
 from distillab.train.students import count_parameters, load_student
 
@@ -60,7 +61,9 @@ class Prepared:
     teacher: dict | None  # numpy arrays aligned with the training split's rows (logits/top-k, features)
     cache_info: dict | None
     content_sha256: str  # the dataset's, recorded in every arm's resolved config
-    dims: Dims  # the student's and the cached features' sizes, which objectives resolve against
+    dims: Dims  # the student's, the cached features' and the live teacher's sizes, which objectives resolve against
+    live: object = None  # a LiveTeacher when an arm reads token-level teacher outputs
+    live_features: list | None = None  # the live teacher's tokens of the training rows
 
 
 # --------------------------------------------------------------------------- public API
@@ -98,18 +101,31 @@ def prepare(dataset, config: TrainConfig, cache=None, arms: list[Arm] = ()) -> P
         cache_info = {"path": str(cache.path), "kind": cache.kind, "temperature": cache.temperature,
                       "fingerprint_sha256": _sha256_json(cache.manifest["fingerprint"])}
     student = load_student(config, len(dataset.classes), classes=list(dataset.classes))
-    dims = objective_dims(student, cache)
+    live = live_features = None
+    if config.live_teacher and any(term.objective.reads().live for arm in arms for term in arm.terms):
+        from distillab.pypi_models import resolve_model_ref
+        from distillab.train.live_teacher import LiveTeacher
+
+        live = LiveTeacher(resolve_model_ref(config.live_teacher), config.max_length, config.live_teacher_precision)
+    dims = objective_dims(student, cache, live)
     _check_objectives(arms, dims)
     for name in sorted({f for arm in arms for term in arm.terms for f in term.objective.features(dims)}):
         teacher[name] = cache.features(name, train.ids)
     features = {}
     for split in dict.fromkeys((config.train_split, *config.eval_splits)):
         features[split] = student.featurize(dataset.splits[split].texts)
-    return Prepared(dataset, config, student, features, teacher, cache_info, dataset.content_hash(), dims)
+    if live is not None:
+        from distillab.train.live_teacher import check_aligned
+
+        live_features = live.featurize(train.texts)
+        check_aligned(student.tokenizer, [row["input_ids"] for row in features[config.train_split]], live,
+                      live_features, train.ids)
+    return Prepared(dataset, config, student, features, teacher, cache_info, dataset.content_hash(), dims,
+                    live, live_features)
 
 
-def objective_dims(student, cache) -> Dims:
-    """The sizes objectives resolve against: the student's hidden layers and the cache's pooled features."""
+def objective_dims(student, cache, live=None) -> Dims:
+    """The sizes objectives resolve against: the student's layers, the cache's pooled features, the live teacher."""
     layers, width = student.hidden_dims()
     pooled = {}
     for name in getattr(cache, "feature_names", ()) if cache is not None else ():
@@ -117,7 +133,11 @@ def objective_dims(student, cache) -> Dims:
         if kind == "pooled" and layer.isdigit():
             pooled[int(layer)] = cache.feature_width(name)
     return Dims(student_layers=layers, student_width=width,
-                teacher_layers=(cache.teacher_layers or 0) if pooled else 0, teacher_pooled=pooled)
+                teacher_layers=(cache.teacher_layers or 0) if pooled else 0, teacher_pooled=pooled,
+                student_tokens=student.kind == "hf",
+                student_heads=student.config.num_attention_heads if student.kind == "hf" else 0,
+                live_layers=live.layers if live else 0, live_width=live.width if live else 0,
+                live_heads=live.heads if live else 0)
 
 
 def _check_objectives(arms: list[Arm], dims: Dims) -> None:
@@ -240,6 +260,11 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     torch.manual_seed(config.seed)
     model = student.new_model()
     bounds = [term.objective.bind(prepared.dims) for term in arm.terms]  # after the model: its init is unchanged
+    taps = _Taps.of(arm, bounds)
+    if taps.student_attentions:  # the fused attention kernels return no maps
+        model.set_attn_implementation("eager")
+    if prepared.live is not None and taps.live:
+        prepared.live.model.to(accelerator.device)
     extras = nn.ModuleList(b.extras for b in bounds if b.extras is not None)
     sparse, dense = _split_parameters(model)
     dense += list(extras.parameters())
@@ -294,13 +319,20 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                 targets = (None if teacher is None
                            else {k: v[local_t].to(accelerator.device) for k, v in teacher.items()})
                 sync = i == len(micro_batches) - 1
+                live = None
+                if taps.live:  # the frozen teacher on the same rows, before the student's graph is built
+                    live_batch = {k: v.to(accelerator.device)
+                                  for k, v in prepared.live.collate(prepared.live_features, local).items()}
+                    live = prepared.live.outputs(live_batch, taps.live_hidden, taps.live_attentions, taps.live_qkv)
                 with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
-                    with accelerator.autocast():
-                        output = model(**batch, output_hidden_states=True) if arm.needs_hidden else model(**batch)
+                    with accelerator.autocast(), collect_qkv(accelerator.unwrap_model(model), taps.student_qkv) as qkv:
+                        output = model(**batch, **taps.student_kwargs) if taps.student_kwargs else model(**batch)
                     # Losses are computed in float32 whatever the autocast dtype (softmax of bf16 logits is coarse).
-                    step_inputs = Step(logits=model_logits(output).float(), labels=labels[local_t].to(accelerator.device),
-                                       teacher=targets, hidden=getattr(output, "hidden_states", None),
-                                       mask=batch.get("attention_mask"))
+                    step_inputs = Step(
+                        logits=model_logits(output).float(), labels=labels[local_t].to(accelerator.device),
+                        teacher=targets, hidden=getattr(output, "hidden_states", None), mask=batch.get("attention_mask"),
+                        attentions={s: output.attentions[s] for s in taps.student_attentions} or None,
+                        qkv=qkv or None, live=live)
                     loss = arm.loss_of(step_inputs, bounds)
                     accelerator.backward(loss * weight)
                 step_loss += loss.detach() * weight / world
@@ -448,6 +480,39 @@ def _writing(arm_dir: Path, target: Path):
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
         raise InputError(f"{target}: cannot write ({reason}); nothing was kept for this arm - free space or "
                          "choose another --out, then rerun") from None
+
+
+@dataclass
+class _Taps:
+    """Which outputs an arm's objectives read from the student's forward pass and the live teacher's."""
+
+    student_hidden: bool
+    student_attentions: set[int]
+    student_qkv: set[int]
+    live_hidden: bool
+    live_attentions: set[int]
+    live_qkv: set[int]
+
+    @classmethod
+    def of(cls, arm: Arm, bounds: list) -> "_Taps":
+        reads = [(term.objective.reads(), bound.pairs) for term, bound in zip(arm.terms, bounds)]
+        return cls(
+            student_hidden=any(r.student_hidden for r, _ in reads),
+            student_attentions={s for r, pairs in reads if r.student_attentions for s, _ in pairs},
+            student_qkv={s for r, pairs in reads if r.student_qkv for s, _ in pairs},
+            live_hidden=any(r.live_hidden for r, _ in reads),
+            live_attentions={t for r, pairs in reads if r.live_attentions for _, t in pairs},
+            live_qkv={t for r, pairs in reads if r.live_qkv for _, t in pairs},
+        )
+
+    @property
+    def live(self) -> bool:
+        return self.live_hidden or bool(self.live_attentions) or bool(self.live_qkv)
+
+    @property
+    def student_kwargs(self) -> dict:
+        kwargs = {"output_hidden_states": True} if self.student_hidden else {}
+        return {**kwargs, "output_attentions": True} if self.student_attentions else kwargs
 
 
 def _teacher_keys(arm: Arm, prepared: Prepared) -> set[str]:
