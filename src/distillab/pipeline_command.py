@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+# Objectives that read only logits: validating them needs no model or cache sizes.
+LOGIT_ONLY = ("vanilla", "label_smoothing", "kd", "hard_kd")
+
 
 def register(subparsers) -> None:
     from distillab.config import STAGES
@@ -52,7 +55,16 @@ def _run(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from distillab.config import load_config
 
+    from distillab.errors import ConfigError
+    from distillab.objectives.dims import dims_from_config
+
     config = load_config(args.config)
     arms = config.parsed_arms()
+    if any(term.objective.name not in LOGIT_ONLY for arm in arms for term in arm.terms):
+        dims = dims_from_config(config)
+        problems = [f"arms: arm {arm.name!r}: {problem}" for arm in arms for term in arm.terms
+                    for problem in term.objective.resolve(dims)]
+        if problems:
+            raise ConfigError(f"{args.config}: " + "; ".join(problems))
     print(f"{args.config}: valid ({len(arms)} arms: {', '.join(a.name for a in arms)}; output: {config.output_dir})")
     return 0

@@ -46,3 +46,16 @@ def test_a_feature_the_cache_lacks_stops_the_run_before_training(tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "arm 'fitnet': hidden_mse: layers='last:1': the teacher cache has no pooled features" in err
     assert not (tmp_path / "run" / "arms" / "vanilla" / "train_log.json").exists()
+
+
+def test_validate_catches_objective_mistakes_without_training(tmp_path, capsys):
+    arms = ["vanilla", "kd+hidden_mse:layers=last:2,name=fitnet",
+            {"name": "att", "objectives": [{"attention_kl": {}}]}]
+    config = feature_config(tmp_path, ["pooled.2"], arms)
+    assert main(["validate", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "arm 'fitnet': hidden_mse: layers='last:2'" in err  # the bow student has one layer
+    assert "arm 'att': attention_kl: reads token-level outputs, which the bow student does not have" in err
+    assert not (tmp_path / "run").exists()
+    good = feature_config(tmp_path, ["pooled.2"], ["vanilla", "kd+hidden_mse:name=fitnet"])
+    assert main(["validate", str(good)]) == 0

@@ -19,7 +19,7 @@ from distillab.train.trainer import train_arm, train_arms
 
 from train_helpers import banking, banking_cache, bow_config, write_cache  # noqa: F401 (fixtures)
 
-HELPERS = {"base", "pooled", "tokens"}  # modules of the package that are not objectives
+HELPERS = {"base", "dims", "pooled", "tokens"}  # modules of the package that are not objectives
 
 
 @pytest.fixture(scope="module")
