@@ -327,7 +327,7 @@ def train_stage(dataset, arms: list, train_config, cache, arms_dir: Path, retrai
     recorded = read_json(stamp).get("arms", {}) if stamp.exists() else {}
     fingerprint = _sha256_json(cache.manifest["fingerprint"]) if cache is not None else None
     for arm in arms:
-        digest = _digest({"training": train_config.to_dict(), "arm": arm.name, "recipe": arm.recipe(),
+        digest = _digest({"training": arm.training_settings(train_config), "arm": arm.name, "recipe": arm.recipe(),
                           "dataset": dataset.content_hash(), "teacher": fingerprint if arm.needs_teacher else None})
         arm_dir = arms_dir / arm.name
         if arm_dir.exists() and (retrain or recorded.get(arm.name, digest) != digest):

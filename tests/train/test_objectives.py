@@ -215,8 +215,8 @@ def tiny_pair(banking, tmp_path_factory):
 
 
 def token_config(student, teacher, **changes):
-    return bow_config(student=str(student), live_teacher=str(teacher), max_length=24, batch_size=16, max_steps=4,
-                      learning_rate=1e-3, **changes)
+    return bow_config(**{"student": str(student), "live_teacher": str(teacher), "max_length": 24, "batch_size": 16,
+                         "max_steps": 4, "learning_rate": 1e-3, **changes})
 
 
 def test_token_level_objectives_train_with_a_live_teacher(banking, banking_cache, tiny_pair, tmp_path):
@@ -293,3 +293,16 @@ def test_an_int8_live_teacher_trains_and_is_recorded(banking, banking_cache, tin
     assert np.isfinite(summary["final_loss"])
     resolved = json.loads((tmp_path / "at" / "resolved_config.json").read_text())
     assert resolved["live_teacher_precision"] == "int8" and resolved["live_teacher"] == str(teacher)
+
+
+def test_arms_that_do_not_read_the_live_teacher_do_not_depend_on_it(banking, banking_cache, tiny_pair, tmp_path):
+    """Adding a live teacher (and token-level arms) to a config must not retrain its vanilla and kd arms."""
+    student, teacher = tiny_pair
+    without = bow_config(student=str(student), max_length=24, batch_size=16, max_steps=2, learning_rate=1e-3)
+    train_arms(banking, ["vanilla"], without, tmp_path, cache=banking_cache)
+    log = (tmp_path / "vanilla" / "train_log.json").stat().st_mtime_ns
+    train_arms(banking, ["vanilla", "attention_mse"], token_config(student, teacher, max_steps=2), tmp_path,
+               cache=banking_cache)
+    assert (tmp_path / "vanilla" / "train_log.json").stat().st_mtime_ns == log  # skipped: same settings
+    resolved = json.loads((tmp_path / "attention_mse" / "resolved_config.json").read_text())
+    assert resolved["live_teacher"] == str(teacher)

@@ -66,6 +66,17 @@ class Arm:
         return any(term.objective.reads().teacher_features for term in self.terms)
 
     @property
+    def needs_live_teacher(self) -> bool:
+        return any(term.objective.reads().live for term in self.terms)
+
+    def training_settings(self, config) -> dict:
+        """The training settings this arm's result depends on: the live teacher's only if it reads it."""
+        settings = config.to_dict()
+        if not self.needs_live_teacher:
+            settings.pop("live_teacher", None), settings.pop("live_teacher_precision", None)
+        return settings
+
+    @property
     def needs_hidden(self) -> bool:
         return any(term.objective.reads().student_hidden for term in self.terms)
 

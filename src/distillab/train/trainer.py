@@ -205,7 +205,7 @@ def _resolved_config(prepared: Prepared, arm: Arm, accelerator) -> dict:
     n = len(dataset.splits[config.train_split])
     steps_per_epoch = math.ceil(n / config.batch_size)
     return {
-        **config.to_dict(),
+        **arm.training_settings(config),
         "learning_rate": config.resolved_learning_rate(student.kind),
         "arm": arm.name,
         "recipe": arm.recipe(),
