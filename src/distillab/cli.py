@@ -27,9 +27,11 @@ COMMAND_MODULES = (
     "distillab.baselines.command",  # baseline
     "distillab.calibrate.command",  # calibrate
     "distillab.audit.command",  # audit
+    "distillab.quantize.command",  # quantize
     "distillab.report.command",  # report
     "distillab.serve_command",  # predict
     "distillab.losses.command",  # check-loss
+    "distillab.budget_command",  # budget
 )
 
 
