@@ -8,8 +8,10 @@ Layout (DESIGN.md "Teacher cache")::
 Every shard holds ``labels`` int32 [r] and ``text_sha256_8`` uint8 [r, 8] (so a reader can name the
 row whose label or text changed), the row ids in its safetensors metadata, and the teacher's output:
 dense ``logits`` [r, K] (fp16/bf16/fp32), or top-k ``topk_ids`` int32 / ``topk_logprobs`` [r(, T), k]
-with ``tail_logmass`` and ``tail_kl`` float32 [r(, T)] (per-token caches add ``input_ids`` and
-``num_tokens``). A cache captured with features adds one ``feature.NAME`` [r, width] per feature the
+with ``tail_logmass`` and ``tail_kl`` float32 [r(, T)], or sampled ``sample_ids`` / ``sample_counts``
+int32 / ``sample_logprobs`` [r(, T), k] (k = min(draws, width) slots: the distinct ids drawn, how often,
+their log-probabilities; see :mod:`distillab.losses.sampled`) with the same two tail statistics
+(per-token caches add ``input_ids`` and ``num_tokens``). A cache captured with features adds one ``feature.NAME`` [r, width] per feature the
 manifest's ``features`` lists (see :mod:`distillab.teacher.features`); a cache without them has no
 ``features`` key at all, so its manifest is byte-identical to one written before features existed.
 
@@ -50,7 +52,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PROGRESS = "in-progress.json"
 DTYPES = ("fp16", "bf16", "fp32")
-KINDS = ("dense", "topk")
+KINDS = ("dense", "topk", "sampled")
+QUANTILES = (0.5, 0.9, 0.99)  # of the per-token statistics recorded in the manifest's ``truncation``
 FP16_MAX = 65504.0
 
 _ST_DTYPES = {  # safetensors dtype → numpy dtype used to map it (bf16 is mapped as raw uint16)
@@ -131,17 +134,24 @@ class CacheWriter:
         shard_rows: int = DEFAULT_SHARD_ROWS,
         features: list[dict] | None = None,
         teacher_layers: int | None = None,
+        sampled: dict | None = None,
     ) -> None:
         """``features``: manifest entries ``{name, layer, pooling, width, dtype}`` (see ``features.py``);
         each shard then also takes ``feature.NAME`` [rows, width] in :meth:`write_shard`. With features,
         ``teacher_layers`` is the teacher's ``num_hidden_layers`` (so readers can resolve ``pooled.last``
-        and map layers)."""
+        and map layers). ``sampled``: ``{draws, seed}`` of a sampled cache (its ``k`` = min(draws, width))."""
         if kind not in KINDS:
             raise InputError(f"cache kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if dtype not in DTYPES:
             raise InputError(f"cache dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         if kind == "topk" and (k is None or not 1 <= k <= width):
             raise InputError(f"top-k cache needs 1 <= k <= {width} (the teacher's output width), got k={k}")
+        if kind == "sampled":
+            problem = _sampled_problem(sampled, k, width)
+            if problem:
+                raise InputError(f"sampled cache: {problem}")
+        elif sampled is not None:
+            raise InputError(f"sampled= is only for a sampled cache, not a {kind} cache")
         if shard_rows < 1:
             raise InputError(f"shard_rows must be >= 1, got {shard_rows}")
         if temperature is not None and not (temperature > 0 and math.isfinite(temperature)):
@@ -182,6 +192,8 @@ class CacheWriter:
             "num_shards": self.num_shards,
             "fingerprint": fingerprint,
         }
+        if kind == "sampled":  # absent from other kinds: their manifests stay byte-identical
+            self.head["sampled"] = {"draws": int(sampled["draws"]), "seed": int(sampled["seed"])}
         if self.features:  # absent, not empty, without features: old manifests stay byte-identical
             self.head["teacher_layers"] = int(teacher_layers)
             self.head["features"] = self.features
@@ -256,11 +268,41 @@ class CacheWriter:
             if value.shape != shape:
                 raise InputError(f"shard {index}: array {name!r} has shape {value.shape}, expected {shape}")
             tensors[name] = self._cast(name, value, index, start)
+        if self.kind == "sampled":
+            self._check_draws(index, start, arrays)
         tensors["labels"] = torch.from_numpy(self.labels[start:stop])
         tensors["text_sha256_8"] = torch.from_numpy(self.text_hash[start:stop])
         path = self.out / shard_name(index)
         _save_safetensors(path, tensors, {"ids": json.dumps(self.ids[start:stop].tolist())})
         return path
+
+    def _check_draws(self, index: int, start: int, arrays: dict[str, np.ndarray]) -> None:
+        """Every real position holds exactly ``draws`` draws of ids in range, and padding none."""
+        counts = np.asarray(arrays["sample_counts"])
+        ids = np.asarray(arrays["sample_ids"])
+        draws = self.head["sampled"]["draws"]
+        total = counts.sum(-1)  # [r(, T)]
+        real = np.ones(total.shape, dtype=bool)
+        if self.tokens is not None:
+            real = np.arange(self.tokens)[None, :] < np.asarray(arrays["num_tokens"])[:, None]
+
+        def refuse(mask, what):
+            where = np.argwhere(mask)[0]
+            row = str(self.ids[start + int(where[0])])
+            position = f" position {int(where[1])}" if len(where) > 1 else ""
+            raise InputError(f"sampled cache row {row!r}{position} (shard {index}) {what}")
+
+        if (counts < 0).any():
+            refuse((counts < 0).any(-1), "has a negative draw count")
+        if ((ids < 0) | (ids >= self.width)).any():
+            refuse(((ids < 0) | (ids >= self.width)).any(-1), f"has a sampled id outside [0, {self.width})")
+        if (real & (total == 0)).any():
+            refuse(real & (total == 0), f"has zero draws (expected {draws}); the sampled loss would have no "
+                                        "target there")
+        if (real & (total != draws)).any():
+            refuse(real & (total != draws), f"has {int(total[real & (total != draws)][0])} draws, expected {draws}")
+        if (~real & (total != 0)).any():
+            refuse(~real & (total != 0), "is padding (beyond num_tokens) but holds draws")
 
     def _expected_shapes(self, rows: int) -> dict[str, tuple]:
         return {name: shape for name, (shape, _) in
@@ -274,7 +316,7 @@ class CacheWriter:
         if feature is not None:
             dtype = feature["dtype"]
 
-        if name in ("topk_ids", "input_ids", "num_tokens"):
+        if name in ("topk_ids", "input_ids", "num_tokens", "sample_ids", "sample_counts"):
             return torch.from_numpy(np.ascontiguousarray(value, dtype=np.int32))
         value = np.ascontiguousarray(value, dtype=np.float32)
         # -inf tail log-mass is legitimate (k covers the whole vocabulary); anything else must be finite.
@@ -286,7 +328,7 @@ class CacheWriter:
                 "check the model and its inputs (under GPU autocast, half-precision overflow inside the model "
                 "is a common cause)"
             )
-        if name in ("logits", "topk_logprobs") or feature is not None:
+        if name in ("logits", "topk_logprobs", "sample_logprobs") or feature is not None:
             if dtype == "fp16" and np.abs(value).max(initial=0.0) > FP16_MAX:
                 row = start + int(np.argwhere(np.abs(value) > FP16_MAX)[0][0])
                 raise InputError(
@@ -315,7 +357,7 @@ class CacheWriter:
                            "bytes": path.stat().st_size, "sha256": sha256_file(path)})
         manifest = dict(self.head)
         manifest["shards"] = shards
-        if self.kind == "topk":
+        if self.kind in ("topk", "sampled"):
             manifest["truncation"] = truncation_stats([read_safetensors(self.out / s["file"])[1] for s in shards])
         write_json_atomic(self.out / MANIFEST, manifest)
         (self.out / PROGRESS).unlink(missing_ok=True)
@@ -330,15 +372,29 @@ def teacher_arrays(kind: str, rows: int, width: int, k: int | None, tokens: int 
     extra = {tensor_name(f["name"]): ((rows, f["width"]), _CACHE_DTYPES[f["dtype"]]) for f in features}
     if kind == "dense":
         return {"logits": ((rows, width), stored), **extra}
-    arrays = {
-        "topk_ids": ((*lead, k), "I32"),
-        "topk_logprobs": ((*lead, k), stored),
-        "tail_logmass": (lead, "F32"),
-        "tail_kl": (lead, "F32"),
-    }
+    if kind == "sampled":
+        arrays = {"sample_ids": ((*lead, k), "I32"), "sample_counts": ((*lead, k), "I32"),
+                  "sample_logprobs": ((*lead, k), stored)}
+    else:
+        arrays = {"topk_ids": ((*lead, k), "I32"), "topk_logprobs": ((*lead, k), stored)}
+    arrays.update(tail_logmass=(lead, "F32"), tail_kl=(lead, "F32"))
     if tokens is not None:
         arrays.update(input_ids=(lead, "I32"), num_tokens=((rows,), "I32"))
     return {**arrays, **extra}
+
+
+def _sampled_problem(sampled, k, width) -> str | None:
+    """What is wrong with a sampled cache's ``{draws, seed}`` and its slot count ``k``, or None."""
+    if not (isinstance(sampled, dict) and set(sampled) == {"draws", "seed"}):
+        return f"needs sampled={{'draws': S, 'seed': SEED}}, got {short_repr(sampled)}"
+    draws, seed = sampled["draws"], sampled["seed"]
+    if not (_is_int(draws) and draws >= 1):
+        return f"draws must be a positive integer, got {short_repr(draws)}"
+    if not (_is_int(seed) and seed >= 0):
+        return f"seed must be a non-negative integer, got {short_repr(seed)}"
+    if k != min(draws, width):
+        return f"k (slots per position) must be min(draws, width) = {min(draws, width)}, got {short_repr(k)}"
+    return None
 
 
 def _check_ids(ids: np.ndarray) -> np.ndarray:
@@ -363,35 +419,62 @@ def _save_safetensors(path: Path, tensors: dict, metadata: dict[str, str]) -> No
             os.fsync(handle.fileno())
 
 
-def truncation_stats(shards: list[dict[str, np.ndarray]]) -> dict:
-    """Probability mass and KL lost to keeping only the top k, averaged over rows (or tokens).
+def _quantiles(values: np.ndarray) -> dict[str, float]:
+    return {f"p{round(100 * q)}": float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES))}
 
-    ``kl_renormalized`` = KL(q‖p) with q the top-k renormalised, which is −log(kept mass);
-    ``kl_uniform_tail`` = KL(p‖p̂) with p̂ the top-k plus the tail mass spread evenly over the rest
-    (computed at capture, where the full distribution was at hand).
+
+def truncation_stats(shards: list[dict[str, np.ndarray]]) -> dict:
+    """Probability mass and KL lost to keeping only some ids per position, over rows (or real tokens).
+
+    Kept ids are the top k (top-k caches) or the distinct ids drawn (sampled caches).
+    ``mass_lost`` = teacher mass outside the kept ids; ``kl_renormalized`` = KL(q‖p) with q the kept
+    ids renormalised, which is −log(kept mass) (the bias a renormalised top-k target trains towards;
+    a sampled target is unbiased and does not renormalise); ``kl_uniform_tail`` = KL(p‖p̂) with p̂ the
+    kept ids plus the rest of the mass spread evenly over the other ids (computed at capture, where
+    the full distribution was at hand). Each has a mean (``*_mean``, plus ``mass_lost_max``) and
+    ``quantiles`` p50/p90/p99. Sampled caches add ``distinct_ids_mean`` (ids per position) and
+    ``kl_sample_mean`` = mean KL(w‖p) of the draw frequencies w = counts/draws from the teacher: the
+    noise of one position's target, which averages out over positions and steps (its bias is 0).
     """
-    logmass, tail_kl = [], []
+    logmass, tail_kl, distinct, kl_sample = [], [], [], []
     for arrays in shards:
         lm = np.asarray(arrays["tail_logmass"], dtype=np.float64)
         kl = np.asarray(arrays["tail_kl"], dtype=np.float64)
+        valid = np.ones(lm.shape, dtype=bool)
         if "num_tokens" in arrays:  # only real token positions count
             valid = np.arange(lm.shape[1])[None, :] < np.asarray(arrays["num_tokens"])[:, None]
-            lm, kl = lm[valid], kl[valid]
-        logmass.append(lm.ravel())
-        tail_kl.append(kl.ravel())
+        logmass.append(lm[valid].ravel())
+        tail_kl.append(kl[valid].ravel())
+        if "sample_counts" in arrays:
+            counts = np.asarray(arrays["sample_counts"], dtype=np.float64)[valid]  # [positions, slots]
+            logprobs = np.asarray(arrays["sample_logprobs"][...], dtype=np.float64)[valid]
+            weights = counts / np.maximum(counts.sum(-1, keepdims=True), 1)
+            safe = np.where(weights > 0, weights, 1.0)
+            distinct.append((counts > 0).sum(-1))
+            kl_sample.append(np.where(weights > 0, weights * (np.log(safe) - logprobs), 0.0).sum(-1))
     lm = np.concatenate(logmass)
     kl = np.concatenate(tail_kl)
+    sampled = bool(distinct)
     if lm.size == 0:
-        return {"positions": 0, "mass_lost_mean": None, "mass_lost_max": None,
-                "kl_renormalized_mean": None, "kl_uniform_tail_mean": None}
+        out = {"positions": 0, "mass_lost_mean": None, "mass_lost_max": None,
+               "kl_renormalized_mean": None, "kl_uniform_tail_mean": None, "quantiles": None}
+        return {**out, "distinct_ids_mean": None, "kl_sample_mean": None} if sampled else out
     mass = np.exp(lm)
-    return {
+    renormalized = -np.log1p(-np.minimum(mass, 1 - 1e-12))
+    out = {
         "positions": int(lm.size),
         "mass_lost_mean": float(mass.mean()),
         "mass_lost_max": float(mass.max()),
-        "kl_renormalized_mean": float((-np.log1p(-np.minimum(mass, 1 - 1e-12))).mean()),
+        "kl_renormalized_mean": float(renormalized.mean()),
         "kl_uniform_tail_mean": float(kl.mean()),
+        "quantiles": {"mass_lost": _quantiles(mass), "kl_renormalized": _quantiles(renormalized),
+                      "kl_uniform_tail": _quantiles(kl)},
     }
+    if sampled:
+        distinct, kl_sample = np.concatenate(distinct), np.concatenate(kl_sample)
+        out.update(distinct_ids_mean=float(distinct.mean()), kl_sample_mean=float(kl_sample.mean()))
+        out["quantiles"].update(distinct_ids=_quantiles(distinct), kl_sample=_quantiles(kl_sample))
+    return out
 
 
 # --------------------------------------------------------------------------- reader
@@ -497,6 +580,12 @@ def read_manifest(path: Path) -> dict:
         need("k", get("k") is None, "null in a dense cache")
     else:
         need("k", _is_int(get("k")) and 1 <= get("k") <= get("width"), f"an integer in [1, width={get('width')}]")
+    if get("kind") == "sampled":
+        problem = _sampled_problem(get("sampled"), get("k"), get("width"))
+        if problem:
+            raise InputError(f"{file}: key 'sampled' (with 'k'): {problem}")
+    else:
+        need("sampled", "sampled" not in manifest, f"absent in a {get('kind')} cache")
     need("tokens", get("tokens") is None or (_is_int(get("tokens")) and get("tokens") >= 1),
          "null or a positive integer")
     temperature = get("temperature")
@@ -613,6 +702,10 @@ class _BF16View:
         return (np.asarray(self.raw[index]).astype(np.uint32) << 16).view(np.float32)
 
 
+_READER = {"dense": "logits()", "topk": "topk()", "sampled": "sampled()"}  # how each kind is read
+_KIND_NAME = {"dense": "dense", "topk": "top-k", "sampled": "sampled"}  # in messages
+
+
 class TeacherCache:
     """Read-only view of a finished cache: memory-mapped shards, rows looked up by id."""
 
@@ -631,6 +724,9 @@ class TeacherCache:
         self.temperature: float | None = manifest["temperature"]
         self.dtype: str = manifest["dtype"]
         self.k: int | None = manifest["k"]
+        # sampled caches: draws per position and the seed they were drawn with (None otherwise)
+        self.draws: int | None = manifest["sampled"]["draws"] if self.kind == "sampled" else None
+        self.seed: int | None = manifest["sampled"]["seed"] if self.kind == "sampled" else None
         self.shard_rows: int = int(manifest["shard_rows"])
         self._features: dict[str, dict] = {entry["name"]: entry for entry in manifest.get("features", ())}
         self.feature_names: tuple[str, ...] = tuple(self._features)
@@ -716,8 +812,7 @@ class TeacherCache:
     def _gather(self, name: str, ids) -> np.ndarray:
         rows = self.rows(ids) if ids is not None else np.arange(len(self))
         if name not in self._shards[0]:
-            raise InputError(f"{self.path}: a {self.kind} cache has no {name!r}; "
-                             + ("use topk()" if self.kind == "topk" else "use logits()"))
+            raise InputError(f"{self.path}: a {self.kind} cache has no {name!r}; use {_READER[self.kind]}")
         first = self._shards[0][name]
         out = None
         shard_of, local = np.divmod(rows, self.shard_rows)
@@ -734,16 +829,34 @@ class TeacherCache:
     def logits(self, ids=None) -> np.ndarray:
         """Dense teacher logits (temperature already applied if one was recorded), float32 [len(ids), K]."""
         if self.kind != "dense":
-            raise InputError(f"{self.path}: this is a top-k cache; use topk() (dense logits were not stored)")
+            raise InputError(f"{self.path}: this is a {_KIND_NAME[self.kind]} cache; use {_READER[self.kind]} (dense "
+                             "logits were not stored)")
         return self._gather("logits", ids).astype(np.float32)
 
     def topk(self, ids=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(topk_ids int32, topk_logprobs float32, tail_logmass float32), each [len(ids)(, T), ...]."""
         if self.kind != "topk":
-            raise InputError(f"{self.path}: this is a dense cache; use logits()")
+            raise InputError(f"{self.path}: this is a {_KIND_NAME[self.kind]} cache; use {_READER[self.kind]}")
         return (self._gather("topk_ids", ids).astype(np.int32),
                 self._gather("topk_logprobs", ids).astype(np.float32),
                 self._gather("tail_logmass", ids).astype(np.float32))
+
+    def sampled(self, ids=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sampled caches: (sample_ids int32, weights float32 = counts / draws, sample_logprobs float32),
+        each [len(ids)(, T), k]: the arguments of :func:`distillab.losses.sampled.sampled_kd_loss`
+        (``ids``, ``weights``, ``teacher_logprobs``). Empty slots and padding positions have weight 0."""
+        if self.kind != "sampled":
+            raise InputError(f"{self.path}: this is a {_KIND_NAME[self.kind]} cache; use {_READER[self.kind]}")
+        counts = self._gather("sample_counts", ids)
+        return (self._gather("sample_ids", ids).astype(np.int32),
+                (counts / np.float32(self.draws)).astype(np.float32),
+                self._gather("sample_logprobs", ids).astype(np.float32))
+
+    def sample_counts(self, ids=None) -> np.ndarray:
+        """Sampled caches: how often each slot's id was drawn, int32 [len(ids)(, T), k] (sums to ``draws``)."""
+        if self.kind != "sampled":
+            raise InputError(f"{self.path}: this is a {_KIND_NAME[self.kind]} cache; use {_READER[self.kind]}")
+        return self._gather("sample_counts", ids).astype(np.int32)
 
     def features(self, name: str, ids=None) -> np.ndarray:
         """The teacher feature ``name`` (e.g. ``"pooled.12"``), float32 [len(ids), width], rows aligned with ``ids``

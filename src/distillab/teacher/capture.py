@@ -129,6 +129,58 @@ def topk_outputs(logits, k: int) -> dict[str, np.ndarray]:
     }
 
 
+def row_generator(seed: int, row_id: str) -> np.random.Generator:
+    """The random generator of one cached row: a function of (seed, row id) only.
+
+    So a row's draws do not depend on which shard, process, batch or split selection computed it, and
+    a resumed capture redraws exactly what an uninterrupted one would have.
+    """
+    import hashlib
+
+    digest = int.from_bytes(hashlib.sha256(str(row_id).encode("utf-8")).digest()[:8], "little")
+    return np.random.default_rng([int(seed), digest])
+
+
+def sampled_outputs(logits, draws: int, generator: np.random.Generator) -> dict[str, np.ndarray]:
+    """``draws`` tokens per position from ``softmax(logits)`` (last axis), with what the drawn ids leave out.
+
+    Returns ``sample_ids`` int32, ``sample_counts`` int32 and ``sample_logprobs`` float32 ``[..., min(draws, V)]``
+    (see :func:`distillab.losses.sampled.sample_targets`: distinct ids ascending, then empty slots),
+    ``tail_logmass`` = log of the teacher mass on ids that were *not* drawn, and ``tail_kl`` = KL(p‖p̂) with
+    p̂ keeping the drawn ids' probabilities and spreading the rest evenly over the other ids, as
+    :func:`topk_outputs` does for the top k. Neither statistic enters the loss (the draws are
+    unbiased whatever they miss); they are recorded so ``cache inspect`` can compare with top-k.
+    """
+    import torch
+
+    from distillab.losses.sampled import draw_from_logprobs
+
+    if isinstance(logits, np.ndarray):
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
+    logits = torch.as_tensor(logits, dtype=torch.float32)
+    vocab = logits.shape[-1]
+    lead = tuple(logits.shape[:-1])
+    logp = torch.log_softmax(logits.reshape(-1, vocab), dim=-1)  # float32, exactly what sample_targets draws from
+    ids, counts, logprobs = draw_from_logprobs(logp, draws, generator)
+    # draws per vocabulary entry (an empty slot adds 0 wherever its placeholder id points)
+    kept = torch.zeros(logp.shape, dtype=torch.long).scatter_add_(-1, ids, counts) > 0
+    rest = logp.masked_fill(kept, float("-inf"))
+    tail_logmass = torch.logsumexp(rest, dim=-1)
+    others = vocab - kept.sum(-1)
+    tail_logprob = rest - tail_logmass.unsqueeze(-1)
+    tail_entropy = -torch.where(torch.isfinite(tail_logprob), tail_logprob.exp() * tail_logprob, 0.0).sum(-1)
+    tail_kl = tail_logmass.exp() * (torch.log(others.clamp_min(1).float()) - tail_entropy)
+    tail_kl = torch.where(torch.isfinite(tail_logmass) & (others > 0), tail_kl, 0.0).clamp_min(0.0)
+    slots = lead + (ids.shape[-1],)
+    return {
+        "sample_ids": ids.to(torch.int32).reshape(slots).numpy(),
+        "sample_counts": counts.to(torch.int32).reshape(slots).numpy(),
+        "sample_logprobs": logprobs.to(torch.float32).reshape(slots).numpy(),
+        "tail_logmass": tail_logmass.float().reshape(lead).numpy(),
+        "tail_kl": tail_kl.float().reshape(lead).numpy(),
+    }
+
+
 def run_shards(
     writer,
     compute: Callable[[int, int, Callable[[int], None]], dict[str, np.ndarray]],

@@ -78,8 +78,16 @@ def register(subparsers) -> None:
     teacher.add_argument("--topk", type=_positive_int, default=None, metavar="K",
                          help="store the top-K log-probs + tail log-mass instead of dense logits "
                               "(for large output spaces; required with --causal-lm)")
+    teacher.add_argument("--sampled", type=_positive_int, default=None, metavar="S",
+                         help="causal LMs: instead of the top K, draw S tokens per position from softmax(logits / "
+                              "--temperature) and store the distinct ids, their counts and log-probs: an unbiased "
+                              "sparse target (distillab.losses.sampled.sampled_kd_loss); S and the seed are recorded")
+    teacher.add_argument("--seed", type=int, default=0,
+                         help="with --sampled: seed of the draws (each row's generator is seeded by the seed and its "
+                              "row id; default 0)")
     teacher.add_argument("--causal-lm", action="store_true",
-                         help="the teacher is a causal LM: cache per-token top-K next-token log-probs")
+                         help="the teacher is a causal LM: cache per-token top-K next-token log-probs (--topk K) or "
+                              "S sampled tokens (--sampled S)")
     teacher.add_argument("--gguf-file", default=None, help="causal LM weights in this GGUF file inside --model")
     teacher.add_argument("--features", action="append", default=None, metavar="pooled.L[,pooled.M...]",
                          help="also store named teacher features per row (sequence classifiers only): pooled.L = mean "
@@ -125,6 +133,11 @@ def run_teacher(args) -> int:
     from distillab.errors import InputError
     from distillab.teacher.features import parse_feature_specs
 
+    if args.sampled is not None and not args.causal_lm:
+        raise InputError("--sampled S is for causal-LM teachers (--causal-lm); a classifier's outputs are small "
+                         "enough to store dense or top-k")
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
     if args.features and args.causal_lm:
         raise InputError("--features is for sequence-classifier teachers; it cannot be used with --causal-lm")
     if parse_feature_specs(args.features):  # names and layers (the model's config alone) before any work
@@ -138,10 +151,13 @@ def run_teacher(args) -> int:
     if args.causal_lm:
         from distillab.teacher.causal_lm import cache_causal_lm
 
-        if args.topk is None:
-            raise InputError("--causal-lm needs --topk K (a dense per-token vocabulary cache is too large to store)")
+        if args.topk is None and args.sampled is None:
+            raise InputError("--causal-lm needs --topk K or --sampled S (a dense per-token vocabulary cache is too "
+                             "large to store)")
+        if args.topk is not None and args.sampled is not None:
+            raise InputError("give one of --topk K and --sampled S, not both (a cache holds one kind of target)")
         cache_causal_lm(args.model, dataset, args.out, tokenizer=args.tokenizer, k=args.topk, gguf_file=args.gguf_file,
-                        **common)
+                        sampled=args.sampled, seed=args.seed, **common)
     else:
         from distillab.teacher.hf_classifier import cache_classifier
 

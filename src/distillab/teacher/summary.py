@@ -21,8 +21,8 @@ def macro_f1(labels: np.ndarray, preds: np.ndarray) -> float:
 
 
 def teacher_scores(cache: TeacherCache) -> dict | None:
-    """Accuracy and macro-F1 of the teacher's argmax per split and overall (None for per-token caches)."""
-    if cache.manifest["tokens"] is not None:
+    """Accuracy and macro-F1 of the teacher's argmax per split and overall (None for per-token and sampled caches)."""
+    if cache.manifest["tokens"] is not None or cache.kind == "sampled":
         return None
     out = {}
     for split in [*cache.splits, None]:
@@ -60,6 +60,7 @@ def summarize(cache: TeacherCache) -> dict:
         "width": cache.width,
         "dtype": cache.dtype,
         "k": cache.k,
+        "sampled": manifest.get("sampled"),
         "tokens": manifest["tokens"],
         "temperature": cache.temperature,
         "shards": len(manifest["shards"]),
@@ -78,13 +79,54 @@ def summarize(cache: TeacherCache) -> dict:
     return summary
 
 
+def truncation_lines(summary: dict) -> list[str]:
+    """What keeping only some ids per position costs: mass kept, KL lost, per position (mean, p50/p90/p99, max)."""
+    t = summary["truncation"]
+    if not t["positions"]:
+        return ["kept ids   no token positions were cached"]
+    q = t.get("quantiles") or {}
+
+    def spread(key, transform=lambda v: v):
+        if key not in q:
+            return ""
+        return " (p50 " + ", p90 ".join(f"{transform(q[key][p]):.4g}" for p in ("p50", "p90")) + \
+            f", p99 {transform(q[key]['p99']):.4g})"
+
+    sampled = summary.get("sampled")
+    what = (f"the distinct ids of {sampled['draws']} draws" if sampled else f"the top {summary['k']}")
+    kept = lambda v: 1 - v  # noqa: E731 (mass kept is one minus mass lost: the quantiles turn around)
+    kept_q = "" if "mass_lost" not in q else (
+        f" (p50 {kept(q['mass_lost']['p50']):.4g}, p10 {kept(q['mass_lost']['p90']):.4g}, "
+        f"p1 {kept(q['mass_lost']['p99']):.4g}, min {kept(t['mass_lost_max']):.4g})")
+    lines = [
+        f"kept ids   {what} per position, over {t['positions']:,} positions",
+        f"mass kept  mean {1 - t['mass_lost_mean']:.4g}{kept_q}",
+        f"KL lost    renormalised kept ids KL(q||p) = -log(mass kept): mean {t['kl_renormalized_mean']:.4g} nats"
+        f"{spread('kl_renormalized')}",
+        f"           uniform tail KL(p||p^): mean {t['kl_uniform_tail_mean']:.4g} nats{spread('kl_uniform_tail')}",
+    ]
+    if sampled:
+        lines += [
+            f"draws      distinct ids per position mean {t['distinct_ids_mean']:.4g}{spread('distinct_ids')}; "
+            f"KL(draw frequencies||p) mean {t['kl_sample_mean']:.4g} nats{spread('kl_sample')}",
+            "bias       0: the sampled loss equals full-vocabulary KD in expectation (the KL figures above are what a "
+            "renormalised target on these ids would lose, and per-position noise)",
+        ]
+    else:
+        lines.append("bias       a renormalised top-k target trains towards q, not p: the renormalised KL above per "
+                     "position (the bucket tail mode keeps the mass but not its shape)")
+    return lines
+
+
 def format_summary(summary: dict) -> str:
     """Human-readable lines for the terminal."""
     teacher = summary["teacher"]
     lines = [
         f"cache      {summary['path']}",
         f"kind       {summary['kind']}, dtype {summary['dtype']}"
-        + (f", top-{summary['k']} of {summary['width']}" if summary["k"] else "")
+        + (f", {summary['sampled']['draws']} draws per position (seed {summary['sampled']['seed']}, "
+           f"at most {summary['k']} distinct ids) of {summary['width']}" if summary.get("sampled")
+           else f", top-{summary['k']} of {summary['width']}" if summary["k"] else "")
         + (f", {summary['tokens']} tokens per row" if summary["tokens"] else ""),
         f"rows       {summary['rows']:,} ({', '.join(f'{s} {n:,}' for s, n in summary['splits'].items())})",
         f"classes    {summary['num_classes']} ({', '.join(summary['classes'][:5])}"
@@ -96,11 +138,7 @@ def format_summary(summary: dict) -> str:
         f"tool       distillab {summary['tool_version']}",
     ]
     if summary["truncation"]:
-        t = summary["truncation"]
-        if t["positions"]:
-            lines.append(f"top-k loss mass lost mean {t['mass_lost_mean']:.4g} (max {t['mass_lost_max']:.4g}), "
-                         f"KL renormalised {t['kl_renormalized_mean']:.4g}, KL uniform tail {t['kl_uniform_tail_mean']:.4g} "
-                         f"nats over {t['positions']:,} positions")
+        lines += truncation_lines(summary)
     for feature in summary.get("features") or []:
         lines.append(f"feature    {feature['name']}: {feature['pooling']} of hidden_states[{feature['layer']}] "
                      f"(of 0..{summary['teacher_layers']}) over "
