@@ -204,7 +204,8 @@ class ExperimentConfig:
     eval_split: str = _help("split the students are evaluated and audited on", default="test")
     tiers: TiersConfig = _help("head/mid/tail definition", default_factory=TiersConfig)
     teacher: TeacherConfig = _help("teacher outputs", default_factory=TeacherConfig)
-    training: dict = _help("distillab.train.TrainConfig settings shared by every arm", default_factory=dict)
+    training: dict = _help("distillab.train.TrainConfig settings shared by every arm, plus the run's seeds and "
+                           "seed_arms (see SEED_SETTINGS)", default_factory=dict)
     arms: list[str | dict] = _help("arms in `distillab train --arm` syntax, e.g. 'kd:T=4,alpha=0.7,name=kd', or "
                                    "{name, objectives: [{kd: {T: 4}}, {hidden_mse: {weight: 1}}]}",
                             default_factory=lambda: ["vanilla", "kd:name=kd"])
@@ -236,10 +237,11 @@ class ExperimentConfig:
         from distillab.train.config import TrainConfig
 
         names = {f.name: f for f in dataclasses.fields(TrainConfig)}
-        hints = typing.get_type_hints(TrainConfig)
-        found = [f"training: unknown setting(s) {sorted(set(self.training) - set(names))}; "
-                 f"valid: {', '.join(sorted(names))}"] if set(self.training) - set(names) else []
-        typed = {f.name: f.default for f in names.values()}
+        hints = typing.get_type_hints(TrainConfig) | {key: hint for key, (hint, _) in SEED_SETTINGS.items()}
+        unknown = set(self.training) - set(names) - set(SEED_SETTINGS)
+        found = [f"training: unknown setting(s) {sorted(unknown)}; "
+                 f"valid: {', '.join(sorted([*names, *SEED_SETTINGS]))}"] if unknown else []
+        typed = {f.name: f.default for f in names.values()} | dict.fromkeys(SEED_SETTINGS)
         for key, value in self.training.items():
             if key in hints and not _type_ok(value, hints[key]):
                 found.append(f"training.{key}: {_expected(hints[key])}, got {_shown(value)}")
@@ -247,15 +249,16 @@ class ExperimentConfig:
                 typed[key] = value
         if not _seed(typed["seed"]):
             found.append(f"training.seed: must be an integer in [0, 2**32), got {typed['seed']!r}")
+        found += _seeds_problems(typed["seeds"], self.training.get("seed"), typed["seed_arms"])
         if typed["bow_buckets"] > MAX_BOW_BUCKETS:
             found.append(f"training.bow_buckets: at most {MAX_BOW_BUCKETS:,} (2**24), got {typed['bow_buckets']:,}")
         if found:  # TrainConfig's own range checks assume the right types
             return found
         try:
-            self.train_config().validate()
+            train_split = self.train_config().validate().train_split
         except ConfigError as exc:
             return found + [f"training: {line.strip()}" for line in str(exc).splitlines()[1:] or [str(exc)]]
-        if TrainConfig.from_dict(self.training).train_split == self.eval_split:
+        if train_split == self.eval_split:
             found.append(f"eval_split: {self.eval_split!r} is also the training split")
         return found
 
@@ -277,7 +280,39 @@ class ExperimentConfig:
             found.append(f"audit.baseline: {self.audit.baseline!r} is not an arm (arms: {', '.join(names)})")
         if self.audit.distilled is not None and self.audit.distilled not in names:
             found.append(f"audit.distilled: {self.audit.distilled!r} is not an arm (arms: {', '.join(names)})")
+        found += self._seed_arms_problems(names)
         return found
+
+    def _seed_arms_problems(self, names: list[str]) -> list[str]:
+        """``training.seed_arms`` names trained arms, each once, including a trained audit baseline."""
+        chosen = self.training.get("seed_arms")
+        if not (isinstance(chosen, list) and chosen and all(isinstance(n, str) for n in chosen)):
+            return []  # absent, or a type problem already reported
+        found = []
+        for name in dict.fromkeys(chosen):
+            if name in self.baselines:
+                found.append(f"training.seed_arms: {name!r} is a reference baseline: deterministic, never "
+                             "retrained per seed; list trained arms only")
+            elif name not in names:
+                found.append(f"training.seed_arms: {name!r} is not an arm (arms: {', '.join(names)})")
+        if self.audit.baseline in names and self.audit.baseline not in chosen:
+            found.append(f"training.seed_arms: must include the audit baseline {self.audit.baseline!r} (every "
+                         "seed's arms are compared with the baseline trained with the same seed)")
+        return found
+
+    def seeds(self) -> list[int]:
+        """The training seeds: ``training.seeds``, else ``[training.seed]``; the first is the primary seed."""
+        if self.training.get("seeds"):
+            return list(self.training["seeds"])
+        from distillab.train.config import TrainConfig
+
+        return [self.training.get("seed", TrainConfig.seed)]
+
+    def seed_arm_names(self) -> list[str]:
+        """The arms trained again with every seed after the first (``training.seed_arms``; default: all)."""
+        chosen = self.training.get("seed_arms")
+        names = [arm.name for arm in self.parsed_arms()]
+        return [name for name in names if chosen is None or name in chosen]
 
     def train_config(self):
         from distillab.train.config import TrainConfig
@@ -285,6 +320,10 @@ class ExperimentConfig:
         from distillab.pypi_models import resolve_model_ref
 
         settings = {"eval_splits": [self.eval_split], **self.training}
+        for key in SEED_SETTINGS:  # the run's, not one student's: the trainer gets the primary seed
+            settings.pop(key, None)
+        if self.training.get("seeds"):
+            settings["seed"] = self.training["seeds"][0]
         if isinstance(settings.get("student"), str):
             settings["student"] = resolve_model_ref(settings["student"])
         return TrainConfig.from_dict(settings)
@@ -311,6 +350,44 @@ class ExperimentConfig:
 
     def output_path(self) -> Path:
         return Path(self.output_dir).expanduser()
+
+
+# --------------------------------------------------------------------------- training seeds
+
+# Settings under `training:` that belong to the run, not to one student (TrainConfig does not hold
+# them): name → (type, help).
+SEED_SETTINGS = {
+    "seeds": (list[int] | None,
+              "train every arm with each of these seeds (distinct integers in [0, 2**32)); the first is the primary "
+              "seed, whose arms are the run's arms (arms/NAME, audit.json); each other seed S trains again into "
+              "arms-seedS/NAME and audit/seeds.json gives the seed-to-seed variance. Replaces training.seed, "
+              "which may then be left out or must equal the first seed"),
+    "seed_arms": (list[str] | None,
+                  "the arms trained again with the seeds after the first (default: every arm); must include the "
+                  "audit baseline when it is a trained arm"),
+}
+
+
+def _seeds_problems(seeds: Any, seed: Any, seed_arms: Any) -> list[str]:
+    """``training.seeds`` (types already checked): non-empty, distinct, in range, agreeing with ``training.seed``."""
+    found = []
+    if seeds is not None and _type_ok(seeds, list[int]):
+        if not seeds:
+            found.append("training.seeds: must list at least one seed (or leave it out and give training.seed)")
+        found += [f"training.seeds: {s!r} is not an integer in [0, 2**32)" for s in seeds if not _seed(s)]
+        found += [f"training.seeds: {s!r} is listed twice; seeds must be distinct" for s in sorted(set(seeds))
+                  if seeds.count(s) > 1]
+        if seeds and seed is not None and seed != seeds[0]:
+            found.append(f"training.seed: {seed!r} disagrees with training.seeds, whose first seed ({seeds[0]!r}) is "
+                         "the primary seed; leave training.seed out or make it equal")
+    if seed_arms is not None and _type_ok(seed_arms, list[str]):
+        if seeds is None:
+            found.append("training.seed_arms: only applies with training.seeds (give two or more seeds)")
+        if not seed_arms:
+            found.append("training.seed_arms: must name at least one arm (leave it out for every arm)")
+        found += [f"training.seed_arms: {name!r} is listed twice" for name in sorted(set(seed_arms))
+                  if seed_arms.count(name) > 1]
+    return found
 
 
 # --------------------------------------------------------------------------- the data spec

@@ -8,6 +8,11 @@ checkpoints). A stage's stamp covers everything its outputs depend on, including
 what the stage before it wrote, so a changed input re-runs that stage and everything after it.
 Every stage is also its own command; this module only chains them.
 
+With ``training.seeds`` (two or more), the first seed's arms are the run's arms exactly as without
+it (``arms/NAME``); each other seed S trains ``training.seed_arms`` (default: every arm) into
+``arms-seedS/NAME`` with the same stamps, and the audit stage adds ``audit/seeds.json``, the
+seed-to-seed variance (:mod:`distillab.audit.seeds`), which the report turns into a table.
+
 One run at a time writes an output folder (an ``flock`` that dies with its process); temporary
 files a killed run left behind are removed, and a run that fails before any stage finished
 removes the folder it created.
@@ -35,6 +40,7 @@ from distillab.io import check_output_dir, read_json, save_predictions, sha256_f
 STAMP = "stage.json"  # per stage folder: the hash of the inputs its outputs were made from
 LOCK = ".distillab-run.lock"  # held (flock) by the one run writing the folder; removed when it ends
 CACHE_DIR = "teacher-cache"  # a cache the run makes itself (model or import_npz): rebuilt when its spec changes
+SEEDS_FILE = "seeds.json"  # in the audit folder: seed-to-seed variance, when training.seeds lists two or more
 
 
 def run(config: ExperimentConfig, restart: str | None = None, verify_cache: bool = True) -> Path:
@@ -92,6 +98,11 @@ def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: se
     cache = teacher_stage(config, dataset, out, rebuild="teacher" in redo, verify=verify_cache)
     arms = config.parsed_arms()
     train_stage(dataset, arms, train_config, cache, out / "arms", retrain="train" in redo)
+    seeds = config.seeds()
+    seed_arms = [arm for arm in arms if arm.name in config.seed_arm_names()]
+    for seed in seeds[1:]:  # the same arms again with each other seed: the seed-to-seed variance
+        train_stage(dataset, seed_arms, train_config.replace(seed=seed), cache, out / seed_arms_dir(seed),
+                    retrain="train" in redo, label=f"seed {seed}")
 
     if config.teacher.eval_predictions:
         teacher_preds = Path(config.teacher.eval_predictions).expanduser()
@@ -106,8 +117,14 @@ def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: se
         arm_preds.update(baseline_predictions_stage(config.baselines, dataset, train_config.train_split,
                                                     config.eval_split, out / "baselines"))
     counts = train_counts(dataset, train_config.train_split)
+    seed_preds = None
+    if len(seeds) > 1:
+        seed_preds = {seeds[0]: {arm.name: arm_preds[arm.name] for arm in seed_arms}}
+        for seed in seeds[1:]:
+            seed_preds[seed] = {arm.name: out / seed_arms_dir(seed) / arm.name / "predictions" / f"{config.eval_split}.npz"
+                                for arm in seed_arms}
     audit_dir = audit_stage(config, teacher_preds, arm_preds, counts, dataset.classes, out / "audit",
-                            redo="audit" in redo)
+                            redo="audit" in redo, seed_preds=seed_preds)
     save_temperatures(read_json(audit_dir / "audit.json"), out / "arms")
     return report_stage(config, audit_dir, out / "report", redo="report" in redo)
 
@@ -186,6 +203,7 @@ def _any_stage_done(out: Path) -> bool:
             return True
 
     return ((out / CACHE_DIR / "manifest.json").exists() or any(out.glob("arms/*/train_log.json"))
+            or any(out.glob("arms-seed*/*/train_log.json"))
             or any(complete(stamp) for stamp in out.glob(f"*/{STAMP}") if stamp.parent.name != "arms"))
 
 
@@ -311,18 +329,25 @@ def check_teacher_identity(spec, cache, source_sha256: str | None = None) -> Non
                                   f"teacher is {describe_teacher(identity)} ({differs}); {fix}")
 
 
-def train_stage(dataset, arms: list, train_config, cache, arms_dir: Path, retrain: bool = False) -> None:
+def seed_arms_dir(seed: int) -> str:
+    """The folder of the arms trained with a seed other than the primary one (``training.seeds``)."""
+    return f"arms-seed{seed}"
+
+
+def train_stage(dataset, arms: list, train_config, cache, arms_dir: Path, retrain: bool = False,
+                label: str | None = None) -> None:
     """Train every arm; an arm whose recorded inputs differ from this run's is removed and trained again.
 
     An arm's inputs are the training settings, its recipe, the dataset and (for arms that read the
     teacher) the cache's fingerprint. They are recorded before training, so a killed run resumes
     its arms while a changed config starts them over. Arms with no record (made by an older
     distillab) are left to the trainer, which skips them when their settings match and refuses
-    otherwise.
+    otherwise. The primary seed's arms go to ``arms/``, each other seed's to ``arms-seedS/`` (same
+    logic, the seed being one of the training settings); ``label`` names the seed in the log.
     """
     from distillab.train.trainer import train_arms
 
-    _say("train", f"{len(arms)} arms: {', '.join(arm.name for arm in arms)}")
+    _say("train", f"{label + ': ' if label else ''}{len(arms)} arms: {', '.join(arm.name for arm in arms)}")
     stamp = arms_dir / STAMP
     recorded = read_json(stamp).get("arms", {}) if stamp.exists() else {}
     fingerprint = _sha256_json(cache.manifest["fingerprint"]) if cache is not None else None
@@ -362,11 +387,14 @@ def teacher_predictions_stage(cache, dataset, split: str, out: Path, redo: bool 
 
 
 def audit_stage(config: ExperimentConfig, teacher: Path, arms: dict[str, Path], train_counts, classes, out: Path,
-                redo: bool = False) -> Path:
+                redo: bool = False, seed_preds: dict[int, dict[str, Path]] | None = None) -> Path:
     """Audit every arm against the baseline (paired bootstrap, calibration, coverage, transfer tests).
 
     The training counts the tiers rank by go to ``out/train_counts.json`` (class name → rows), the
     ``--train-counts`` file a standalone ``distillab audit`` replays this audit with.
+    ``seed_preds`` (seed → {arm: predictions file}, two or more seeds, the primary first) adds
+    ``out/seeds.json``, the seed-to-seed variance (:mod:`distillab.audit.seeds`); without it no such
+    file remains and the stamp's inputs are exactly those of a run without seeds.
     """
     from distillab.audit import audit
 
@@ -380,12 +408,18 @@ def audit_stage(config: ExperimentConfig, teacher: Path, arms: dict[str, Path], 
         "calibration": dataclasses.asdict(config.calibration),
         "train_counts": [int(c) for c in train_counts],
     }
-    if not redo and _fresh(out, inputs) and (out / "audit.json").exists():
+    seeds_path = out / SEEDS_FILE
+    if seed_preds:
+        inputs["seeds"] = {str(seed): {name: _file_digest(path) for name, path in files.items()}
+                           for seed, files in seed_preds.items()}
+    if not redo and _fresh(out, inputs) and (out / "audit.json").exists() and (seeds_path.exists() or not seed_preds):
         _say("audit", f"{out / 'audit.json'} is up to date")
         return out
-    _say("audit", f"{len(arms)} arms + teacher, {settings.n_resamples} bootstrap resamples")
+    _say("audit", f"{len(arms)} arms + teacher, {settings.n_resamples} bootstrap resamples"
+         + (f"; seed variance over seeds {', '.join(map(str, seed_preds))}" if seed_preds else ""))
     _stamp(out, inputs, complete=False)
-    audit(
+    seeds_path.unlink(missing_ok=True)  # never beside an audit.json it was not made with
+    result = audit(
         arms=arms,
         baseline=settings.baseline,
         teacher=teacher,
@@ -405,6 +439,14 @@ def audit_stage(config: ExperimentConfig, teacher: Path, arms: dict[str, Path], 
         progress=True,
         optimizer=config.calibration.optimizer,
     )
+    if seed_preds:
+        from distillab.audit.seeds import seed_variance
+
+        base = settings.baseline
+        fixed = {base: arms[base]} if all(base not in files for files in seed_preds.values()) else None
+        write_json_atomic(seeds_path, seed_variance(
+            seed_preds, baseline=base, bins=settings.bins, fixed=fixed,
+            tiers={tier: block["classes"] for tier, block in result["tiers"].items()}))
     _stamp(out, inputs)
     return out
 
@@ -438,6 +480,8 @@ def report_stage(config: ExperimentConfig, audit_dir: Path, out: Path, redo: boo
     from distillab.report import render_report
 
     inputs = {"audit": _json_digest(audit_dir / "audit.json"), "report": dataclasses.asdict(config.report)}
+    if (audit_dir / SEEDS_FILE).exists():  # the seed-variance table; a run without seeds keeps its stamp
+        inputs["seeds"] = _json_digest(audit_dir / SEEDS_FILE)
     html = out / "report.html"
     if not redo and _fresh(out, inputs) and html.exists():
         _say("report", f"{html} is up to date")

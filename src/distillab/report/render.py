@@ -87,7 +87,9 @@ def render_report(
 ) -> dict[str, Path]:
     """Write ``report.html``, ``report.md``, ``figures/*.png|svg`` and ``per_class.csv`` into ``out_dir``.
 
-    ``audit_dir`` holds ``audit.json`` (or is the file itself); ``out_dir`` defaults to it.
+    ``audit_dir`` holds ``audit.json`` (or is the file itself); ``out_dir`` defaults to it. A
+    ``seeds.json`` beside ``audit.json`` (``distillab run`` with several training seeds) adds the
+    seed-to-seed variance table and, in the verdict, which noise each headline effect clears.
     Returns the paths written. The files are one set: all are built in memory, written into a
     folder beside ``out_dir`` and only then moved into place, so a failure leaves the previous
     report (or nothing) — never new figures beside an old page.
@@ -104,8 +106,12 @@ def render_report(
         raise InputError(f"{out}: exists and is not a folder; pass --out a folder for the report")
 
     scenarios = load_scenarios(scenarios_path)
+    seeds = load_seeds(audit_path.parent / SEEDS_FILE)
+    if seeds is not None and seeds["baseline"] != baseline_arm(audit):
+        raise InputError(f"{audit_path.parent / SEEDS_FILE}: compares arms with {seeds['baseline']!r} but "
+                         f"{audit_path.name} with {baseline_arm(audit)!r}; re-run the audit stage or remove it")
     try:
-        tables = build_tables(audit, scenarios)
+        tables = build_tables(audit, scenarios, seeds)
     except DuplicateRow as exc:
         raise InputError(f"{audit_path}: {exc}; re-run `distillab audit` to regenerate it") from None
     recs = recommend(audit, tables, scenarios)
@@ -128,6 +134,24 @@ def render_report(
     written = {f"figure:{f.id}": out / FIGURES / f"{f.id}.png" for f in figures}
     written.update(per_class_csv=out / "per_class.csv", html=out / "report.html", markdown=out / "report.md")
     return written
+
+
+SEEDS_FILE = "seeds.json"
+
+
+def load_seeds(path: Path) -> dict | None:
+    """``seeds.json`` (see distillab.audit.seeds) when present, its shape checked; None when absent."""
+    if not path.exists():
+        return None
+    data = read_json(path)
+    if not (isinstance(data, dict) and isinstance(data.get("seeds"), list) and data["seeds"]
+            and all(isinstance(s, int) and not isinstance(s, bool) for s in data["seeds"])
+            and isinstance(data.get("arms"), dict) and all(isinstance(v, dict) for v in data["arms"].values())
+            and isinstance(data.get("paired"), list) and all(isinstance(r, dict) for r in data["paired"])
+            and isinstance(data.get("baseline"), str)):
+        raise InputError(f"{path}: not a seed-variance file (needs seeds, baseline, arms and paired as "
+                         "distillab run writes them); re-run the audit stage or remove it")
+    return data
 
 
 def publish(out: Path, files: dict[str, bytes]) -> None:

@@ -354,8 +354,12 @@ def verdict_text(row: dict) -> str:
 # --------------------------------------------------------------------------- the tables
 
 
-def build_tables(audit: dict, scenarios: list[dict] | None = None) -> dict[str, Table]:
-    """Every table of the report, in page order, keyed by anchor id."""
+def build_tables(audit: dict, scenarios: list[dict] | None = None, seeds: dict | None = None) -> dict[str, Table]:
+    """Every table of the report, in page order, keyed by anchor id.
+
+    ``seeds``: the audit folder's ``seeds.json`` (seed-to-seed variance), when the run trained
+    several seeds; its table follows the paired bootstrap's.
+    """
     builders = [
         _inputs_table,
         _settings_table,
@@ -375,6 +379,8 @@ def build_tables(audit: dict, scenarios: list[dict] | None = None) -> dict[str, 
         _candidates_table,
     ]
     tables = [b(audit) for b in builders]
+    if seeds is not None:
+        tables.insert(builders.index(_bootstrap_table) + 1, _seeds_table(seeds))
     if scenarios is not None:
         tables.append(scenarios_table(scenarios))
     return {t.id: t for t in tables if t is not None and t.rows}
@@ -666,6 +672,67 @@ def _bootstrap_table(audit: dict) -> Table:
             ci_width=_num(_width(r)), verdict=verdict_text(r),
             n_resamples=_num(r.get("n_resamples"), fmt_int), seed=str(r.get("seed", "—")),
         )
+    return t
+
+
+# (scope, metric) rows of the seed table per arm; seeds.json holds every metric in every tier.
+SEED_ROWS = (("overall", "macro_f1"), ("overall", "accuracy"), ("overall", "ece"), ("overall", "nll"),
+             ("head", "macro_f1"), ("mid", "macro_f1"), ("tail", "macro_f1"))
+METRIC_LABELS = {"macro_f1": "macro-F1", "accuracy": "accuracy", "ece": "ECE", "nll": "NLL"}
+
+
+def seed_row_key(arm: str, scope: str, metric: str) -> str:
+    return f"{arm}-{scope}-{metric}"
+
+
+def _seeds_table(seeds: dict) -> Table:
+    """Seed-to-seed variance (``seeds.json``): mean ± sd over seeds and the seed-paired Δ vs the baseline."""
+    base = seeds.get("baseline", "baseline")
+    listed = [int(s) for s in seeds.get("seeds") or []]
+    t = Table(
+        "seeds",
+        "Seed-to-seed variance",
+        [("arm", "Arm"), ("metric", "Metric"), ("seeds", "Seeds"), ("n_seeds", "n seeds"),
+         ("per_seed", "Per seed"), ("mean_sd", "Mean ± sd over seeds"), ("deltas", f"Δ vs {base} per seed"),
+         ("mean_delta", "Mean Δ"), ("ci", "95% CI of mean Δ over seeds"), ("verdict", "Verdict (seed noise)")],
+        note=f"Every arm listed was trained once per seed (the first, {listed[0] if listed else '—'}, is the primary "
+        "seed: the arms of every other table); sd is the sample standard deviation (n − 1). Δ_s = metric(arm, seed s) "
+        f"− metric({base}, seed s), both trained with seed s (same data order); its 95% CI over seeds is mean Δ ± "
+        "t(0.975, n − 1) · sd(Δ) / √n. This is training (seed) noise; the paired bootstrap measures test-sample "
+        "noise on the primary seed. A reference baseline is deterministic: one value stands for every seed. "
+        "Accuracy, ECE and NLL per tier are in seeds.json.",
+    )
+    paired = {(r.get("arm"), r.get("tier"), r.get("metric")): r for r in seeds.get("paired") or []}
+    seeds_text = ", ".join(map(str, listed))
+    for arm, block in (seeds.get("arms") or {}).items():
+        for scope, metric in SEED_ROWS:
+            v = ((block.get("values") or {}).get(scope) or {}).get(metric)
+            if v is None:
+                continue
+            per_seed = v.get("per_seed") or []
+            mean, sd = v.get("mean"), v.get("sd")
+            mean_sd = "—" if mean is None else fmt_float(mean) + ("" if sd is None else f" ± {fmt_float(sd)}")
+            r = paired.get((arm, scope, metric))
+            if arm == base:
+                deltas, mean_delta, ci, verdict = Cell("— (baseline)"), Cell("—"), Cell("—"), "—"
+            elif r is None:
+                deltas, mean_delta, ci, verdict = Cell("—"), Cell("—"), Cell("—"), "not compared"
+            else:
+                ds = r.get("deltas") or []
+                deltas = Cell(", ".join(fmt_signed(d) for d in ds) or "—", ds)
+                mean_delta = _num(r.get("mean"), fmt_signed)
+                ci = Cell(_ci_text(r), None if r.get("ci_low") is None else (r["ci_low"], r["ci_high"]))
+                verdict = str(r.get("verdict") or "—")
+            t.add(
+                seed_row_key(arm, scope, metric),
+                arm=arm + (" (deterministic)" if block.get("fixed") else ""),
+                metric=f"{METRIC_LABELS.get(metric, metric)}, {scope}",
+                seeds=Cell(seeds_text, listed),
+                n_seeds=_num(len(per_seed), fmt_int),
+                per_seed=Cell(", ".join(fmt_float(x) for x in per_seed), per_seed),
+                mean_sd=Cell(mean_sd, (mean, sd)),
+                deltas=deltas, mean_delta=mean_delta, ci=ci, verdict=verdict,
+            )
     return t
 
 
