@@ -289,7 +289,7 @@ def test_misaligned_tokenizations_are_refused_naming_the_row(banking, banking_ca
 def test_an_int8_live_teacher_trains_and_is_recorded(banking, banking_cache, tiny_pair, tmp_path):
     student, teacher = tiny_pair
     config = token_config(student, teacher, live_teacher_precision="int8")
-    summary = train_arm(banking, "kd+attention_transfer:name=at", config, tmp_path, cache=banking_cache)
+    summary = train_arm(banking, "kd+minilm_relations:relation_heads=4,name=at", config, tmp_path, cache=banking_cache)
     assert np.isfinite(summary["final_loss"])
     resolved = json.loads((tmp_path / "at" / "resolved_config.json").read_text())
     assert resolved["live_teacher_precision"] == "int8" and resolved["live_teacher"] == str(teacher)

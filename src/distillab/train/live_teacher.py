@@ -119,7 +119,7 @@ def qkv_modules(block: nn.Module) -> dict[str, nn.Module]:
     for name, module in block.named_modules():
         last = name.rsplit(".", 1)[-1]
         for role, names in _QKV_NAMES.items():
-            if last in names and role not in found and not list(module.children()):  # a leaf: the projection
+            if last in names and role not in found:  # the projection (an int8 one has a packed-params child)
                 found[role] = module
     if set(found) != {"q", "k", "v"}:
         raise InputError(f"cannot find the query/key/value projections of {type(block).__name__} "
