@@ -73,7 +73,9 @@ PYPI_MODELS = {"all-MiniLM-L6-v2": minilm_dir, "all-mpnet-base-v2": mpnet_dir}
 
 
 def resolve_model_ref(value: str) -> str:
-    """``pypi:all-MiniLM-L6-v2`` → the folder its wheel installed; any other value is returned as is."""
+    """``pypi:all-MiniLM-L6-v2`` → the folder its wheel installed; ``~/...`` expanded; any other value as is."""
+    if value.startswith("~"):
+        return str(Path(value).expanduser())
     if not value.startswith("pypi:"):
         return value
     name = value.removeprefix("pypi:")
