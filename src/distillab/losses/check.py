@@ -248,16 +248,29 @@ def _scalar(result, name: str) -> torch.Tensor | float:
 
 
 def _evaluate(call: Callable, name: str, case: Case, T: float, alpha: float):
-    """The user's (value, grad or None) on one case, float64 inputs first, float32 as a fallback.
+    """The user's (value, grad or None) on one case, float64 inputs first, float32 as a fallback."""
 
-    A SystemExit is caught like any error: a loss that exits has not returned a value.
+    def build(dtype):
+        s, t, y = make_batch(case, dtype)
+        return [s], lambda: call(s, t, y, T, alpha)
+
+    value, grads = _value_and_grads(build, name, f"calling {name} on a batch of {case.batch}x{case.classes} logits")
+    return value, None if grads is None else grads[0]
+
+
+def _value_and_grads(build: Callable, name: str, failure: str):
+    """Run a user's loss on float64 inputs, float32 as a fallback: (value, [grad per student leaf] or None).
+
+    ``build(dtype)`` gives (student leaves, a call of the user's function). A SystemExit is caught
+    like any error: a loss that exits has not returned a value.
     """
     first_error = None
     for dtype in (torch.float64, torch.float32):
-        s, t, y = make_batch(case, dtype)
-        s.requires_grad_(True)
+        leaves, call = build(dtype)
+        for leaf in leaves:
+            leaf.requires_grad_(True)
         try:
-            loss = _scalar(call(s, t, y, T, alpha), name)
+            loss = _scalar(call(), name)
         except InputError:
             raise
         except (Exception, SystemExit) as exc:
@@ -272,11 +285,11 @@ def _evaluate(call: Callable, name: str, case: Case, T: float, alpha: float):
             loss.backward()
         except (Exception, SystemExit) as exc:
             raise InputError(f"backward through the value {name} returned {_describe(exc)}") from exc
-        grad = None if s.grad is None else s.grad.double().numpy()
-        return float(loss.detach()), grad
-    raise InputError(
-        f"calling {name} on a batch of {case.batch}x{case.classes} logits {_describe(first_error)}"
-    )
+        if all(leaf.grad is None for leaf in leaves):
+            return float(loss.detach()), None
+        return float(loss.detach()), [np.zeros(tuple(leaf.shape)) if leaf.grad is None else leaf.grad.double().numpy()
+                                      for leaf in leaves]
+    raise InputError(f"{failure} {_describe(first_error)}")
 
 
 def _close(a, b) -> bool:
@@ -665,31 +678,13 @@ def objective_reference(objective: str, case: ObjectiveCase) -> tuple[float, np.
 def _evaluate_objective(fn: Callable, name: str, objective: str, case: ObjectiveCase):
     """The user's (value, flattened student gradient or None) on one case; float64 first, float32 as a fallback."""
     spec = OBJECTIVES[objective]
-    first_error = None
-    for dtype in (torch.float64, torch.float32):
+
+    def build(dtype):
         inputs = objective_inputs(objective, case, dtype)
-        leaves = [inputs[key].requires_grad_(True) for key in spec.student]
-        try:
-            loss = _scalar(spec.invoke(fn, inputs, case), name)
-        except InputError:
-            raise
-        except (Exception, SystemExit) as exc:
-            if isinstance(exc, SystemExit):
-                first_error = exc
-                break
-            first_error = first_error or exc
-            continue
-        if isinstance(loss, float) or not loss.requires_grad:
-            return float(loss), None
-        try:
-            loss.backward()
-        except (Exception, SystemExit) as exc:
-            raise InputError(f"backward through the value {name} returned {_describe(exc)}") from exc
-        if all(leaf.grad is None for leaf in leaves):
-            return float(loss.detach()), None
-        grads = [np.zeros(leaf.numel()) if leaf.grad is None else leaf.grad.double().numpy().ravel() for leaf in leaves]
-        return float(loss.detach()), np.concatenate(grads)
-    raise InputError(f"calling {name} as {spec.call.format(name=name)} on the case {case.label} {_describe(first_error)}")
+        return [inputs[key] for key in spec.student], lambda: spec.invoke(fn, inputs, case)
+
+    value, grads = _value_and_grads(build, name, f"calling {name} as {spec.call.format(name=name)} on the case {case.label}")
+    return value, None if grads is None else np.concatenate([g.ravel() for g in grads])
 
 
 @dataclass

@@ -29,9 +29,10 @@ class AttentionKL(TokenObjective):
         return head_problems(self.name, dims)
 
     def loss(self, step, bound):
-        from distillab.losses.features import attention_kl
+        from distillab.losses import features
 
-        terms = [attention_kl(step.attentions[s].float(), step.live.attentions[t].float(), mask=step.mask)
+        compare = getattr(features, self.name)  # attention_kl, or attention_mse for the subclass
+        terms = [compare(step.attentions[s].float(), step.live.attentions[t].float(), mask=step.mask)
                  for s, t in bound.pairs]
         return sum(terms) / len(terms)
 
