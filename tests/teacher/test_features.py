@@ -281,16 +281,16 @@ def test_teacher_features_cli_then_inspect(tmp_path, tiny_bert, capsys):
     assert "capture.features" in capsys.readouterr().err
 
 
-def test_old_caches_are_written_and_read_exactly_as_before(tmp_path):
-    """The shipped demo cache: opens as before, and the writer asked for no features writes its manifest byte for
-    byte (so its fingerprint, which training stamps hash, cannot have changed)."""
+def test_the_shipped_cache_is_written_and_read_back_byte_for_byte(tmp_path):
+    """The shipped demo cache (logits + pooled.12): the writer given its settings writes its manifest byte for
+    byte (so its fingerprint, which training stamps hash, is what the writer makes)."""
     from distillab.config import resolve_builtin
 
     shipped = resolve_builtin("builtin:r52-mpnet-teacher")
     cache = TeacherCache.open(shipped)
-    assert cache.feature_names == () and "features" not in cache.manifest
-    with pytest.raises(InputError, match=r"\(it has: none\)"):
-        cache.features("pooled.12")
+    assert cache.feature_names == ("pooled.12",) and cache.teacher_layers == 12
+    with pytest.raises(InputError, match=r"\(it has: pooled.12\)"):
+        cache.features("pooled.6")
     manifest = cache.manifest
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -299,9 +299,20 @@ def test_old_caches_are_written_and_read_exactly_as_before(tmp_path):
     writer = CacheWriter(copy, ids=cache.ids, labels=cache.labels(), texts=[""] * len(cache),
                          classes=cache.classes, fingerprint=manifest["fingerprint"], kind=manifest["kind"],
                          width=manifest["width"], dtype=manifest["dtype"], k=manifest["k"], tokens=manifest["tokens"],
-                         temperature=manifest["temperature"], shard_rows=manifest["shard_rows"])
+                         temperature=manifest["temperature"], shard_rows=manifest["shard_rows"],
+                         features=manifest["features"], teacher_layers=manifest["teacher_layers"])
     assert writer.head == {key: value for key, value in manifest.items() if key != "shards"}
     (copy / PROGRESS).write_text(json.dumps(writer.head))
     writer.finalize()
     assert (copy / MANIFEST).read_bytes() == (shipped / MANIFEST).read_bytes()
     assert manifest_of(copy) == manifest
+
+
+def test_a_cache_without_features_has_none_of_their_keys(tmp_path, dataset):
+    """Caches written before features existed (and any written without them) keep the manifest they had."""
+    write_cache(tmp_path / "c", dataset)
+    manifest = json.loads((tmp_path / "c" / MANIFEST).read_text())
+    assert "features" not in manifest and "teacher_layers" not in manifest
+    assert "features" not in manifest["fingerprint"]["capture"]
+    with pytest.raises(InputError, match=r"\(it has: none\)"):
+        TeacherCache.open(tmp_path / "c").features("pooled.12")
