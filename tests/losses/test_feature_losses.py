@@ -654,3 +654,11 @@ def test_cli_objective_isolates_an_exiting_function(tmp_path, capsys):
     path.write_text("import os\ndef rkd(student, teacher, distance_weight=1.0, angle_weight=2.0):\n    os._exit(0)\n")
     assert cli.main(["check-loss", f"{path}:rkd", "--objective", "rkd"]) == 2
     assert "the process exited with code 0 before the function returned" in capsys.readouterr().err
+
+
+def test_the_cosine_objective_is_one_minus_cosine_per_position():
+    """normalize=True is 1 − cos(s, t) per position, summed over D: its scale does not shrink with the width."""
+    g = torch.Generator().manual_seed(5)
+    s, t = torch.randn(4, 768, generator=g, dtype=torch.float64), torch.randn(4, 768, generator=g, dtype=torch.float64)
+    want = (1 - F.cosine_similarity(s, t, dim=-1)).mean()
+    assert torch.allclose(feat.hidden_mse(s, t, normalize=True), want, rtol=1e-12)

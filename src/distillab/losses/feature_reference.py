@@ -45,7 +45,7 @@ def _smooth_l1(x: float) -> float:
 
 
 def hidden_mse(student, teacher, mask=None, normalize: bool = False) -> float:
-    """mean over valid positions (b, i) of (1/D)·Σ_d (s_bid − t_bid)², optionally on unit vectors."""
+    """mean over valid positions (b, i) of (1/D)·Σ_d (s_bid − t_bid)²; normalize: of 1 − cos(s_bi, t_bi)."""
     s, t = _array(student), _array(teacher)
     if s.ndim == 2:  # pooled: one position per row
         s, t = s[:, None, :], t[:, None, :]
@@ -59,7 +59,9 @@ def hidden_mse(student, teacher, mask=None, normalize: bool = False) -> float:
             x, y = s[b, i], t[b, i]
             if normalize:
                 x, y = _unit(x), _unit(y)
-            total += sum((x[d] - y[d]) ** 2 for d in range(width)) / width
+                total += 0.5 * sum((x[d] - y[d]) ** 2 for d in range(width))  # = 1 − cos (non-zero vectors)
+            else:
+                total += sum((x[d] - y[d]) ** 2 for d in range(width)) / width
             count += 1
     return total / count if count else 0.0
 

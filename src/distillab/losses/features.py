@@ -153,8 +153,9 @@ def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor 
 
     ``student`` is already projected to the teacher's width by the caller. Pooled ``[B, D]`` or
     token-level ``[B, T, D]`` (then ``mask [B, T]``). Value: mean over valid positions of the mean
-    over D of (s − t)². ``normalize=True`` L2-normalises both along D first, which makes the loss
-    ``2·(1 − cos)/D`` per position: the cosine objective, blind to the states' scale.
+    over D of (s − t)². ``normalize=True`` is the cosine objective instead, blind to the states'
+    scale: mean over valid positions of ``1 − cos(s, t) = ½·Σ_d (ŝ − t̂)²`` on unit vectors (summed
+    over D, not averaged: averaged, it would shrink by 2/D and vanish beside any other term).
     """
     if student.dim() not in (2, 3):
         raise InputError(f"student must be pooled [B, D] or token-level [B, T, D] states, got shape {tuple(student.shape)}")
@@ -168,7 +169,8 @@ def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor 
     s, t = _zero_padding(s, keep), _zero_padding(t, keep)
     if normalize:
         s, t = F.normalize(s, dim=-1, eps=NORM_EPS), F.normalize(t, dim=-1, eps=NORM_EPS)
-    per_position = (s - t).pow(2).mean(-1)  # [B, T]; 0 at padding
+    # [B, T]; 0 at padding
+    per_position = (s - t).pow(2).sum(-1) / 2 if normalize else (s - t).pow(2).mean(-1)
     return _mean(per_position.sum(), per_position.numel() if keep is None else keep.sum())
 
 
