@@ -27,9 +27,11 @@ from distillab.errors import ConfigError
 from distillab.train.config import TrainConfig
 
 ARM_HELP = (
-    "an arm to train (repeatable): vanilla | kd[:T=4,alpha=0.7] | hard_kd[:alpha=0.7] | "
-    "label_smoothing[:epsilon=0.1]; add name=NAME to choose its folder, tail=bucket for top-k caches "
-    "(default: vanilla, plus kd when --cache is given)"
+    "an arm to train (repeatable): objectives joined by '+', each NAME[:key=value,...]: vanilla | "
+    "kd[:T=4,alpha=0.7] | hard_kd[:alpha=0.7] | label_smoothing[:epsilon=0.1] | hidden_mse | rkd | crd_lite | "
+    "attention_kl | attention_mse | attention_transfer | minilm_relations (docs/objectives.md), each with "
+    "weight=W; e.g. 'kd+rkd:weight=0.5,name=kd_rkd'. name=NAME chooses its folder, tail=bucket for top-k "
+    "caches (default: vanilla, plus kd when --cache is given)"
 )
 # TrainConfig fields with hand-written flags (or none).
 _SPECIAL = {"eval_splits"}
