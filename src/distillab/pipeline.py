@@ -110,6 +110,9 @@ def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: se
         teacher_preds = teacher_predictions_stage(cache, dataset, config.eval_split, out / "teacher",
                                                   redo="teacher" in redo)
     arm_preds = {arm.name: out / "arms" / arm.name / "predictions" / f"{config.eval_split}.npz" for arm in arms}
+    for arm in arms:  # an ema_kd arm's moving average is a student too: audited beside it
+        if any(term.objective.reads().ema_logits for term in arm.terms):
+            arm_preds[f"{arm.name}-ema"] = out / "arms" / arm.name / "ema" / "predictions" / f"{config.eval_split}.npz"
     if config.baselines:  # reference rows ("what you would use instead"), audited like every arm
         from distillab.baselines import baseline_predictions_stage
 

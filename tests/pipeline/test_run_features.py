@@ -59,3 +59,13 @@ def test_validate_catches_objective_mistakes_without_training(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
     good = feature_config(tmp_path, ["pooled.2"], ["vanilla", "kd+hidden_mse:name=fitnet"])
     assert main(["validate", str(good)]) == 0
+
+
+def test_an_ema_arms_moving_average_is_audited_beside_it(tmp_path):
+    values = tiny_config(tmp_path)
+    values["arms"] = ["vanilla", "ema_kd:decay=0.9,name=mean_teacher"]
+    assert main(["run", str(write_config(tmp_path, values))]) == 0
+    audit = read_json(tmp_path / "run" / "audit" / "audit.json")
+    assert {"vanilla", "mean_teacher", "mean_teacher-ema"} <= set(audit["arms"])
+    assert audit["inputs"]["mean_teacher-ema"]["meta"]["recipe"]["loss"] == "ema"
+    assert "mean_teacher-ema" in (tmp_path / "run" / "report" / "report.md").read_text()

@@ -38,7 +38,7 @@ def test_every_objective_module_registers_one_objective_whose_defaults_are_valid
     modules = {m.name for m in pkgutil.iter_modules(objectives.__path__)} - HELPERS
     assert modules == set(objectives.REGISTRY)  # one file per objective, named as the objective
     for name, cls in objectives.REGISTRY.items():
-        assert cls.name == name and cls.family in ("logits", "hidden", "attention", "relation")
+        assert cls.name == name and cls.family in ("logits", "hidden", "attention", "relation", "self")
         assert cls().problems() == []
 
 
@@ -306,3 +306,76 @@ def test_arms_that_do_not_read_the_live_teacher_do_not_depend_on_it(banking, ban
     assert (tmp_path / "vanilla" / "train_log.json").stat().st_mtime_ns == log  # skipped: same settings
     resolved = json.loads((tmp_path / "attention_mse" / "resolved_config.json").read_text())
     assert resolved["live_teacher"] == str(teacher)
+
+
+# --------------------------------------------------------------------------- EMA self-distillation (mean teacher)
+
+
+def test_ema_update_is_the_formula():
+    import torch
+
+    from distillab.train.trainer import ema_update
+
+    torch.manual_seed(0)
+    model, shadow = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    model.register_buffer("count", torch.tensor([5.0]))
+    shadow.register_buffer("count", torch.tensor([0.0]))
+    before = {k: v.clone() for k, v in shadow.state_dict().items()}
+    ema_update(shadow, model, 0.9)
+    for key in ("weight", "bias"):
+        want = 0.9 * before[key] + 0.1 * model.state_dict()[key]
+        assert torch.allclose(shadow.state_dict()[key], want, atol=1e-7)
+    assert shadow.count.item() == 5.0  # buffers follow the student
+
+
+def test_ema_arm_averages_from_the_initial_weights_and_audits_its_average(banking, tmp_path):
+    """After one step the mean teacher is decay·init + (1 − decay)·trained; it is saved with its own predictions."""
+    import torch
+
+    from distillab.train.students import BowStudent, load_bow_model
+
+    config = bow_config(max_steps=1)
+    train_arm(banking, "ema_kd:decay=0.9,name=mean_teacher", config, tmp_path)
+    arm_dir = tmp_path / "mean_teacher"
+    _, trained = load_bow_model(arm_dir / "model")
+    _, average = load_bow_model(arm_dir / "ema" / "model")
+    torch.manual_seed(config.seed)  # the initial weights, rebuilt as the trainer builds them
+    initial = BowStudent(len(banking.classes), config.bow_buckets, config.bow_dim, config.bow_ngrams).new_model()
+    for key, value in average.state_dict().items():
+        want = 0.9 * initial.state_dict()[key] + 0.1 * trained.state_dict()[key]
+        assert torch.allclose(value, want, atol=1e-6), key
+    preds = np.load(arm_dir / "ema" / "predictions" / "test.npz")
+    meta = json.loads((arm_dir / "ema" / "predictions" / "test.json").read_text())
+    assert preds["logits"].shape == (len(banking.splits["test"]), len(banking.classes))
+    assert meta["arm"] == "mean_teacher-ema" and meta["recipe"] == {"loss": "ema", "of": "mean_teacher", "decay": 0.9}
+
+
+def test_resumed_ema_arm_is_identical_to_an_uninterrupted_one(banking, tmp_path, monkeypatch):
+    config = bow_config(max_steps=6, checkpoint_every=2)
+    train_arm(banking, "ema_kd:decay=0.5,name=ema", config, tmp_path / "reference")
+
+    class Interrupted(Exception):
+        pass
+
+    original, calls = Arm.loss_of, {"n": 0}
+
+    def interrupting(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise Interrupted
+        return original(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Arm, "loss_of", interrupting)
+        with pytest.raises(Interrupted):
+            train_arm(banking, "ema_kd:decay=0.5,name=ema", config, tmp_path / "resumed")
+    assert (tmp_path / "resumed" / "ema" / "checkpoints" / "step-00000004" / "ema.safetensors").exists()
+    train_arm(banking, "ema_kd:decay=0.5,name=ema", config, tmp_path / "resumed")
+    for part in ("ema/predictions/test.npz", "ema/model/model.safetensors", "predictions/test.npz"):
+        assert (tmp_path / "reference" / "ema" / part).read_bytes() == (tmp_path / "resumed" / "ema" / part).read_bytes()
+
+
+@pytest.mark.parametrize("decay", ["0", "1", "1.5", "-0.1"])
+def test_ema_decay_outside_the_open_unit_interval_is_refused(decay):
+    with pytest.raises(ConfigError, match=rf"ema_kd: decay={float(decay)!r} must be in \(0, 1\)"):
+        parse_arm(f"ema_kd:decay={decay}")

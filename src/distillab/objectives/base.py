@@ -70,6 +70,7 @@ class Reads:
     # From the student and a live (frozen) teacher run in the loop, token by token:
     student_attentions: bool = False  # attention maps [B, H, T, T] per layer
     student_qkv: bool = False  # query/key/value projections [B, T, D] per layer
+    ema_logits: bool = False  # logits of an exponential moving average of the student (a mean teacher)
     live_hidden: bool = False
     live_attentions: bool = False
     live_qkv: bool = False
@@ -106,6 +107,7 @@ class Step:
     attentions: dict | None = None  # student layer -> [B, H, T, T] (only the layers objectives asked for)
     qkv: dict | None = None  # student layer -> {"q", "k", "v"} each [B, T, D]
     live: Any = None  # the live teacher's outputs for the same rows: a Step-like LiveOutputs
+    ema_logits: Any = None  # [B, K] logits of the student's moving average on the same rows (no gradient)
 
     def pooled(self, index: int):
         """The student's hidden state ``index``, mean-pooled over real tokens: [B, D]."""
@@ -119,7 +121,8 @@ class Step:
 class Objective:
     """Base class. A subclass sets ``name``, ``family``, ``settings`` and implements :meth:`loss`.
 
-    ``family`` groups arms in the report by what they transfer: ``logits``, ``hidden``, ``attention`` or ``relation``.
+    ``family`` groups arms in the report by what they transfer: ``logits``, ``hidden``, ``attention``,
+    ``relation``, or ``self`` (the student's own moving average as the teacher).
     """
 
     name: ClassVar[str]

@@ -20,6 +20,7 @@ the same weights and predictions as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import math
@@ -48,6 +49,7 @@ from distillab.train.students import count_parameters, load_student
 CHECKPOINTS = "checkpoints"
 # The trainable parts an arm's objectives own (e.g. FitNets projections): kept beside the student, not in it.
 EXTRAS_FILE = "objective_extras.safetensors"
+EMA_DIR = "ema"  # the moving average an ema_kd arm distils from: model/ and predictions/, audited as NAME-ema
 
 
 @dataclass
@@ -266,6 +268,9 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     if prepared.live is not None and taps.live:
         prepared.live.model.to(accelerator.device)
     extras = nn.ModuleList(b.extras for b in bounds if b.extras is not None)
+    ema_decay = _ema_decay(arm)
+    # The mean teacher starts as the student's initial weights; it is never optimised, only averaged.
+    shadow = copy.deepcopy(model).requires_grad_(False).eval().to(accelerator.device) if ema_decay else None
     sparse, dense = _split_parameters(model)
     dense += list(extras.parameters())
     optimizers = [torch.optim.AdamW(_decay_groups(model, dense, config.weight_decay), lr=lr)]
@@ -288,7 +293,7 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     state = {"step": 0, "losses": [], "epoch_order_sha256": [], "train_seconds": 0.0}
     checkpoint = _latest_checkpoint(arm_dir)
     if checkpoint is not None:
-        state = _load_checkpoint(checkpoint, accelerator, model, optimizers, schedulers, extras)
+        state = _load_checkpoint(checkpoint, accelerator, model, optimizers, schedulers, extras, shadow)
         _say(accelerator, f"{arm.name}: resuming from {checkpoint} (step {state['step']} of {total_steps})")
 
     # -- loop
@@ -324,6 +329,10 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                     live_batch = {k: v.to(accelerator.device)
                                   for k, v in prepared.live.collate(prepared.live_features, local).items()}
                     live = prepared.live.outputs(live_batch, taps.live_hidden, taps.live_attentions, taps.live_qkv)
+                ema_logits = None
+                if shadow is not None:
+                    with torch.no_grad(), accelerator.autocast():
+                        ema_logits = model_logits(shadow(**batch)).float()
                 with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
                     with accelerator.autocast(), collect_qkv(accelerator.unwrap_model(model), taps.student_qkv) as qkv:
                         output = model(**batch, **taps.student_kwargs) if taps.student_kwargs else model(**batch)
@@ -332,7 +341,7 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                         logits=model_logits(output).float(), labels=labels[local_t].to(accelerator.device),
                         teacher=targets, hidden=getattr(output, "hidden_states", None), mask=batch.get("attention_mask"),
                         attentions={s: output.attentions[s] for s in taps.student_attentions} or None,
-                        qkv=qkv or None, live=live)
+                        qkv=qkv or None, live=live, ema_logits=ema_logits)
                     loss = arm.loss_of(step_inputs, bounds)
                     accelerator.backward(loss * weight)
                 step_loss += loss.detach() * weight / world
@@ -345,6 +354,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
             for opt, sched in zip(optimizers, schedulers):
                 sched.step()
                 opt.zero_grad(set_to_none=True)
+            if shadow is not None:
+                ema_update(shadow, accelerator.unwrap_model(model), ema_decay)
             state["losses"].append(loss_value)
             state["step"] = step + 1
             progress.update(1)
@@ -354,7 +365,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                 state["train_seconds"] = time.perf_counter() - started
                 _check_finite_weights(accelerator, model, arm, state["step"], total_steps)
                 with _writing(arm_dir, arm_dir / CHECKPOINTS):
-                    _save_checkpoint(arm_dir, state, resolved, accelerator, model, optimizers, schedulers, extras)
+                    _save_checkpoint(arm_dir, state, resolved, accelerator, model, optimizers, schedulers, extras,
+                                     shadow)
     finally:
         progress.close()
     train_seconds = time.perf_counter() - started
@@ -376,6 +388,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
         if len(extras):
             with _writing(arm_dir, arm_dir / EXTRAS_FILE):
                 _save_extras(arm_dir / EXTRAS_FILE, accelerator.unwrap_model(extras), arm)
+    if shadow is not None:
+        _write_ema(prepared, arm, arm_dir, accelerator, shadow, ema_decay, total_steps)
     params = count_parameters(unwrapped)
     split_scores = {}
     for split_name, logits in all_logits.items():
@@ -454,7 +468,7 @@ def _torch_threads(count: int | None):
 
 
 # What an arm writes after training, train_log.json (written last) aside.
-_OUTPUTS = ("model", EXTRAS_FILE, "predictions", "resolved_config.json")
+_OUTPUTS = ("model", EXTRAS_FILE, EMA_DIR, "predictions", "resolved_config.json")
 
 
 @contextlib.contextmanager
@@ -513,6 +527,46 @@ class _Taps:
     def student_kwargs(self) -> dict:
         kwargs = {"output_hidden_states": True} if self.student_hidden else {}
         return {**kwargs, "output_attentions": True} if self.student_attentions else kwargs
+
+
+def _ema_decay(arm: Arm) -> float | None:
+    """The decay of the arm's mean teacher (its ``ema_kd`` objective), None without one."""
+    return next((t.objective.values["decay"] for t in arm.terms if t.objective.reads().ema_logits), None)
+
+
+@torch.no_grad()
+def ema_update(shadow: nn.Module, model: nn.Module, decay: float) -> None:
+    """``shadow ← decay·shadow + (1 − decay)·model`` for every parameter; buffers are copied."""
+    for average, current in zip(shadow.parameters(), model.parameters()):
+        average.lerp_(current.detach(), 1.0 - decay)
+    for average, current in zip(shadow.buffers(), model.buffers()):
+        average.copy_(current)
+
+
+def _write_ema(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator, shadow: nn.Module, decay: float,
+               total_steps: int) -> None:
+    """The mean teacher as a student of its own: ``ema/model`` and ``ema/predictions``, audited as ``NAME-ema``."""
+    config, dataset, student = prepared.config, prepared.dataset, prepared.student
+    logits = {}
+    for split_name in config.eval_splits:
+        logits[split_name] = predict_logits(accelerator, shadow, student, prepared.features[split_name],
+                                            config.eval_batch_size)
+        if not np.isfinite(logits[split_name]).all():
+            _diverged(arm, total_steps, total_steps, f"its moving average's logits on split {split_name!r} are NaN or infinite")
+    if not accelerator.is_main_process:
+        return
+    with _writing(arm_dir, arm_dir / EMA_DIR):
+        student.save(shadow, arm_dir / EMA_DIR / "model")
+        for split_name, split_logits in logits.items():
+            split = dataset.splits[split_name]
+            meta = {"model": student.name, "arm": f"{arm.name}-ema",
+                    "recipe": {"loss": "ema", "of": arm.name, "decay": float(decay)},
+                    "params": count_parameters(shadow),
+                    "measurements": {"serving": serving_cost(shadow, student, split.texts, accelerator.device,
+                                                             accelerator.autocast)},
+                    "temperature": None, "classes": list(dataset.classes), "dataset": dataset.name,
+                    "split": split_name, "seed": config.seed}
+            write_split_predictions(arm_dir / EMA_DIR / "predictions" / f"{split_name}.npz", split_logits, split, meta)
 
 
 def _teacher_keys(arm: Arm, prepared: Prepared) -> set[str]:
@@ -641,7 +695,7 @@ def _latest_checkpoint(arm_dir: Path) -> Path | None:
 
 
 def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, model, optimizers, schedulers,
-                     extras: nn.Module) -> None:
+                     extras: nn.Module, shadow: nn.Module | None = None) -> None:
     from safetensors.torch import save_file
 
     root = arm_dir / CHECKPOINTS
@@ -662,6 +716,8 @@ def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, mo
         if len(extras):
             save_file({k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(extras).state_dict().items()},
                       str(tmp / "extras.safetensors"))
+        if shadow is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in shadow.state_dict().items()}, str(tmp / "ema.safetensors"))
         for i, (opt, sched) in enumerate(zip(optimizers, schedulers)):
             torch.save(opt.state_dict(), tmp / f"optimizer-{i}.pt")
             write_json_atomic(tmp / f"scheduler-{i}.json", sched.state_dict())
@@ -678,10 +734,11 @@ def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, mo
     accelerator.wait_for_everyone()
 
 
-def _load_checkpoint(path: Path, accelerator, model, optimizers, schedulers, extras: nn.Module) -> dict:
+def _load_checkpoint(path: Path, accelerator, model, optimizers, schedulers, extras: nn.Module,
+                     shadow: nn.Module | None = None) -> dict:
     """Restore a checkpoint; one line naming it and how to start over if any part is damaged."""
     try:
-        return _restore(path, accelerator, model, optimizers, schedulers, extras)
+        return _restore(path, accelerator, model, optimizers, schedulers, extras, shadow)
     except DamagedCheckpoint:
         raise
     except Exception as exc:  # any failure to read it back (truncated file, bad pickle, wrong keys) is damage
@@ -711,7 +768,8 @@ def _checkpoint_state(checkpoint: Path) -> dict:
     return saved
 
 
-def _restore(path: Path, accelerator, model, optimizers, schedulers, extras: nn.Module) -> dict:
+def _restore(path: Path, accelerator, model, optimizers, schedulers, extras: nn.Module,
+             shadow: nn.Module | None = None) -> dict:
     from safetensors.torch import load_file
 
     saved = _checkpoint_state(path)  # its settings were compared by _check_existing
@@ -721,6 +779,8 @@ def _restore(path: Path, accelerator, model, optimizers, schedulers, extras: nn.
     accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
     if len(extras):
         accelerator.unwrap_model(extras).load_state_dict(load_file(path / "extras.safetensors"))
+    if shadow is not None:
+        shadow.load_state_dict(load_file(path / "ema.safetensors"))
     for i, (opt, sched) in enumerate(zip(optimizers, schedulers)):
         # weights_only: optimizer states are plain tensors and numbers; never unpickle objects.
         opt.load_state_dict(torch.load(path / f"optimizer-{i}.pt", map_location=accelerator.device, weights_only=True))
