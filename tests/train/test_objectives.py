@@ -38,7 +38,7 @@ def test_every_objective_module_registers_one_objective_whose_defaults_are_valid
     modules = {m.name for m in pkgutil.iter_modules(objectives.__path__)} - HELPERS
     assert modules == set(objectives.REGISTRY)  # one file per objective, named as the objective
     for name, cls in objectives.REGISTRY.items():
-        assert cls.name == name and cls.family in ("logits", "hidden", "attention", "relation", "self")
+        assert cls.name == name and cls.family in ("logits", "hidden", "attention", "relation", "self", "peer")
         assert cls().problems() == []
 
 
@@ -379,3 +379,56 @@ def test_resumed_ema_arm_is_identical_to_an_uninterrupted_one(banking, tmp_path,
 def test_ema_decay_outside_the_open_unit_interval_is_refused(decay):
     with pytest.raises(ConfigError, match=rf"ema_kd: decay={float(decay)!r} must be in \(0, 1\)"):
         parse_arm(f"ema_kd:decay={decay}")
+
+
+# --------------------------------------------------------------------------- deep mutual learning
+
+
+def test_dml_peers_get_detached_targets():
+    """Each peer's loss term moves only that peer: the other's prediction is a target, not a path for gradients."""
+    import torch
+
+    from distillab.objectives.base import Bound, Step
+    from distillab.objectives.dml import DML
+
+    torch.manual_seed(0)
+    peer = torch.nn.Linear(4, 3)
+    x, labels = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])
+    student_logits = torch.randn(5, 3, requires_grad=True)
+    objective = DML()
+    loss = objective.loss(Step(logits=student_logits, labels=labels, inputs={"input": x}), Bound(extras=_Call(peer)))
+    # d loss / d student = d (student's own term) / d student: the peer's term treats the student as a constant.
+    from distillab.losses import kd_loss
+
+    own = kd_loss(student_logits, peer(x).detach(), labels, T=1.0, alpha=0.5)
+    (want,) = torch.autograd.grad(own, student_logits, retain_graph=True)
+    (got,) = torch.autograd.grad(loss, student_logits, retain_graph=True)
+    assert torch.allclose(got, want)
+    peer_only = kd_loss(peer(x), student_logits.detach(), labels, T=1.0, alpha=0.5)
+    want_peer = torch.autograd.grad(peer_only, list(peer.parameters()), retain_graph=True)
+    got_peer = torch.autograd.grad(loss, list(peer.parameters()))
+    assert all(torch.allclose(g, w) for g, w in zip(got_peer, want_peer))
+
+
+class _Call(__import__("torch").nn.Module):
+    """A peer that takes the batch dict as keyword arguments, as a student model does."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input):
+        return self.inner(input)
+
+
+def test_dml_trains_both_peers_and_saves_the_peer_as_a_student(banking, tmp_path):
+    summary = train_arm(banking, "dml:name=mutual", bow_config(max_steps=6), tmp_path)
+    assert np.isfinite(summary["final_loss"])
+    arm_dir = tmp_path / "mutual"
+    assert not (arm_dir / "objective_extras.safetensors").exists()  # the peer is a student, not an extra
+    student = np.load(arm_dir / "predictions" / "test.npz")["logits"]
+    peer = np.load(arm_dir / "peer" / "predictions" / "test.npz")["logits"]
+    assert student.shape == peer.shape and not np.allclose(student, peer)  # other initial weights
+    meta = json.loads((arm_dir / "peer" / "predictions" / "test.json").read_text())
+    assert meta["arm"] == "mutual-peer" and meta["recipe"] == {"loss": "dml_peer", "of": "mutual", "T": 1.0,
+                                                               "alpha": 0.5}

@@ -71,6 +71,7 @@ class Reads:
     student_attentions: bool = False  # attention maps [B, H, T, T] per layer
     student_qkv: bool = False  # query/key/value projections [B, T, D] per layer
     ema_logits: bool = False  # logits of an exponential moving average of the student (a mean teacher)
+    peer: bool = False  # trains a second student (its extras) on the same rows: saved and audited as NAME-peer
     live_hidden: bool = False
     live_attentions: bool = False
     live_qkv: bool = False
@@ -93,6 +94,7 @@ class Dims:
     live_layers: int = 0  # the live teacher's num_hidden_layers (0: no live teacher)
     live_width: int = 0
     live_heads: int = 0
+    new_student: Any = field(default=None, compare=False)  # builds a fresh student model (peers); None in validate
 
 
 @dataclass
@@ -108,6 +110,7 @@ class Step:
     qkv: dict | None = None  # student layer -> {"q", "k", "v"} each [B, T, D]
     live: Any = None  # the live teacher's outputs for the same rows: a Step-like LiveOutputs
     ema_logits: Any = None  # [B, K] logits of the student's moving average on the same rows (no gradient)
+    inputs: dict | None = None  # the student's batch, for objectives that run a model of their own on it (a peer)
 
     def pooled(self, index: int):
         """The student's hidden state ``index``, mean-pooled over real tokens: [B, D]."""
@@ -122,7 +125,8 @@ class Objective:
     """Base class. A subclass sets ``name``, ``family``, ``settings`` and implements :meth:`loss`.
 
     ``family`` groups arms in the report by what they transfer: ``logits``, ``hidden``, ``attention``,
-    ``relation``, or ``self`` (the student's own moving average as the teacher).
+    ``relation``, ``self`` (the student's own moving average as the teacher) or ``peer`` (students
+    teaching each other).
     """
 
     name: ClassVar[str]

@@ -299,7 +299,7 @@ def _objective_label(recipe: dict) -> str:
 
 
 # The report's order of arm families: what an arm's objectives transfer (distillab.objectives' ``family``).
-FAMILIES = ("teacher", "logits", "hidden", "attention", "relation", "self", "reference")
+FAMILIES = ("teacher", "logits", "hidden", "attention", "relation", "self", "peer", "reference")
 
 
 def family_of(audit: dict, arm: str) -> str:
@@ -309,8 +309,9 @@ def family_of(audit: dict, arm: str) -> str:
     if arm == "teacher" or is_reference(audit, arm):
         return "teacher" if arm == "teacher" else "reference"
     recipe = recipe_of(audit, arm)
-    if recipe.get("loss") == "ema":  # the moving average an ema_kd arm distilled from, audited as an arm
-        return "self"
+    side = {"ema": "self", "dml_peer": "peer"}.get(recipe.get("loss"))  # an arm's moving average or peer
+    if side:
+        return side
     names = [o["objective"] for o in recipe["objectives"]] if recipe.get("objectives") else [recipe.get("loss")]
     families = [REGISTRY[n].family for n in names if n in REGISTRY]
     return next((f for f in families if f != "logits"), "logits")

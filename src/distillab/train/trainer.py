@@ -50,6 +50,7 @@ CHECKPOINTS = "checkpoints"
 # The trainable parts an arm's objectives own (e.g. FitNets projections): kept beside the student, not in it.
 EXTRAS_FILE = "objective_extras.safetensors"
 EMA_DIR = "ema"  # the moving average an ema_kd arm distils from: model/ and predictions/, audited as NAME-ema
+PEER_DIR = "peer"  # a dml arm's second student: model/ and predictions/, audited as NAME-peer
 
 
 @dataclass
@@ -139,7 +140,7 @@ def objective_dims(student, cache, live=None) -> Dims:
                 student_tokens=student.kind == "hf",
                 student_heads=student.config.num_attention_heads if student.kind == "hf" else 0,
                 live_layers=live.layers if live else 0, live_width=live.width if live else 0,
-                live_heads=live.heads if live else 0)
+                live_heads=live.heads if live else 0, new_student=student.new_model)
 
 
 def _check_objectives(arms: list[Arm], dims: Dims) -> None:
@@ -271,17 +272,16 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     ema_decay = _ema_decay(arm)
     # The mean teacher starts as the student's initial weights; it is never optimised, only averaged.
     shadow = copy.deepcopy(model).requires_grad_(False).eval().to(accelerator.device) if ema_decay else None
-    sparse, dense = _split_parameters(model)
-    dense += list(extras.parameters())
+    # Extras (projections, a peer) are optimised with the student; a sparse embedding among them gets lazy Adam too.
+    sparse, dense = _split_parameters(nn.ModuleList([model, extras]))
     optimizers = [torch.optim.AdamW(_decay_groups(model, dense, config.weight_decay), lr=lr)]
     if sparse:  # Adam on just the embedding rows a batch touches (bow student)
         optimizers.append(LazyAdam(sparse, lr=lr))
     warmup = math.ceil(config.warmup_ratio * total_steps)
     schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, _linear_warmup_decay(warmup, total_steps)) for opt in optimizers]
-    if len(extras):
-        model, extras, *optimizers = accelerator.prepare(model, extras, *optimizers)
-    else:
-        model, *optimizers = accelerator.prepare(model, *optimizers)
+    model, *optimizers = accelerator.prepare(model, *optimizers)
+    # Not wrapped in DDP: objectives call their extras directly, so their gradients are averaged by hand.
+    extras.to(accelerator.device)
 
     labels = torch.from_numpy(train.labels)
     teacher = None
@@ -341,11 +341,12 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                         logits=model_logits(output).float(), labels=labels[local_t].to(accelerator.device),
                         teacher=targets, hidden=getattr(output, "hidden_states", None), mask=batch.get("attention_mask"),
                         attentions={s: output.attentions[s] for s in taps.student_attentions} or None,
-                        qkv=qkv or None, live=live, ema_logits=ema_logits)
+                        qkv=qkv or None, live=live, ema_logits=ema_logits, inputs=batch)
                     loss = arm.loss_of(step_inputs, bounds)
                     accelerator.backward(loss * weight)
                 step_loss += loss.detach() * weight / world
             loss_value = float(accelerator.reduce(step_loss, reduction="sum"))  # the same on every process
+            _average_extras_gradients(accelerator, extras)
             if not math.isfinite(loss_value):  # before its gradients reach the weights
                 _diverged(arm, step + 1, total_steps, f"the training loss is {loss_value}")
             if config.max_grad_norm is not None and dense:  # the sparse embedding (bow) is not clipped; extras are
@@ -385,11 +386,18 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     if accelerator.is_main_process:
         with _writing(arm_dir, arm_dir / "model"):
             student.save(unwrapped, arm_dir / "model", state_dict)
-        if len(extras):
+        kept = nn.ModuleList(b.extras for t, b in zip(arm.terms, bounds)
+                             if b.extras is not None and not t.objective.reads().peer)  # a peer is saved as a student
+        if len(kept):
             with _writing(arm_dir, arm_dir / EXTRAS_FILE):
-                _save_extras(arm_dir / EXTRAS_FILE, accelerator.unwrap_model(extras), arm)
+                _save_extras(arm_dir / EXTRAS_FILE, kept, arm)
     if shadow is not None:
-        _write_ema(prepared, arm, arm_dir, accelerator, shadow, ema_decay, total_steps)
+        _write_side_student(prepared, arm, arm_dir, accelerator, shadow, EMA_DIR, total_steps,
+                            {"loss": "ema", "of": arm.name, "decay": float(ema_decay)})
+    for term, bound in zip(arm.terms, bounds):
+        if term.objective.reads().peer:
+            _write_side_student(prepared, arm, arm_dir, accelerator, bound.extras.eval(), PEER_DIR, total_steps,
+                                {"loss": "dml_peer", "of": arm.name, **term.objective.recipe()})
     params = count_parameters(unwrapped)
     split_scores = {}
     for split_name, logits in all_logits.items():
@@ -468,7 +476,7 @@ def _torch_threads(count: int | None):
 
 
 # What an arm writes after training, train_log.json (written last) aside.
-_OUTPUTS = ("model", EXTRAS_FILE, EMA_DIR, "predictions", "resolved_config.json")
+_OUTPUTS = ("model", EXTRAS_FILE, EMA_DIR, PEER_DIR, "predictions", "resolved_config.json")
 
 
 @contextlib.contextmanager
@@ -529,6 +537,18 @@ class _Taps:
         return {**kwargs, "output_attentions": True} if self.student_attentions else kwargs
 
 
+def _average_extras_gradients(accelerator, extras: nn.Module) -> None:
+    """Average the extras' gradients over processes (what DDP does for the student), before the optimizer step."""
+    if accelerator.num_processes == 1:
+        return
+    for param in extras.parameters():
+        if param.grad is None:  # this process's micro-batch did not reach it: it contributes zeros
+            param.grad = torch.zeros_like(param)
+        sparse = param.grad.is_sparse
+        mean = accelerator.reduce(param.grad.to_dense() if sparse else param.grad, reduction="mean")
+        param.grad = mean.to_sparse(1) if sparse else mean  # lazy Adam reads row-sparse gradients
+
+
 def _ema_decay(arm: Arm) -> float | None:
     """The decay of the arm's mean teacher (its ``ema_kd`` objective), None without one."""
     return next((t.objective.values["decay"] for t in arm.terms if t.objective.reads().ema_logits), None)
@@ -543,30 +563,30 @@ def ema_update(shadow: nn.Module, model: nn.Module, decay: float) -> None:
         average.copy_(current)
 
 
-def _write_ema(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator, shadow: nn.Module, decay: float,
-               total_steps: int) -> None:
-    """The mean teacher as a student of its own: ``ema/model`` and ``ema/predictions``, audited as ``NAME-ema``."""
+def _write_side_student(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator, model: nn.Module, folder: str,
+                        total_steps: int, recipe: dict) -> None:
+    """A second model an arm trained (its moving average, its peer) as a student of its own: ``folder/model``
+    and ``folder/predictions``, audited as arm ``NAME-folder``."""
     config, dataset, student = prepared.config, prepared.dataset, prepared.student
     logits = {}
     for split_name in config.eval_splits:
-        logits[split_name] = predict_logits(accelerator, shadow, student, prepared.features[split_name],
+        logits[split_name] = predict_logits(accelerator, model, student, prepared.features[split_name],
                                             config.eval_batch_size)
         if not np.isfinite(logits[split_name]).all():
-            _diverged(arm, total_steps, total_steps, f"its moving average's logits on split {split_name!r} are NaN or infinite")
+            _diverged(arm, total_steps, total_steps, f"its {folder} model's logits on split {split_name!r} are NaN or infinite")
     if not accelerator.is_main_process:
         return
-    with _writing(arm_dir, arm_dir / EMA_DIR):
-        student.save(shadow, arm_dir / EMA_DIR / "model")
+    with _writing(arm_dir, arm_dir / folder):
+        student.save(model, arm_dir / folder / "model")
         for split_name, split_logits in logits.items():
             split = dataset.splits[split_name]
-            meta = {"model": student.name, "arm": f"{arm.name}-ema",
-                    "recipe": {"loss": "ema", "of": arm.name, "decay": float(decay)},
-                    "params": count_parameters(shadow),
-                    "measurements": {"serving": serving_cost(shadow, student, split.texts, accelerator.device,
+            meta = {"model": student.name, "arm": f"{arm.name}-{folder}", "recipe": recipe,
+                    "params": count_parameters(model),
+                    "measurements": {"serving": serving_cost(model, student, split.texts, accelerator.device,
                                                              accelerator.autocast)},
                     "temperature": None, "classes": list(dataset.classes), "dataset": dataset.name,
                     "split": split_name, "seed": config.seed}
-            write_split_predictions(arm_dir / EMA_DIR / "predictions" / f"{split_name}.npz", split_logits, split, meta)
+            write_split_predictions(arm_dir / folder / "predictions" / f"{split_name}.npz", split_logits, split, meta)
 
 
 def _teacher_keys(arm: Arm, prepared: Prepared) -> set[str]:
@@ -714,7 +734,7 @@ def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, mo
         save_file({k: v.detach().cpu().contiguous() for k, v in unwrapped.state_dict().items()},
                   str(tmp / "model.safetensors"))
         if len(extras):
-            save_file({k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(extras).state_dict().items()},
+            save_file({k: v.detach().cpu().contiguous() for k, v in extras.state_dict().items()},
                       str(tmp / "extras.safetensors"))
         if shadow is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in shadow.state_dict().items()}, str(tmp / "ema.safetensors"))
@@ -778,7 +798,7 @@ def _restore(path: Path, accelerator, model, optimizers, schedulers, extras: nn.
             raise _damaged(path, f"{name} does not match its checksum")
     accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
     if len(extras):
-        accelerator.unwrap_model(extras).load_state_dict(load_file(path / "extras.safetensors"))
+        extras.load_state_dict(load_file(path / "extras.safetensors"))
     if shadow is not None:
         shadow.load_state_dict(load_file(path / "ema.safetensors"))
     for i, (opt, sched) in enumerate(zip(optimizers, schedulers)):
