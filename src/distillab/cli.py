@@ -68,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"distillab {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _release_process_group()
+
+
+def _release_process_group() -> None:
+    """Under torchrun, leave the process group before exiting: gloo threads still alive at exit abort the process."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,8 @@ CHILD = textwrap.dedent("""
     from distillab.train.trainer import train_arms
     summary = train_arms(banking_slice(), {arms!r}, bow_config(**{settings!r}), sys.argv[1], cache=sys.argv[2])
     assert summary["vanilla"]["world_size"] == 2, summary
+    import torch.distributed
+    torch.distributed.destroy_process_group()  # as the CLI does: gloo threads alive at exit can abort the process
 """)
 
 
