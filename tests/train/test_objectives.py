@@ -157,9 +157,19 @@ def test_hidden_mse_alone_moves_the_projected_student_toward_the_teacher(banking
 
 
 def test_resumed_feature_arm_is_identical_to_an_uninterrupted_one(banking, feature_cache, tmp_path, monkeypatch):
+    arm_dir = interrupted_then_resumed(banking, "kd+crd_lite:dim=8,name=crd", tmp_path, monkeypatch, feature_cache)
+    assert (arm_dir / "checkpoints-seen" / "extras.safetensors").exists()
+    for part in ("predictions/test.npz", "objective_extras.safetensors", "model/model.safetensors"):
+        assert (tmp_path / "reference" / "crd" / part).read_bytes() == (arm_dir / part).read_bytes(), part
+
+
+def interrupted_then_resumed(banking, spec: str, tmp_path, monkeypatch, cache=None):
+    """Train ``spec`` uninterrupted into tmp_path/reference, then into tmp_path/resumed stopped in step 5 (after the
+    step-4 checkpoint, kept as ``checkpoints-seen`` for inspection) and rerun; returns the resumed arm's folder."""
+    import shutil
+
     config = bow_config(max_steps=6, checkpoint_every=2)
-    reference = tmp_path / "reference"
-    train_arm(banking, "kd+crd_lite:dim=8,name=crd", config, reference, cache=feature_cache)
+    train_arm(banking, spec, config, tmp_path / "reference", cache=cache)
 
     class Interrupted(Exception):
         pass
@@ -175,12 +185,13 @@ def test_resumed_feature_arm_is_identical_to_an_uninterrupted_one(banking, featu
     with monkeypatch.context() as patch:
         patch.setattr(Arm, "loss_of", interrupting)
         with pytest.raises(Interrupted):
-            train_arm(banking, "kd+crd_lite:dim=8,name=crd", config, tmp_path / "resumed", cache=feature_cache)
-    checkpoint = tmp_path / "resumed" / "crd" / "checkpoints" / "step-00000004"
-    assert (checkpoint / "extras.safetensors").exists()
-    train_arm(banking, "kd+crd_lite:dim=8,name=crd", config, tmp_path / "resumed", cache=feature_cache)
-    for part in ("predictions/test.npz", "objective_extras.safetensors", "model/model.safetensors"):
-        assert (reference / "crd" / part).read_bytes() == (tmp_path / "resumed" / "crd" / part).read_bytes(), part
+            train_arm(banking, spec, config, tmp_path / "resumed", cache=cache)
+    arm_dir = next(p for p in (tmp_path / "resumed").iterdir() if p.is_dir())
+    seen = arm_dir / "checkpoints" / "step-00000004"
+    shutil.copytree(seen, tmp_path / "seen")
+    train_arm(banking, spec, config, tmp_path / "resumed", cache=cache)
+    shutil.move(str(tmp_path / "seen"), arm_dir / "checkpoints-seen")
+    return arm_dir
 
 
 @pytest.mark.parametrize("arm, message", [
@@ -351,28 +362,10 @@ def test_ema_arm_averages_from_the_initial_weights_and_audits_its_average(bankin
 
 
 def test_resumed_ema_arm_is_identical_to_an_uninterrupted_one(banking, tmp_path, monkeypatch):
-    config = bow_config(max_steps=6, checkpoint_every=2)
-    train_arm(banking, "ema_kd:decay=0.5,name=ema", config, tmp_path / "reference")
-
-    class Interrupted(Exception):
-        pass
-
-    original, calls = Arm.loss_of, {"n": 0}
-
-    def interrupting(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise Interrupted
-        return original(self, *args)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Arm, "loss_of", interrupting)
-        with pytest.raises(Interrupted):
-            train_arm(banking, "ema_kd:decay=0.5,name=ema", config, tmp_path / "resumed")
-    assert (tmp_path / "resumed" / "ema" / "checkpoints" / "step-00000004" / "ema.safetensors").exists()
-    train_arm(banking, "ema_kd:decay=0.5,name=ema", config, tmp_path / "resumed")
+    arm_dir = interrupted_then_resumed(banking, "ema_kd:decay=0.5,name=ema", tmp_path, monkeypatch)
+    assert (arm_dir / "checkpoints-seen" / "ema.safetensors").exists()
     for part in ("ema/predictions/test.npz", "ema/model/model.safetensors", "predictions/test.npz"):
-        assert (tmp_path / "reference" / "ema" / part).read_bytes() == (tmp_path / "resumed" / "ema" / part).read_bytes()
+        assert (tmp_path / "reference" / "ema" / part).read_bytes() == (arm_dir / part).read_bytes(), part
 
 
 @pytest.mark.parametrize("decay", ["0", "1", "1.5", "-0.1"])
