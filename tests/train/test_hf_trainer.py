@@ -88,3 +88,13 @@ def test_arms_without_a_teacher_need_no_cache(hf_setup):
     torch.testing.assert_close(got, want)
     with pytest.raises(InputError, match="needs a teacher cache"):
         DistillationTrainer(model=model, args=args, train_dataset=dataset, arm="kd")
+
+
+def test_arms_that_read_more_than_logits_are_refused_up_front():
+    import pytest
+
+    from distillab.errors import InputError
+    from distillab.train.hf_trainer import DistillationTrainer
+
+    with pytest.raises(InputError, match="dml reads more than logits"):
+        DistillationTrainer(arm="dml")

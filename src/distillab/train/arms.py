@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from distillab.errors import ConfigError, InputError
 from distillab.objectives import REGISTRY, make_objective
-from distillab.objectives.base import Bound, Objective, Step
+from distillab.objectives.base import Bound, Objective, Reads, Step
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -109,6 +109,14 @@ class Arm:
         found += [f"arm {self.name!r}: objective {n!r} is given twice" for n in sorted(set(names)) if names.count(n) > 1]
         return found
 
+    def check_logits_only(self) -> None:
+        """Refuse an arm whose objectives need more than student logits and cache rows (outside our trainer)."""
+        beyond = sorted(t.objective.name for t in self.terms
+                        if t.objective.reads() not in (Reads(), Reads(teacher_logits=True)))
+        if beyond:
+            raise InputError(f"arm {self.name!r}: {', '.join(beyond)} reads more than logits (hidden states, a live "
+                             "teacher, a moving average or a peer); train it with distillab train")
+
     def loss_of(self, step: Step, bounds: list[Bound]):
         """The arm's loss for one micro-batch: the weighted sum of its objectives' batch means."""
         total = None
@@ -120,8 +128,7 @@ class Arm:
 
     def compute_loss(self, student_logits, labels, teacher: dict | None = None):
         """The loss of an arm that reads only logits (``{"logits"}`` or top-k teacher rows), for one batch."""
-        if self.needs_hidden:
-            raise InputError(f"arm {self.name!r} reads hidden states; train it with distillab train")
+        self.check_logits_only()
         if self.needs_teacher and teacher is None:
             raise InputError(f"arm {self.name!r} ({self.loss}) needs teacher rows; pass a teacher cache")
         return self.loss_of(Step(logits=student_logits, labels=labels, teacher=teacher), [Bound()] * len(self.terms))

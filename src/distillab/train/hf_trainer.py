@@ -37,6 +37,7 @@ class DistillationTrainer(Trainer):
         from distillab.train.trainer import open_cache
 
         self.arm = parse_arm(arm) if isinstance(arm, str) else arm
+        self.arm.check_logits_only()  # compute_loss sees the model's logits only
         if teacher_cache is None and self.arm.needs_teacher:
             raise InputError(f"arm {self.arm.name!r} ({self.arm.loss}) needs a teacher cache: pass teacher_cache=DIR")
         self.teacher_cache = open_cache(teacher_cache)
