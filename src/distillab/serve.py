@@ -94,6 +94,10 @@ def load_student(directory, raw: bool = False, batch_size: int = DEFAULT_BATCH_S
         raise InputError(f"{config_path}: not a model config (a JSON object)")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch size must be a positive integer, got {batch_size!r}")
+    if (directory / "quantization_config.json").is_file():  # an int8 copy written by `distillab quantize`
+        from distillab.quantize.model import load_quantized_student
+
+        return load_quantized_student(directory, raw=raw, batch_size=batch_size)
     temperature = None if raw else read_temperature(directory)
     load = _load_bow if config.get("model_type") == "distillab-bow" else _load_hf
     return Student(*load(directory, config), temperature=temperature, batch_size=batch_size)

@@ -88,6 +88,10 @@ def test_int8_student_loads_predicts_and_round_trips(results, arms, data, kind):
     student = load_quantized_student(out / "model", raw=True)
     logits = student.logits(texts)
     np.testing.assert_array_equal(logits, load_predictions(out / "predictions" / "test.npz").logits)
+    # `distillab predict` / distillab.load_student serve the int8 folder like any student folder.
+    from distillab.serve import load_student
+
+    np.testing.assert_array_equal(load_student(out / "model", raw=True).logits(texts), logits)  # same batches
     assert list(student.predict(texts)) == [dataset.classes[i] for i in logits.argmax(axis=1)]
     assert record["round_trip"]["max_abs_diff"] == 0.0
     # The float logits are the arm's saved ones: the float model gives them again on the first rows.
