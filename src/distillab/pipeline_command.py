@@ -66,5 +66,9 @@ def _validate(args: argparse.Namespace) -> int:
                     for problem in term.objective.resolve(dims)]
         if problems:
             raise ConfigError(f"{args.config}: " + "; ".join(problems))
+        if config.train_config().live_teacher and any(t.objective.reads().live for arm in arms for t in arm.terms):
+            from distillab.objectives.dims import check_token_alignment
+
+            check_token_alignment(config)  # every training row, both tokenizers (seconds; no weights loaded)
     print(f"{args.config}: valid ({len(arms)} arms: {', '.join(a.name for a in arms)}; output: {config.output_dir})")
     return 0

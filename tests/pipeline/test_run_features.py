@@ -69,3 +69,20 @@ def test_an_ema_arms_moving_average_is_audited_beside_it(tmp_path):
     assert {"vanilla", "mean_teacher", "mean_teacher-ema"} <= set(audit["arms"])
     assert audit["inputs"]["mean_teacher-ema"]["meta"]["recipe"]["loss"] == "ema"
     assert "mean_teacher-ema" in (tmp_path / "run" / "report" / "report.md").read_text()
+
+
+def test_validate_refuses_a_live_teacher_whose_tokens_do_not_align(tmp_path, capsys):
+    from train_helpers import slice_dataset
+
+    values = tiny_config(tmp_path)
+    dataset = load_dataset(values["data"])
+    student = make_tiny_bert(dataset, tmp_path / "student")
+    # A teacher whose vocabulary saw only the first rows: words it lacks become [UNK] where the student has them.
+    teacher = make_tiny_bert(slice_dataset(dataset, 3, 3, name="few"), tmp_path / "teacher", with_weights=True)
+    values["training"] = {**values["training"], "student": str(student), "live_teacher": str(teacher),
+                          "max_length": 16}
+    values["arms"] = ["vanilla", "attention_mse"]
+    assert main(["validate", str(write_config(tmp_path, values))]) == 2
+    err = capsys.readouterr().err
+    assert "tokens do not align at row" in err and "teacher '[UNK]'" in err
+    assert not (tmp_path / "run").exists()

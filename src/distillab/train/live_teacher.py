@@ -127,17 +127,17 @@ def qkv_modules(block: nn.Module) -> dict[str, nn.Module]:
     return found
 
 
-def check_aligned(student_tokenizer, student_ids: list, teacher: LiveTeacher, teacher_ids: list, row_ids) -> None:
+def check_aligned(student_tokenizer, student_ids: list, teacher_tokenizer, teacher_ids: list, row_ids) -> None:
     """Refuse token-level objectives when a row's pieces differ by position between student and teacher.
 
     Special tokens may differ ([CLS] vs <s>), but must sit at the same positions; every other
     position must hold the same piece.
     """
-    s_special, t_special = set(student_tokenizer.all_special_ids), set(teacher.tokenizer.all_special_ids)
+    s_special, t_special = set(student_tokenizer.all_special_ids), set(teacher_tokenizer.all_special_ids)
     for row, (s_row, t_row) in enumerate(zip(student_ids, teacher_ids)):
         s_row, t_row = list(s_row), list(t_row)
         s_tokens = student_tokenizer.convert_ids_to_tokens(s_row)
-        t_tokens = teacher.tokenizer.convert_ids_to_tokens(t_row)
+        t_tokens = teacher_tokenizer.convert_ids_to_tokens(t_row)
         for position in range(max(len(s_row), len(t_row))):
             s_tok = s_tokens[position] if position < len(s_row) else None
             t_tok = t_tokens[position] if position < len(t_row) else None

@@ -121,7 +121,7 @@ def prepare(dataset, config: TrainConfig, cache=None, arms: list[Arm] = ()) -> P
         from distillab.train.live_teacher import check_aligned
 
         live_features = live.featurize(train.texts)
-        check_aligned(student.tokenizer, [row["input_ids"] for row in features[config.train_split]], live,
+        check_aligned(student.tokenizer, [row["input_ids"] for row in features[config.train_split]], live.tokenizer,
                       live_features, train.ids)
     return Prepared(dataset, config, student, features, teacher, cache_info, dataset.content_hash(), dims,
                     live, live_features)
