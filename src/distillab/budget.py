@@ -49,14 +49,13 @@ import json
 import math
 import os
 import re
-import struct
 from pathlib import Path
 
 from distillab.errors import InputError
+from distillab.safetensors_header import read_header
 
 SECONDS_PER_HOUR = 3600.0
 MS_PER_HOUR = 3_600_000.0
-MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on a header
 SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
 # Header-only counting (architectures transformers cannot build): the module names (the tensor name
@@ -110,24 +109,7 @@ def _optional(value, name: str) -> float | None:
 
 def read_safetensors_shapes(path: str | os.PathLike) -> dict[str, tuple[str, tuple[int, ...]]]:
     """``{tensor name: (dtype, shape)}`` from a safetensors file's JSON header; the tensors are never read."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                raise InputError(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > min(MAX_HEADER_BYTES, size - 8):
-                raise InputError(f"{path}: safetensors header length {length} exceeds the file or the "
-                                 f"{MAX_HEADER_BYTES:,}-byte limit (truncated or not safetensors)")
-            header = json.loads(handle.read(length).decode("utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InputError(f"{path}: safetensors header is not valid JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise InputError(f"{path}: safetensors header is not a JSON object")
+    header, _ = read_header(path)
     shapes = {}
     for name, info in header.items():
         if name == "__metadata__":

@@ -34,7 +34,6 @@ import contextlib
 import json
 import math
 import os
-import struct
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -43,6 +42,7 @@ import numpy as np
 
 from distillab.errors import FingerprintMismatch, InputError
 from distillab.io import Predictions, atomic_path, check_output_dir, read_json, sha256_file, write_json_atomic
+from distillab.safetensors_header import read_header
 from distillab.teacher import DEFAULT_SHARD_ROWS  # re-exported: runners import it from here
 from distillab.teacher.features import entry_problem, tensor_name
 from distillab.teacher.fingerprint import diff, sha256_lines, short_repr, text_digests
@@ -67,7 +67,6 @@ _ST_DTYPES = {  # safetensors dtype → numpy dtype used to map it (bf16 is mapp
 }
 _NP_TO_ST = {np.dtype(v): k for k, v in _ST_DTYPES.items() if k != "BF16"}
 _CACHE_DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}  # manifest dtype → safetensors dtype
-MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit: a larger header is refused before it is read
 MAX_MANIFEST_BYTES = 256 << 20  # ~1.5 million shard entries; anything bigger is not a manifest
 
 
@@ -486,25 +485,8 @@ def read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]
     Everything in the file is untrusted: the header length is bounded before anything is read,
     and every tensor's dtype, shape and byte range must be consistent and lie inside the file.
     """
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                raise InputError(f"{path}: truncated safetensors file ({size} bytes, no header)")
-            (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > min(MAX_HEADER_BYTES, size - 8):
-                raise InputError(f"{path}: safetensors header length {header_len} exceeds the file "
-                                 f"({size} bytes) or the {MAX_HEADER_BYTES:,}-byte limit (truncated or corrupt)")
-            header = json.loads(handle.read(header_len).decode("utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: safetensors header is not UTF-8 (byte {exc.start})") from None
-    except (ValueError, RecursionError) as exc:
-        raise InputError(f"{path}: safetensors header is not valid JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise InputError(f"{path}: safetensors header must be a JSON object, got {type(header).__name__}")
+    header, header_len = read_header(path)
+    size = os.path.getsize(path)
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise InputError(f"{path}: safetensors key '__metadata__' must map names to strings")
