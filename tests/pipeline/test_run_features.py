@@ -86,3 +86,17 @@ def test_validate_refuses_a_live_teacher_whose_tokens_do_not_align(tmp_path, cap
     err = capsys.readouterr().err
     assert "tokens do not align at row" in err and "teacher '[UNK]'" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_validate_names_a_live_teacher_without_a_tokenizer(tmp_path, capsys):
+    values = tiny_config(tmp_path)
+    dataset = load_dataset(values["data"])
+    student = make_tiny_bert(dataset, tmp_path / "student")
+    teacher = make_tiny_bert(dataset, tmp_path / "teacher", with_weights=True)
+    (teacher / "tokenizer.json").write_text("{garbage")  # a tampered tokenizer file
+    values["training"] = {**values["training"], "student": str(student), "live_teacher": str(teacher),
+                          "max_length": 16}
+    values["arms"] = ["vanilla", "attention_mse"]
+    assert main(["validate", str(write_config(tmp_path, values))]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("distillab") or "Traceback" in line]
+    assert len(err) == 1 and f"{teacher}: cannot load its tokenizer" in err[0] and "Traceback" not in err[0]

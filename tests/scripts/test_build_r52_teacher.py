@@ -82,3 +82,34 @@ def test_balanced_weights_equal_scikit_learns(build):
     np.testing.assert_allclose(ours[present], compute_class_weight("balanced", classes=present, y=labels) * 3 / 4,
                                rtol=1e-6)  # sklearn divides by the classes present, we by all K
     assert ours[2] == 0.0
+
+
+@pytest.mark.parametrize("card, message", [
+    (b"{not json", "teacher_card.json"),
+    (b"[1, 2]", "not a teacher card"),
+    (b'{"settings": {"frozen_layers": 1}}', "built with frozen_layers=1, this run freezes 3"),
+    (None, "teacher_card.json: not found"),
+])
+def test_init_from_a_broken_parent_is_one_error_naming_the_file(build, model, tmp_path, card, message):
+    from safetensors.torch import save_file
+
+    from distillab.errors import InputError
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    if card is not None:
+        (tmp_path / "teacher_card.json").write_bytes(card)
+    with pytest.raises(InputError, match=message):
+        build.continue_from(model, tmp_path, 3)
+
+
+def test_init_from_a_parent_whose_frozen_layers_moved_is_refused(build, model, tmp_path):
+    from safetensors.torch import save_file
+
+    from distillab.errors import InputError
+
+    state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
+    state["mpnet.encoder.layer.0.output.dense.weight"] += 1.0
+    save_file(state, str(tmp_path / "model.safetensors"))
+    (tmp_path / "teacher_card.json").write_text('{"settings": {"frozen_layers": 3}}')
+    with pytest.raises(InputError, match="frozen parameter 'mpnet.encoder.layer.0.output.dense.weight' differs"):
+        build.continue_from(model, tmp_path, 3)

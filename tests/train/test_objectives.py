@@ -95,6 +95,7 @@ def test_objectives_join_with_plus_or_spell_out_as_a_mapping():
     ("kd+kd:T=2", "objective 'kd' is given twice"),
     ("crd_lite:temperature=0", "crd_lite: temperature=0.0 must be > 0"),
     ("crd_lite:dim=2.5", "crd_lite: dim=2.5 must be an integer > 0"),
+    ("crd_lite:dim=1e9", "crd_lite: dim=1000000000 must be at most 65,536"),
     ("hidden_mse:normalize=yes", "normalize='yes' must be true or false"),
     ({"name": "x", "objectives": [{"kd": {"beta": 1}}]}, "objective kd: unknown setting 'beta'"),
     ({"name": "x", "objectives": []}, "'objectives' must be a non-empty list"),

@@ -7,6 +7,15 @@ and each student row must pick its own teacher row among the batch's. No memory 
 from __future__ import annotations
 
 from distillab.objectives.base import Bound, Dims, Setting, positive, positive_int
+
+MAX_DIM = 65_536  # two Linear heads of this width: a typo like dim=1e9 is refused, not allocated
+
+
+def at_most(limit: int):
+    def check(value) -> str | None:
+        return positive_int(value) or (None if value <= limit else f"must be at most {limit:,}")
+
+    return check
 from distillab.objectives.pooled import LAYERS, PooledObjective, feature_name
 
 
@@ -16,7 +25,7 @@ class CRDLite(PooledObjective):
     settings = {
         "layers": LAYERS,
         "temperature": Setting(0.07, positive, "InfoNCE temperature"),
-        "dim": Setting(128, positive_int, "width of the shared embedding"),
+        "dim": Setting(128, at_most(MAX_DIM), "width of the shared embedding"),
     }
 
     def bind(self, dims: Dims) -> Bound:

@@ -65,16 +65,24 @@ def _hf_config(source: str):
 def check_token_alignment(config) -> None:
     """Tokenize the training split with the student's and the live teacher's tokenizers and refuse the first row
     whose pieces differ by position (what the trainer checks before training), without loading any weights."""
-    from transformers import AutoTokenizer
-
     from distillab.data import load_dataset
     from distillab.pypi_models import resolve_model_ref
     from distillab.train.live_teacher import check_aligned
 
     train = config.train_config()
     split = load_dataset(config.data).splits[train.train_split]
-    student = AutoTokenizer.from_pretrained(train.student)
-    teacher = AutoTokenizer.from_pretrained(resolve_model_ref(train.live_teacher))
+    student, teacher = _tokenizer(train.student), _tokenizer(resolve_model_ref(train.live_teacher))
     cut = {"truncation": True, "max_length": train.max_length}
     check_aligned(student, student(split.texts, **cut)["input_ids"], teacher, teacher(split.texts, **cut)["input_ids"],
                   split.ids)
+
+
+def _tokenizer(source: str):
+    from transformers import AutoTokenizer
+
+    from distillab.errors import InputError
+
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{source}: cannot load its tokenizer ({' '.join(str(exc).split())})") from None
