@@ -37,6 +37,10 @@ def unit_interval(value) -> str | None:
     return None if _number(value) and 0.0 <= value <= 1.0 else "must be in [0, 1]"
 
 
+def open_unit_interval(value) -> str | None:
+    return None if _number(value) and 0.0 < value < 1.0 else "must be in (0, 1)"
+
+
 def below_one(value) -> str | None:
     return None if _number(value) and 0.0 <= value < 1.0 else "must be in [0, 1)"
 
@@ -172,6 +176,10 @@ class Objective:
 
     def resolve(self, dims: Dims) -> list[str]:
         """Check the settings against the student and the cache (layers, features); problems as messages."""
+        return []
+
+    def shape_problems(self, dims: Dims) -> list[str]:
+        """Width or head-count mismatches the objective cannot bridge (token-level objectives ask)."""
         return []
 
     def features(self, dims: Dims) -> tuple[str, ...]:

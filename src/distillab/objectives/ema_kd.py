@@ -7,12 +7,7 @@ predictions, so the audit compares it too (arm ``NAME-ema``).
 
 from __future__ import annotations
 
-from distillab.objectives.base import Objective, Reads, Setting, positive, unit_interval
-
-
-def open_unit_interval(value) -> str | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 < value < 1.0
-    return None if ok else "must be in (0, 1)"
+from distillab.objectives.base import Objective, Reads, Setting, open_unit_interval, positive, unit_interval
 
 
 class EMAKD(Objective):

@@ -37,9 +37,6 @@ class HiddenMSE(PooledObjective):
     def features(self, dims: Dims) -> tuple[str, ...]:
         return () if self.values["tokens"] else super().features(dims)
 
-    def shape_problems(self, dims: Dims) -> list[str]:
-        return []
-
     def bind(self, dims: Dims) -> Bound:
         from torch import nn
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from distillab.errors import ConfigError
 from distillab.objectives.base import Bound, Dims, Objective
-from distillab.objectives.pooled import layer_spec  # noqa: F401 (the same setting check)
 
 
 class TokenObjective(Objective):
@@ -32,10 +31,6 @@ class TokenObjective(Objective):
         except ConfigError as exc:
             return [f"{self.name}: layers={self.values['layers']!r}: {exc}"]
         return self.shape_problems(dims)
-
-    def shape_problems(self, dims: Dims) -> list[str]:
-        """Width or head-count mismatches the objective cannot bridge."""
-        return []
 
     def bind(self, dims: Dims) -> Bound:
         return Bound(pairs=self.pairs(dims))

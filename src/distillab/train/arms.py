@@ -62,10 +62,6 @@ class Arm:
                    for term in self.terms)
 
     @property
-    def needs_features(self) -> bool:
-        return any(term.objective.reads().teacher_features for term in self.terms)
-
-    @property
     def needs_live_teacher(self) -> bool:
         return any(term.objective.reads().live for term in self.terms)
 
@@ -75,10 +71,6 @@ class Arm:
         if not self.needs_live_teacher:
             settings.pop("live_teacher", None), settings.pop("live_teacher_precision", None)
         return settings
-
-    @property
-    def needs_hidden(self) -> bool:
-        return any(term.objective.reads().student_hidden for term in self.terms)
 
     def only(self, objective: str) -> Objective | None:
         """The arm's objective if the arm is exactly that one objective at weight 1, else None."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -53,17 +52,15 @@ class LiveTeacher:
         self.width = config.hidden_size
         self.heads = config.num_attention_heads
 
-    def featurize(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+    def featurize(self, texts: list[str]) -> list[dict]:
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        return [{"input_ids": ids, "attention_mask": mask}
+                for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
 
-    def collate(self, features: list[list[int]], rows) -> dict[str, torch.Tensor]:
-        items = [features[int(r)] for r in rows]
-        width = max(len(item) for item in items)
-        ids = np.full((len(items), width), self.tokenizer.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(items), width), dtype=np.int64)
-        for i, item in enumerate(items):
-            ids[i, :len(item)], mask[i, :len(item)] = item, 1
-        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    def collate(self, features: list[dict], rows) -> dict[str, torch.Tensor]:
+        from distillab.train.students import pad_token_rows
+
+        return pad_token_rows([features[int(r)] for r in rows], self.tokenizer)
 
     @torch.no_grad()
     def outputs(self, batch: dict, hidden: bool, attentions: set[int], qkv: set[int]) -> LiveOutputs:

@@ -292,22 +292,7 @@ class HFStudent:
         return [{k: encoded[k][i] for k in keys} for i in range(len(texts))]
 
     def collate(self, features: list[dict], rows) -> dict[str, torch.Tensor]:
-        """Pad the rows to the batch's longest (numpy; ``tokenizer.pad`` is slower and warns each call)."""
-        items = [features[int(r)] for r in rows]
-        width = max(len(item["input_ids"]) for item in items)
-        left = self.tokenizer.padding_side == "left"
-        batch = {}
-        for key in items[0]:
-            pad = self.tokenizer.pad_token_id if key == "input_ids" else 0
-            out = np.full((len(items), width), pad, dtype=np.int64)  # [batch, longest]
-            for i, item in enumerate(items):
-                seq = item[key]
-                if left:
-                    out[i, width - len(seq):] = seq
-                else:
-                    out[i, :len(seq)] = seq
-            batch[key] = torch.from_numpy(out)
-        return batch
+        return pad_token_rows([features[int(r)] for r in rows], self.tokenizer)
 
     def new_model(self) -> nn.Module:
         from transformers import AutoModelForSequenceClassification
@@ -333,6 +318,25 @@ class HFStudent:
             raise
         shutil.rmtree(directory, ignore_errors=True)
         tmp.rename(directory)
+
+
+def pad_token_rows(items: list[dict], tokenizer) -> dict[str, torch.Tensor]:
+    """Tokenized rows padded to the batch's longest, on the tokenizer's padding side (numpy;
+    ``tokenizer.pad`` is slower and warns each call)."""
+    width = max(len(item["input_ids"]) for item in items)
+    left = tokenizer.padding_side == "left"
+    batch = {}
+    for key in items[0]:
+        pad = tokenizer.pad_token_id if key == "input_ids" else 0
+        out = np.full((len(items), width), pad, dtype=np.int64)  # [batch, longest]
+        for i, item in enumerate(items):
+            seq = item[key]
+            if left:
+                out[i, width - len(seq):] = seq
+            else:
+                out[i, :len(seq)] = seq
+        batch[key] = torch.from_numpy(out)
+    return batch
 
 
 def _has_weights(source: str) -> bool:

@@ -122,7 +122,7 @@ def prepare(dataset, config: TrainConfig, cache=None, arms: list[Arm] = ()) -> P
 
         live_features = live.featurize(train.texts)
         check_aligned(student.tokenizer, [row["input_ids"] for row in features[config.train_split]], live.tokenizer,
-                      live_features, train.ids)
+                      [row["input_ids"] for row in live_features], train.ids)
     return Prepared(dataset, config, student, features, teacher, cache_info, dataset.content_hash(), dims,
                     live, live_features)
 
