@@ -111,7 +111,7 @@ def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: se
                                                   redo="teacher" in redo)
     arm_preds = {arm.name: out / "arms" / arm.name / "predictions" / f"{config.eval_split}.npz" for arm in arms}
     for arm in arms:  # an ema_kd arm's moving average and a dml arm's peer are students too: audited beside it
-        for side in _side_students(arm):
+        for side in arm.side_students():
             arm_preds[f"{arm.name}-{side}"] = out / "arms" / arm.name / side / "predictions" / f"{config.eval_split}.npz"
     if config.baselines:  # reference rows ("what you would use instead"), audited like every arm
         from distillab.baselines import baseline_predictions_stage
@@ -330,13 +330,6 @@ def check_teacher_identity(spec, cache, source_sha256: str | None = None) -> Non
                else "rerun with --restart teacher to rebuild it")
         raise FingerprintMismatch(f"{cache.path}: the cache holds {describe_teacher(teacher)}, but the config's "
                                   f"teacher is {describe_teacher(identity)} ({differs}); {fix}")
-
-
-def _side_students(arm) -> list[str]:
-    """Folders of the second models an arm trains and saves as students (``ema``, ``peer``)."""
-    reads = [term.objective.reads() for term in arm.terms]
-    return [side for side, used in (("ema", any(r.ema_logits for r in reads)), ("peer", any(r.peer for r in reads)))
-            if used]
 
 
 def seed_arms_dir(seed: int) -> str:

@@ -65,6 +65,15 @@ class Arm:
     def needs_live_teacher(self) -> bool:
         return any(term.objective.reads().live for term in self.terms)
 
+    def side_students(self) -> list[str]:
+        """Folders (inside the arm's) of the second models it trains and saves as students: ``ema``, ``peer``.
+
+        Each is audited beside the arm as ``NAME-folder``.
+        """
+        reads = [term.objective.reads() for term in self.terms]
+        return [side for side, used in (("ema", any(r.ema_logits for r in reads)), ("peer", any(r.peer for r in reads)))
+                if used]
+
     def training_settings(self, config) -> dict:
         """The training settings this arm's result depends on: the live teacher's only if it reads it."""
         settings = config.to_dict()
