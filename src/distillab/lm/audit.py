@@ -1,0 +1,456 @@
+"""Audit of causal-LM students on held-out text: what each student kept of the teacher, per token-frequency tier.
+
+Every target token of every held-out sequence (token t+1 given tokens <= t) is scored by every model:
+NLL (perplexity = exp of the mean), top-1 accuracy, top-1 confidence for a 15-bin ECE, and, against
+the teacher, top-1 agreement, KL(teacher || student) and Jensen-Shannon divergence, all from exact
+float64 log-softmaxes over the whole vocabulary (no probability clipping, unlike the classification
+audit's course-compatible JS).
+
+Tiers. Target tokens are tiered by how often they were a target in the training corpus: sort the
+vocabulary by count, and call head the tokens whose count reaches that of the token at which the
+cumulative training target mass first reaches 50%, mid those reaching the one at 90%, tail the rest,
+unseen tokens included. The tier is a function of the count alone, so tied tokens share a tier
+(head may then hold a little more than 50% of the mass).
+
+Uncertainty. Tokens of one sequence are not independent, so the paired bootstrap resamples
+*sequences*: ``RandomState(seed)`` draws ``n_resamples`` resamples of all sequences (the same
+multiplicities as ``rng.choice(n, n)`` per resample, via :func:`distillab.audit.bootstrap.draw_weights`),
+every arm and tier is scored on the same resamples, and a metric is a ratio of per-sequence sums
+(sum of NLL over tier tokens / tier tokens), so a resample is one matrix product. Differences are
+arm - baseline; CIs are the 2.5% / 97.5% quantiles. A resample in which a tier has no token is left
+out of that tier's CI (counted in ``n_valid``).
+
+Temperature. One T per model, fitted by minimising the mean NLL (L-BFGS-B on log T with its exact
+gradient, bounded as in :mod:`distillab.calibrate.temperature`) on the tokens of the calibration
+half of the sequences (:func:`~distillab.calibrate.temperature.cal_eval_split`, seed 1041), then
+ECE and NLL before and after T are reported on the other half. The calibration logits are the only
+full-vocabulary arrays kept beyond one batch: stored as float16 after subtracting each token's max
+logit (so the largest, most probable logits are stored most precisely and nothing overflows); peak
+extra memory is about models x calibration tokens x vocabulary x 2 bytes (recorded in audit.json).
+
+Retention (student / teacher, higher is better, 1 = the teacher's level): accuracy retention
+acc_s / acc_t and perplexity retention ppl_t / ppl_s = exp(NLL_t - NLL_s), each with a CI from the
+same resamples.
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from scipy.optimize import minimize
+
+from distillab.audit.bootstrap import CI_QUANTILES, NOT_SIGNIFICANT, draw_weights
+from distillab.audit.metrics import DEFAULT_BINS, confidence_bins, ece_from
+from distillab.calibrate.temperature import LOG_T_BOUNDS, MIN_CAL_ROWS, SPLIT_SEED, T_BOUNDS, cal_eval_split
+from distillab.errors import InputError
+from distillab.io import TIERS, write_json_atomic
+
+TIER_MASS = (0.5, 0.9)  # cumulative training target mass where head ends and where mid ends
+GROUPS = ("overall", *TIERS)
+TEACHER_STATS = ("agreement", "kl", "js")
+METRICS = ("nll", "perplexity", "accuracy", "ece", *TEACHER_STATS)
+LOWER_IS_BETTER = frozenset({"nll", "perplexity", "ece", "kl", "js"})
+TEACHER = "teacher"
+STATS_CHUNK = 256  # tokens per float64 block: 256 x 49,152 x 8 B = 100 MB per array
+BOOT_CHUNK = 125
+
+
+# --------------------------------------------------------------------------- tiers
+
+
+def token_tiers(train_token_counts, vocab_size: int) -> tuple[np.ndarray, dict]:
+    """Tier name per vocabulary id (``[V]`` str) and the rule's numbers (count thresholds, ids and mass per tier)."""
+    counts = np.asarray(train_token_counts)
+    if counts.ndim != 1 or counts.shape[0] != vocab_size:
+        raise InputError(f"train_token_counts has shape {counts.shape}; expected one count per vocabulary id "
+                         f"({vocab_size})")
+    if not (np.issubdtype(counts.dtype, np.integer) or np.issubdtype(counts.dtype, np.floating)) \
+            or not np.isfinite(counts).all() or (counts < 0).any():
+        raise InputError("train_token_counts must be finite non-negative numbers")
+    counts = counts.astype(np.float64)
+    total = counts.sum()
+    if total <= 0:
+        raise InputError("train_token_counts are all zero; the tiers need the training corpus's target counts")
+    ranked = np.sort(counts)[::-1]
+    cumulative = np.cumsum(ranked) / total
+    head_min, mid_min = (ranked[np.searchsorted(cumulative, share - 1e-12)] for share in TIER_MASS)
+    tiers = np.full(vocab_size, "tail", dtype="<U4")
+    tiers[counts >= mid_min] = "mid"
+    tiers[counts >= head_min] = "head"
+    info = {
+        "rule": (f"head: count >= {head_min:g} (the token where the sorted training target mass reaches "
+                 f"{TIER_MASS[0]:.0%}); mid: count >= {mid_min:g} (mass reaches {TIER_MASS[1]:.0%}); tail: the rest, "
+                 "unseen tokens included; tied counts share a tier"),
+        "head_min_count": float(head_min),
+        "mid_min_count": float(mid_min),
+        "vocab_ids": {t: int((tiers == t).sum()) for t in TIERS},
+        "train_mass": {t: float(counts[tiers == t].sum() / total) for t in TIERS},
+        "unseen_ids": int((counts == 0).sum()),
+    }
+    return tiers, info
+
+
+# --------------------------------------------------------------------------- per-token statistics
+
+
+def token_statistics(logits, targets, teacher_logits=None, temperature: float = 1.0) -> dict[str, np.ndarray]:
+    """Per-token float64 statistics of ``softmax(logits / temperature)`` ``[n, V]`` for ``targets`` ``[n]``.
+
+    ``nll`` (-log q_y), ``correct`` (argmax == target), ``confidence`` (max q); with ``teacher_logits``
+    (at T = 1): ``agreement`` (same argmax), ``kl`` = KL(p || q) and ``js`` = JS(p, q) in nats.
+    Computed in blocks of :data:`STATS_CHUNK` tokens so float64 never holds more than one block.
+    """
+    import torch
+
+    logits = torch.as_tensor(logits)
+    targets = torch.as_tensor(targets, dtype=torch.long, device=logits.device)
+    parts: dict[str, list] = {}
+    for start in range(0, logits.shape[0], STATS_CHUNK):
+        stop = start + STATS_CHUNK
+        logq = torch.log_softmax(logits[start:stop].to(torch.float64) / temperature, dim=-1)
+        y = targets[start:stop]
+        top_logq, top = logq.max(dim=-1)
+        block = {"nll": -logq.gather(1, y[:, None])[:, 0], "correct": (top == y).double(),
+                 "confidence": top_logq.exp()}
+        if teacher_logits is not None:
+            logp = torch.log_softmax(torch.as_tensor(teacher_logits[start:stop]).to(logq), dim=-1)
+            p, q = logp.exp(), logq.exp()
+            logm = torch.logaddexp(logp, logq) - np.log(2.0)
+            block["agreement"] = (logp.argmax(dim=-1) == top).double()
+            block["kl"] = _plogratio(p, logp, logq)
+            block["js"] = 0.5 * _plogratio(p, logp, logm) + 0.5 * _plogratio(q, logq, logm)
+        for key, value in block.items():
+            parts.setdefault(key, []).append(value.cpu().numpy())
+    return {key: np.concatenate(value) for key, value in parts.items()}
+
+
+def _plogratio(p, logp, logr):
+    """Σ p (log p - log r) per row, with 0 log 0 = 0 (a probability that underflowed adds nothing)."""
+    import torch
+
+    return torch.where(p > 0, p * (logp - logr), 0.0).sum(dim=-1)
+
+
+# --------------------------------------------------------------------------- temperature
+
+
+def fit_temperature(blocks, targets) -> tuple[float, str | None]:
+    """(T, bound hit or None) minimising the mean NLL of ``softmax(z / T)`` over stored logit blocks.
+
+    ``blocks``: ``[n_i, V]`` tensors (any float dtype, e.g. the float16 store); ``targets``: the
+    matching ``[n_i]`` target ids. L-BFGS-B on log T from log T = 0 with the exact derivative
+    d NLL / d log T = mean(s_y - Σ_k softmax(s)_k s_k), s = z / T.
+    """
+    import torch
+
+    n = sum(int(b.shape[0]) for b in blocks)
+
+    def objective(log_t):
+        scale = float(np.exp(-log_t[0]))
+        value = grad = 0.0
+        for block, y in zip(blocks, targets):
+            for start in range(0, block.shape[0], STATS_CHUNK):
+                s = block[start:start + STATS_CHUNK].to(torch.float64) * scale
+                s_y = s.gather(1, torch.as_tensor(y[start:start + STATS_CHUNK], dtype=torch.long,
+                                                  device=s.device)[:, None])[:, 0]
+                lse = torch.logsumexp(s, dim=-1)
+                value += float((lse - s_y).sum())
+                grad += float((s_y - (torch.softmax(s, dim=-1) * s).sum(dim=-1)).sum())
+        return value / n, np.array([grad / n])
+
+    result = minimize(objective, x0=np.zeros(1), jac=True, method="L-BFGS-B", bounds=[LOG_T_BOUNDS],
+                      options={"maxiter": 100, "ftol": 1e-12, "gtol": 1e-9})
+    log_t = float(result.x[0])
+    bound = "lower" if log_t <= LOG_T_BOUNDS[0] else "upper" if log_t >= LOG_T_BOUNDS[1] else None
+    return float(np.exp(log_t)), bound
+
+
+# --------------------------------------------------------------------------- sums and bootstrap
+
+
+def sequence_sums(stats: dict[str, np.ndarray], sequence_of: np.ndarray, n_sequences: int, bins: int,
+                  mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-sequence sums ``[n_sequences, C]`` every metric is a ratio of (layout: :func:`_layout`).
+
+    Columns: tokens, NLL, correct, then agreement / KL / JS when present, then per confidence bin the
+    summed confidence and the summed correctness (ECE = Σ_b |Σ correct_b - Σ conf_b| / tokens).
+    """
+    keep = np.ones(sequence_of.shape[0], dtype=bool) if mask is None else mask
+    seq = sequence_of[keep]
+    columns = [np.bincount(seq, minlength=n_sequences).astype(np.float64)]
+    for key in ("nll", "correct", *[k for k in TEACHER_STATS if k in stats]):
+        columns.append(np.bincount(seq, weights=stats[key][keep], minlength=n_sequences))
+    flat = seq * bins + confidence_bins(stats["confidence"][keep], bins)
+    for key in ("confidence", "correct"):
+        columns.append(np.bincount(flat, weights=stats[key][keep], minlength=n_sequences * bins).reshape(-1, bins))
+    return np.column_stack(columns)
+
+
+def metrics_from_sums(sums: np.ndarray, has_teacher: bool, bins: int) -> dict[str, np.ndarray]:
+    """Metric values ``[r]`` from summed columns ``[r, C]``; a row with no token gives NaN."""
+    tokens = sums[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {"nll": sums[:, 1] / tokens, "accuracy": sums[:, 2] / tokens}
+        out["perplexity"] = np.exp(out["nll"])
+        at = 3
+        if has_teacher:
+            for key in TEACHER_STATS:
+                out[key] = sums[:, at] / tokens
+                at += 1
+        conf, correct = sums[:, at:at + bins], sums[:, at + bins:at + 2 * bins]
+        out["ece"] = np.abs(correct - conf).sum(axis=1) / tokens
+    return out
+
+
+def sequence_bootstrap(stats: dict[str, dict[str, np.ndarray]], sequence_of: np.ndarray, token_tier: np.ndarray,
+                       n_sequences: int, baseline: str, n_resamples: int = 1000, seed: int = 0,
+                       bins: int = DEFAULT_BINS, teacher: str | None = None) -> dict:
+    """Point metrics, paired CIs of arm - baseline and retention CIs, resampling sequences.
+
+    ``stats``: arm -> :func:`token_statistics` output over all target tokens (in one order, shared by
+    ``sequence_of`` and ``token_tier``); ``teacher`` names the arm retention divides by (None: no retention).
+    Returns ``{"metrics": {arm: {group: {...}}}, "bootstrap": [records], "retention": {arm: {group: {...}}}}``.
+    """
+    masks = {"overall": None} | {t: token_tier == t for t in TIERS}
+    sums = {a: {g: sequence_sums(s, sequence_of, n_sequences, bins, m) for g, m in masks.items()}
+            for a, s in stats.items()}
+    has = {a: all(k in s for k in TEACHER_STATS) for a, s in stats.items()}
+    point = {a: {g: {k: float(v[0]) for k, v in metrics_from_sums(s.sum(axis=0, keepdims=True), has[a], bins).items()}
+                 | {"tokens": int(s[:, 0].sum())} for g, s in per.items()} for a, per in sums.items()}
+    values: dict = {a: {g: [] for g in GROUPS} for a in stats}
+    for weights in draw_weights(np.random.RandomState(seed), n_sequences, n_resamples, BOOT_CHUNK):
+        for a, per in sums.items():
+            for g, s in per.items():
+                values[a][g].append(metrics_from_sums(weights.T @ s, has[a], bins))
+    values = {a: {g: {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} for g, chunks in per.items()}
+              for a, per in values.items()}
+    records = []
+    for arm in stats:
+        if arm in (baseline, teacher):
+            continue
+        for g in GROUPS:
+            for k in METRICS:
+                if k in values[arm][g] and k in values[baseline][g]:
+                    records.append(_record(arm, baseline, g, k, point[arm][g][k] - point[baseline][g][k],
+                                           values[arm][g][k] - values[baseline][g][k]))
+    retention = {}
+    if teacher is not None:
+        for arm in stats:
+            if arm == teacher:
+                continue
+            retention[arm] = {}
+            for g in GROUPS:
+                s, t = values[arm][g], values[teacher][g]
+                ps, pt = point[arm][g], point[teacher][g]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    retention[arm][g] = {
+                        "accuracy": _interval(ps["accuracy"] / pt["accuracy"] if pt["accuracy"] else float("nan"),
+                                              s["accuracy"] / t["accuracy"]),
+                        "perplexity": _interval(float(np.exp(pt["nll"] - ps["nll"])), np.exp(t["nll"] - s["nll"])),
+                    }
+    return {"metrics": point, "bootstrap": records, "retention": retention}
+
+
+def _interval(estimate: float, draws: np.ndarray) -> dict:
+    """Estimate on all tokens, median and 95% quantile interval of the finite resampled values."""
+    finite = draws[np.isfinite(draws)]
+    if finite.size == 0:
+        return {"estimate": _finite(estimate), "median": None, "ci_low": None, "ci_high": None, "n_valid": 0}
+    low, high = (float(np.quantile(finite, q)) for q in CI_QUANTILES)
+    return {"estimate": _finite(estimate), "median": float(np.median(finite)), "ci_low": low, "ci_high": high,
+            "n_valid": int(finite.size)}
+
+
+def _record(arm: str, baseline: str, group: str, metric: str, estimate: float, deltas: np.ndarray) -> dict:
+    out = {"arm": arm, "baseline": baseline, "tier": group, "metric": metric} | _interval(estimate, deltas)
+    low, high = out["ci_low"], out["ci_high"]
+    excludes = low is not None and (low > 0 or high < 0)
+    if excludes:
+        better = (low > 0) != (metric in LOWER_IS_BETTER)
+        verdict = "significant improvement" if better else "significant degradation"
+    else:
+        verdict = NOT_SIGNIFICANT if low is not None else "no resample had tokens in this tier"
+    return out | {"excludes_zero": bool(excludes), "verdict": verdict,
+                  "better": "lower" if metric in LOWER_IS_BETTER else "higher", "n_resamples": int(deltas.shape[0])}
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+# --------------------------------------------------------------------------- running the models
+
+
+def _check_inputs(teacher, students, sequences, baseline, n_resamples, bins, batch_size) -> tuple[int, int]:
+    """(vocabulary size, context length) shared by every model, after refusing malformed input."""
+    if not students:
+        raise InputError("no students to audit")
+    if baseline not in students:
+        raise InputError(f"baseline {baseline!r} is not one of the students ({', '.join(students)})")
+    if teacher is not None and TEACHER in students:
+        raise InputError(f"a student is called {TEACHER!r}, the name the teacher's rows use; rename it")
+    for name, value in (("n_resamples", n_resamples), ("bins", bins), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    models = ({TEACHER: teacher} if teacher is not None else {}) | dict(students)
+    vocab = {name: int(m.get_output_embeddings().weight.shape[0]) for name, m in models.items()}
+    if len(set(vocab.values())) > 1:
+        raise InputError(f"the models' vocabularies differ ({vocab}); they must share one tokenizer")
+    contexts = [getattr(m.config, "max_position_embeddings", None) for m in models.values()]
+    context = min((c for c in contexts if c), default=None)
+    v = next(iter(vocab.values()))
+    if len(sequences) < 2:
+        raise InputError(f"{len(sequences)} held-out sequence(s); need at least 2 (a calibration and an evaluation half)")
+    for i, seq in enumerate(sequences):
+        arr = np.asarray(seq)
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"sequence {i}: expected a 1-D array of integer token ids, got shape {arr.shape} "
+                             f"dtype {arr.dtype}")
+        if arr.shape[0] < 2:
+            raise InputError(f"sequence {i} has {arr.shape[0]} token(s); needs at least 2 (a context and a target)")
+        if arr.min() < 0 or arr.max() >= v:
+            bad = int(arr[(arr < 0) | (arr >= v)][0])
+            raise InputError(f"sequence {i}: token id {bad} is outside the vocabulary [0, {v})")
+        if context is not None and arr.shape[0] > context:
+            raise InputError(f"sequence {i} has {arr.shape[0]} tokens, longer than the models' context of {context}")
+    return v, context
+
+
+def _batches(sequences, order, batch_size) -> Iterator[tuple[np.ndarray, object, object, object]]:
+    """(rows, input ids [b, L], attention mask [b, L], target mask [b, L-1]) per batch of similar lengths."""
+    import torch
+
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        lengths = np.array([len(sequences[r]) for r in rows])
+        ids = torch.zeros((len(rows), int(lengths.max())), dtype=torch.long)
+        for j, r in enumerate(rows):
+            ids[j, : lengths[j]] = torch.as_tensor(np.asarray(sequences[r], dtype=np.int64))
+        positions = torch.arange(ids.shape[1])
+        mask = (positions[None, :] < torch.as_tensor(lengths)[:, None]).long()
+        yield rows, ids, mask, mask[:, 1:].bool()
+
+
+def _target_logits(model, ids, mask, targets):
+    """Float32 logits ``[n, V]`` of the batch's target positions (position t predicts token t+1)."""
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    return logits[:, :-1][targets.to(device)].float()
+
+
+def audit_language_models(teacher, students: dict, sequences: list, train_token_counts: np.ndarray, baseline: str,
+                          out_dir: Path, n_resamples: int = 1000, seed: int = 0, bins: int = DEFAULT_BINS,
+                          batch_size: int = 8, progress: bool = True) -> dict:
+    """Score every model on ``sequences`` and write ``out_dir/audit.json`` (atomically); returns its content.
+
+    ``teacher`` may be None: teacher-relative metrics and retention are then omitted. Sequences run
+    in batches of similar length; the calibration half first, so each model's temperature is fitted
+    (and its stored calibration logits freed) before the evaluation half is scored with it.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    vocab, context = _check_inputs(teacher, students, sequences, baseline, n_resamples, bins, batch_size)
+    tier_of_id, tier_info = token_tiers(train_token_counts, vocab)
+    models = ({TEACHER: teacher} if teacher is not None else {}) | dict(students)
+    for m in models.values():
+        m.eval()
+    n = len(sequences)
+    cal, evaluation = cal_eval_split(n, SPLIT_SEED)
+    lengths = np.array([len(s) for s in sequences])
+    order = [half[np.argsort(-lengths[half], kind="stable")] for half in (cal, evaluation)]
+    cal_tokens = int((lengths[cal] - 1).sum())
+    if cal_tokens < MIN_CAL_ROWS:
+        raise InputError(f"the calibration half has {cal_tokens} target tokens; need at least {MIN_CAL_ROWS} to fit T")
+
+    stats: dict = {name: [] for name in models}
+    scaled: dict = {name: [] for name in models}
+    store: dict = {name: [] for name in models}  # float16, max-subtracted calibration logits
+    store_targets: list = []
+    sequence_of, targets_all = [], []
+    temperatures: dict = {}
+    store_bytes = 0
+    n_batches = sum(-(-len(o) // batch_size) for o in order)
+    bar = tqdm(total=n_batches, desc="lm audit", unit="batch", disable=not progress, leave=False)
+    for half, rows_in_order in zip(("cal", "eval"), order):
+        for rows, ids, mask, targets in _batches(sequences, rows_in_order, batch_size):
+            y = ids[:, 1:][targets]
+            sequence_of.append(np.repeat(rows, targets.sum(dim=1).numpy()))
+            targets_all.append(y.numpy())
+            teacher_logits = _target_logits(teacher, ids, mask, targets) if teacher is not None else None
+            for name, model in models.items():
+                z = teacher_logits if name == TEACHER else _target_logits(model, ids, mask, targets)
+                stats[name].append(token_statistics(z, y, None if name == TEACHER else teacher_logits))
+                if half == "cal":
+                    shifted = (z - z.max(dim=-1, keepdim=True).values).clamp_min(-65504).to("cpu", torch.float16)
+                    store[name].append(shifted)
+                    store_bytes += shifted.numel() * 2
+                else:
+                    scaled[name].append(token_statistics(z, y, temperature=temperatures[name][0]))
+            if half == "cal":
+                store_targets.append(y.numpy())
+            bar.update(1)
+        if half == "cal":
+            for name in models:
+                temperatures[name] = fit_temperature(store[name], store_targets)
+                store[name] = []
+    bar.close()
+
+    sequence_of = np.concatenate(sequence_of)
+    token_tier = tier_of_id[np.concatenate(targets_all)]
+    joined = {name: {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]} for name, blocks in stats.items()}
+    result = sequence_bootstrap(joined, sequence_of, token_tier, n, baseline, n_resamples, seed, bins,
+                                teacher=TEACHER if teacher is not None else None)
+    in_eval = np.isin(sequence_of, evaluation)
+    warnings = _warnings(temperatures, result, token_tier)
+    arms = {}
+    for name in models:
+        raw = {k: v[in_eval] for k, v in joined[name].items()}
+        after = {k: np.concatenate([b[k] for b in scaled[name]]) for k in ("nll", "confidence")}
+        t, bound = temperatures[name]
+        arms[name] = {
+            "role": TEACHER if name == TEACHER else "student",
+            "overall": result["metrics"][name]["overall"],
+            "tiers": {g: result["metrics"][name][g] for g in TIERS},
+            "calibration": {
+                "temperature": t, "at_bound": bound, "cal_sequences": int(cal.size), "eval_sequences": int(evaluation.size),
+                "cal_tokens": cal_tokens, "eval_tokens": int(in_eval.sum()),
+                "ece_before": ece_from(raw["confidence"], raw["correct"], bins),
+                "ece_after": ece_from(after["confidence"], raw["correct"], bins),
+                "nll_before": float(raw["nll"].mean()), "nll_after": float(after["nll"].mean()),
+            },
+            "retention": result["retention"].get(name),
+        }
+    audit = {
+        "kind": "lm_audit",
+        "settings": {"baseline": baseline, "teacher": teacher is not None, "n_resamples": n_resamples, "seed": seed,
+                     "bins": bins, "batch_size": batch_size, "split_seed": SPLIT_SEED, "sequences": n,
+                     "target_tokens": int(sequence_of.size), "vocab_size": vocab, "context": context,
+                     "temperature_bounds": list(T_BOUNDS),
+                     "retention": "accuracy: acc_student / acc_teacher; perplexity: ppl_teacher / ppl_student "
+                                  "(both higher is better, 1 = the teacher's level)"},
+        "tiers": tier_info | {"eval_tokens": {t: int((token_tier == t).sum()) for t in TIERS}},
+        "arms": arms,
+        "bootstrap": result["bootstrap"],
+        "memory": {"cal_logits_bytes": store_bytes,
+                   "process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024},
+        "warnings": warnings,
+    }
+    write_json_atomic(Path(out_dir) / "audit.json", audit)
+    return audit
+
+
+def _warnings(temperatures: dict, result: dict, token_tier: np.ndarray) -> list[str]:
+    out = [f"{name}: the temperature fit ended on its {bound} bound (T = {t:g})"
+           for name, (t, bound) in temperatures.items() if bound is not None]
+    out += [f"no held-out target token is in the {t} tier; its metrics are null" for t in TIERS
+            if not (token_tier == t).any()]
+    partial = sorted({(r["tier"], r["n_valid"]) for r in result["bootstrap"] if 0 < r["n_valid"] < r["n_resamples"]})
+    out += [f"{tier} tier: {valid} of the resamples had tokens in it; its CIs use those" for tier, valid in partial]
+    return out
