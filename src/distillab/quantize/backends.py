@@ -369,3 +369,145 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{key}:{t.dtype}:{tuple(t.shape)}\0".encode())
         digest.update(t.numpy().tobytes())
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- a teacher, for its cache
+
+TEACHER_SCHEMES = ("int8", "int4")
+INT4_GROUP_SIZE = 128
+ACTIVATION_NOTE = {
+    "torch.ao": "activations are quantized with one scale per batch tensor, so a row's logits depend slightly on "
+                "the other rows (and the padding) of its batch; the capture's batches are fixed by the shard, so a "
+                "resumed run recomputes identical bytes",
+    "torchao": "activations are quantized with one scale per row (token), at run time",
+}
+
+
+@dataclass
+class TeacherPlan:
+    """How a teacher is quantized before its logits are cached: the scheme and the backend that runs it."""
+
+    scheme: str
+    backend: Backend
+
+
+def resolve_teacher_quantization(scheme: str, backend: str = "auto") -> TeacherPlan:
+    """Check that ``scheme`` (``int8`` / ``int4``) can run here, before any model is loaded.
+
+    ``int8``: dynamic int8 Linear layers by :func:`resolve_backend` (torchao when importable, else torch.ao,
+    the fallback recorded). ``int4``: 4-bit weight-only Linear layers, which only torchao has, and whose
+    kernels (tinygemm) need a CUDA device: without either, one :class:`InputError` naming what is missing.
+    """
+    if scheme not in TEACHER_SCHEMES:
+        raise InputError(f"--quantize {scheme!r}: choose one of {', '.join(TEACHER_SCHEMES)}")
+    if scheme == "int8":
+        return TeacherPlan("int8", resolve_backend(backend))
+    if backend not in BACKENDS:
+        raise InputError(f"--quantize-backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "torch.ao":
+        raise InputError("--quantize int4: torch.ao has no 4-bit scheme; 4-bit weight-only quantization needs "
+                         "torchao on a CUDA device (use --quantize int8 with torch.ao)")
+    ok, why = torchao_available()
+    missing = [] if ok else [f"torchao ({why})"]
+    if not torch.cuda.is_available():
+        missing.append("a CUDA device (torchao's 4-bit weight-only kernels, tinygemm, run on CUDA only; none is visible)")
+    if missing:
+        raise InputError(f"--quantize int4: 4-bit weight-only quantization needs {' and '.join(missing)}; "
+                         "on this machine use --quantize int8")
+    from importlib.metadata import version
+
+    return TeacherPlan("int4", Backend("torchao", version("torchao"), backend))
+
+
+def quantize_teacher(model: nn.Module, plan: TeacherPlan, device: torch.device) -> tuple[nn.Module, torch.device, dict]:
+    """Quantize a loaded teacher in place for capture; returns (model, the device to run it on, its record).
+
+    The record goes into the cache fingerprint (``teacher.quantization``): scheme, backend and version, what
+    was quantized, memory before and after, and a digest of the quantized weights, so a quantized cache is
+    never taken for the full-precision one (and a resume with other settings is refused).
+    int8 with torch.ao runs on the CPU (its kernels are CPU-only), whatever device the process has.
+    """
+    backend = plan.backend
+    if plan.scheme == "int8":
+        if backend.name == "torch.ao":
+            device = torch.device("cpu")
+        model = model.to(device).eval()
+        qmodel, description = quantize_model(model, backend, copy=False)
+        digest = tensors_sha256(quantized_tensors(qmodel, backend.name))
+        scheme = backend.record()["scheme"]["linear"]
+        notes = [ACTIVATION_NOTE[backend.name]]
+    else:  # int4: checked by resolve_teacher_quantization (torchao, CUDA)
+        qmodel, description = _int4_quantize(model, device)
+        digest = _subclass_sha256(qmodel)
+        scheme = (f"4-bit weights (asymmetric, groups of {INT4_GROUP_SIZE} along the input), bf16 activations: "
+                  "torchao Int4WeightOnlyConfig (tinygemm)")
+        notes = ["the model runs in bf16 (tinygemm's activation dtype)"]
+    record = {
+        "scheme": plan.scheme,
+        "backend": backend.name,
+        "backend_version": backend.version,
+        "requested_backend": backend.requested,
+        "torch_version": torch.__version__,
+        "linear": scheme,
+        "quantized": description["quantized"],
+        "kept_float32": description["kept_float32"],
+        "memory_bytes": description["memory_bytes"],
+        "quantized_weights_sha256": digest,
+        "notes": notes + list(description.get("notes") or []),
+        "warnings": list(backend.warnings),
+    }
+    return qmodel, device, record
+
+
+def _int4_quantize(model: nn.Module, device: torch.device) -> tuple[nn.Module, dict]:
+    """torchao 4-bit weight-only on CUDA (bf16). Not exercised on the project's CPU-only machines."""
+    float_bytes = _float_bytes(model)
+    linears = [name for name, m in model.named_modules()
+               if isinstance(m, nn.Linear) and m.in_features % INT4_GROUP_SIZE == 0]
+    if not linears:
+        raise InputError(f"{type(model).__name__} has no Linear layer whose input width is a multiple of "
+                         f"{INT4_GROUP_SIZE} (4-bit groups)")
+    if device.type != "cuda":
+        device = torch.device("cuda")
+    model = model.to(device=device, dtype=torch.bfloat16).eval()
+    with _quiet_torchao():
+        from torchao.quantization import Int4WeightOnlyConfig, quantize_
+
+        try:
+            config = Int4WeightOnlyConfig(group_size=INT4_GROUP_SIZE, int4_packing_format="tile_packed_to_4d",
+                                          set_inductor_config=False)
+        except TypeError:  # an older torchao (version-1 config, tinygemm layout by default)
+            config = Int4WeightOnlyConfig(group_size=INT4_GROUP_SIZE, set_inductor_config=False)
+        wanted = set(linears)
+        try:
+            quantize_(model, config, filter_fn=lambda m, fqn: fqn in wanted)
+        except Exception as exc:
+            raise InputError(f"--quantize int4: torchao could not quantize the teacher ({type(exc).__name__}: "
+                             f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})") from None
+    with_params = {name.rpartition(".")[0] for name, _ in model.named_parameters()}
+    description = {"quantized": {"linear": linears, "embedding_bag": []},
+                   "kept_float32": sorted(with_params - set(linears)),  # kept in bf16, in fact
+                   "memory_bytes": {"float32": float_bytes, "int4": _subclass_bytes(model)},
+                   "notes": ["layers not quantized run in bf16"]}
+    return model, description
+
+
+def _plain_parts(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """The plain tensors inside a (torchao) tensor subclass, recursively; a plain tensor is itself."""
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is None or type(tensor) is torch.Tensor or type(tensor) is nn.Parameter:
+        return [tensor]
+    names, _ = flatten()
+    return [part for name in names for part in _plain_parts(getattr(tensor, name))]
+
+
+def _subclass_sha256(model: nn.Module) -> str:
+    parts = {}
+    for key, value in model.state_dict().items():
+        for i, part in enumerate(_plain_parts(value)):
+            parts[f"{key}.{i}"] = part.detach().cpu().contiguous().view(torch.uint8).reshape(-1)
+    return tensors_sha256(parts)
+
+
+def _subclass_bytes(model: nn.Module) -> int:
+    return int(sum(p.numel() * p.element_size() for v in model.state_dict().values() for p in _plain_parts(v)))

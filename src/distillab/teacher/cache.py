@@ -884,9 +884,18 @@ class TeacherCache:
     def predictions(self, split: str | None = None) -> Predictions:
         """The teacher as a predictions arm (logits, labels, ids) for the audit, for one split or all rows."""
         ids = self.ids if split is None else self.split_ids(split)
-        return Predictions(path=None, logits=self.logits(ids), labels=self.labels(ids), ids=ids,
-                           meta={"model": self.manifest["fingerprint"]["teacher"].get("name"), "arm": "teacher",
-                                 "temperature": self.temperature, "classes": self.classes})
+        meta = {"model": self.manifest["fingerprint"]["teacher"].get("name"), "arm": "teacher",
+                "temperature": self.temperature, "classes": self.classes}
+        if self.quantization:  # a quantized teacher's rows say so wherever they are exported
+            meta["model"] = f"{meta['model']}-{self.quantization.get('scheme')}"
+            meta["quantization"] = self.quantization
+        return Predictions(path=None, logits=self.logits(ids), labels=self.labels(ids), ids=ids, meta=meta)
+
+    @property
+    def quantization(self) -> dict | None:
+        """How the teacher was quantized before capture (``distillab teacher --quantize``), None for full precision."""
+        record = (self.manifest["fingerprint"].get("teacher") or {}).get("quantization")
+        return record if isinstance(record, dict) else None
 
     # ---- trust
 

@@ -94,6 +94,14 @@ def register(subparsers) -> None:
                               "over the row's non-padding tokens of hidden_states[L] (0 = embedding output, "
                               "num_hidden_layers or 'last' = last layer), in the cache's --dtype; read back with "
                               "TeacherCache.features(NAME, ids)")
+    teacher.add_argument("--quantize", choices=("int8", "int4"), default=None,
+                         help="cache the logits of a quantized copy of the teacher (sequence classifiers): int8 = "
+                              "dynamic int8 Linear layers (torchao when installed, else torch.ao on the CPU); int4 = "
+                              "4-bit weight-only, which needs torchao and a CUDA device. The scheme and backend are "
+                              "recorded in the cache fingerprint (teacher.quantization)")
+    teacher.add_argument("--quantize-backend", choices=("auto", "torchao", "torch.ao"), default="auto",
+                         help="with --quantize: auto (torchao when importable, else torch.ao, recorded as a "
+                              "fallback), torchao or torch.ao")
     teacher.add_argument("--ignore-label-names", action="store_true",
                          help="do not compare the model's id2label names with the dataset's classes")
     teacher.set_defaults(func=run_teacher)
@@ -108,6 +116,30 @@ def register(subparsers) -> None:
                          help="accepted for old scripts: every command now re-hashes the shards when it opens a cache")
     inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
     inspect.set_defaults(func=run_inspect)
+
+    compare = actions.add_parser(
+        "compare", help="how far a second cache of the same rows (e.g. a quantized teacher's) is from a first, per tier",
+        description="Per head/mid/tail tier (classes ranked by the training split's counts, as the audit ranks "
+                    "them; a row's tier is its true label's) and overall: rows, mean KL(FULL || OTHER) per row "
+                    "(nats, softmax of the stored logits, float64), and the top-1 disagreement rate. Both caches "
+                    "must be dense and hold the compared rows of --data unchanged.")
+    compare.add_argument("full", metavar="FULL_CACHE", help="the reference cache (e.g. the full-precision teacher)")
+    compare.add_argument("other", metavar="OTHER_CACHE", help="the cache compared with it (e.g. the int8 teacher)")
+    compare.add_argument("--data", required=True, metavar="NAME_OR_SPEC",
+                         help="the dataset both caches were made from (its training split ranks the classes)")
+    compare.add_argument("--data-dir", default=None, help="where lab dataset files are looked up first")
+    compare.add_argument("--split", nargs="+", default=None, metavar="SPLIT",
+                         help="splits to compare (default: every split FULL_CACHE holds)")
+    compare.add_argument("--train-split", default="train", help="split whose class counts rank the tiers (default: train)")
+    tiers = compare.add_mutually_exclusive_group()
+    tiers.add_argument("--tier-cutoffs", metavar="A,B", default=None,
+                       help="head = ranks 1..A, mid = A+1..B, tail = the rest (default: the audit's: 20,60 with more "
+                            "than 60 classes, else thirds by rank)")
+    tiers.add_argument("--tier-thresholds", metavar="H,M", default=None,
+                       help="head = count >= H, mid = count >= M, tail = the rest (configs/default.yaml: 100,20)")
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    add_no_verify_flag(compare)
+    compare.set_defaults(func=run_compare)
 
     importer = actions.add_parser("import", help="store existing logits (.npz: logits [+ labels, ids]) as a cache",
                                   description="Import logits computed elsewhere (e.g. the course's "
@@ -138,6 +170,12 @@ def run_teacher(args) -> int:
                          "enough to store dense or top-k")
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
+    if args.quantize and args.causal_lm:
+        raise InputError("--quantize is for sequence-classifier teachers; it cannot be used with --causal-lm")
+    if args.quantize:  # a scheme this machine cannot run: one line before the data or the model loads
+        from distillab.quantize.backends import resolve_teacher_quantization
+
+        resolve_teacher_quantization(args.quantize, args.quantize_backend)
     if args.features and args.causal_lm:
         raise InputError("--features is for sequence-classifier teachers; it cannot be used with --causal-lm")
     if parse_feature_specs(args.features):  # names and layers (the model's config alone) before any work
@@ -162,7 +200,8 @@ def run_teacher(args) -> int:
         from distillab.teacher.hf_classifier import cache_classifier
 
         cache_classifier(args.model, dataset, args.out, tokenizer=args.tokenizer, topk=args.topk,
-                         check_label_names=not args.ignore_label_names, features=args.features, **common)
+                         check_label_names=not args.ignore_label_names, features=args.features,
+                         quantize=args.quantize, quantize_backend=args.quantize_backend, **common)
     return 0
 
 
@@ -172,6 +211,18 @@ def run_inspect(args) -> int:
 
     summary = summarize(TeacherCache.open(args.dir))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def run_compare(args) -> int:
+    from distillab.teacher.compare import compare_caches, format_comparison, parse_tier_setting
+
+    cutoffs = parse_tier_setting(args.tier_cutoffs, "--tier-cutoffs", integers=True)
+    thresholds = parse_tier_setting(args.tier_thresholds, "--tier-thresholds", integers=False)
+    dataset = resolve_data(args.data, args.data_dir)
+    result = compare_caches(args.full, args.other, dataset, splits=args.split, train_split=args.train_split,
+                            tier_cutoffs=cutoffs, tier_thresholds=thresholds, verify=args.verify_cache)
+    print(json.dumps(result, indent=2) if args.json else format_comparison(result))
     return 0
 
 

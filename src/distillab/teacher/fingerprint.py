@@ -130,6 +130,9 @@ def describe_teacher(teacher: dict) -> str:
         details.extend(f"{name} sha256 {digest[:12]}" for name, digest in files.items())
     elif teacher.get("weights_sha256"):
         details.append(f"weights sha256 {teacher['weights_sha256'][:12]}")
+    quantized = teacher.get("quantization")
+    if isinstance(quantized, dict):  # a quantized copy ran: never to be read as the full-precision teacher
+        details.append(f"{quantized.get('scheme')}-quantized by {quantized.get('backend')}")
     return f"model {teacher.get('name')}" + (f" ({'; '.join(details)})" if details else "")
 
 

@@ -86,6 +86,8 @@ def cache_classifier(
     check_label_names: bool = True,
     progress: bool = True,
     features=None,
+    quantize: str | None = None,
+    quantize_backend: str = "auto",
 ) -> Path:
     """Cache a classifier teacher's logits (``/ temperature`` when given) for ``splits`` of ``dataset``.
 
@@ -94,7 +96,11 @@ def cache_classifier(
     Dense logits by default; ``topk=k`` stores the sparse top-k form instead. ``features`` (e.g.
     ``"pooled.6,pooled.last"`` or ``["pooled.12"]``) also stores, per row, the mean over its non-padding
     tokens of ``hidden_states[L]`` (0 = embedding output, ``num_hidden_layers`` = last layer) in the
-    cache dtype; read them back with ``TeacherCache.features(name, ids)``. Returns ``out``.
+    cache dtype; read them back with ``TeacherCache.features(name, ids)``. ``quantize="int8"`` (or ``"int4"``
+    where torchao and a CUDA device allow) caches the logits of a quantized copy of the teacher instead, by
+    :func:`distillab.quantize.backends.quantize_teacher` (``quantize_backend``: auto / torchao / torch.ao);
+    the scheme, backend and a digest of the quantized weights go into the fingerprint
+    (``teacher.quantization``), so such a cache is never taken for the full-precision one. Returns ``out``.
     """
     import torch
 
@@ -103,6 +109,11 @@ def cache_classifier(
     name = model if isinstance(model, str) else getattr(model.config, "name_or_path", "") or type(model).__name__
     wanted = parse_feature_specs(features)
     check_features(model, wanted, dtype)  # before the weights load: a bad layer costs nothing
+    plan = None
+    if quantize is not None:  # a scheme this machine cannot run is refused before anything loads
+        from distillab.quantize.backends import resolve_teacher_quantization
+
+        plan = resolve_teacher_quantization(quantize, quantize_backend)
     if isinstance(model, str):
         model, tokenizer = load_classifier(model, tokenizer)  # a loaded tokenizer is kept as given
     elif tokenizer is None:
@@ -119,6 +130,15 @@ def cache_classifier(
     if entries:  # only then: a cache without features keeps the fingerprint it always had
         settings["features"] = [entry["name"] for entry in entries]
     device, precision_ctx, fingerprint = start_capture(model, tokenizer, name, dataset, splits, ids, labels, settings)
+    if plan is not None:  # the fingerprint's weights hash is the float teacher's; what ran is recorded beside it
+        import contextlib
+
+        from distillab.quantize.backends import quantize_teacher
+
+        model, device, record = quantize_teacher(model, plan, device)
+        fingerprint["teacher"]["quantization"] = record
+        precision_ctx = contextlib.nullcontext()  # int8 kernels (CPU) or a bf16 int4 model: no autocast
+        fingerprint["capture"]["precision"] = "int4-bf16" if plan.scheme == "int4" else "int8-dynamic"
     writer = CacheWriter(out, ids=ids, labels=labels, texts=texts, classes=classes, fingerprint=fingerprint,
                          kind="topk" if topk else "dense", width=len(classes), dtype=dtype, k=topk,
                          temperature=temperature, shard_rows=shard_rows, features=entries, teacher_layers=layers)

@@ -74,6 +74,7 @@ def summarize(cache: TeacherCache) -> dict:
         "features": feature_sizes(cache),
         "teacher_layers": cache.teacher_layers,
         "teacher_scores": teacher_scores(cache),
+        "quantization": fingerprint["teacher"].get("quantization"),
         "checksums_verified": cache.verified,
     }
     return summary
@@ -137,6 +138,13 @@ def format_summary(summary: dict) -> str:
         f"teacher    {describe_teacher(teacher)}" + (f" @ {teacher['revision']}" if teacher.get("revision") else ""),
         f"tool       distillab {summary['tool_version']}",
     ]
+    quantized = summary.get("quantization")
+    if quantized:
+        memory = quantized.get("memory_bytes") or {}
+        lines.append(f"quantized  {quantized.get('scheme')} by {quantized.get('backend')} {quantized.get('backend_version')}: "
+                     f"{len((quantized.get('quantized') or {}).get('linear') or [])} Linear layers, the rest kept "
+                     f"(weights {memory.get('float32', 0):,} -> {memory.get(quantized.get('scheme'), 0):,} bytes in "
+                     "memory); logits of the quantized copy, not of the full-precision teacher")
     if summary["truncation"]:
         lines += truncation_lines(summary)
     for feature in summary.get("features") or []:
