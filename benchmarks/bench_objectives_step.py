@@ -90,9 +90,7 @@ def bench_cached(texts, num_classes: int, batch_size: int, steps: int) -> float:
 
 def bench_dynamics(texts, num_classes: int, batch_size: int, steps: int) -> None:
     """dml (a peer trained beside the student) and ema_kd (a moving average updated every step) vs kd, bow student."""
-    import copy
-
-    from distillab.train.trainer import ema_update
+    from distillab.train.mean_teacher import MovingAverage
 
     student = load_student(TrainConfig(student="bow", bow_ngrams=1), num_classes)
     threads = torch.get_num_threads()
@@ -109,25 +107,27 @@ def bench_dynamics(texts, num_classes: int, batch_size: int, steps: int) -> None
         model = student.new_model().train()
         bounds = [term.objective.bind(dims) for term in arm.terms]
         extras = torch.nn.ModuleList(b.extras for b in bounds if b.extras is not None)
-        shadow = copy.deepcopy(model).requires_grad_(False).eval() if key == "ema_kd" else None
-        setups[key] = (arm, model, bounds, optimizers_for(torch.nn.ModuleList([model, extras]), []), shadow)
+        ema = MovingAverage(model, 0.99) if key == "ema_kd" else None
+        setups[key] = (arm, model, bounds, optimizers_for(torch.nn.ModuleList([model, extras]), []), ema)
 
     def step(key) -> float:
-        arm, model, bounds, optimizers, shadow = setups[key]
+        arm, model, bounds, optimizers, ema = setups[key]
         start = time.perf_counter()
         batch = student.collate(features, rows)
-        ema = None
-        if shadow is not None:
+        ema_logits = None
+        if ema is not None:
             with torch.no_grad():
-                ema = model_logits(shadow(**batch)).float()
+                ema_logits = model_logits(ema.shadow(**batch)).float()
         step_inputs = Step(logits=model_logits(model(**batch)).float(), labels=labels, teacher=teacher,
-                           ema_logits=ema, inputs=batch)
+                           ema_logits=ema_logits, inputs=batch)
         arm.loss_of(step_inputs, bounds).backward()
+        if ema is not None:
+            ema.before_step()
         for opt in optimizers:
             opt.step()
             opt.zero_grad(set_to_none=True)
-        if shadow is not None:
-            ema_update(shadow, model, 0.99)
+        if ema is not None:
+            ema.update()
         return time.perf_counter() - start
 
     for _ in range(5):

@@ -326,18 +326,20 @@ def test_arms_that_do_not_read_the_live_teacher_do_not_depend_on_it(banking, ban
 def test_ema_update_is_the_formula():
     import torch
 
-    from distillab.train.trainer import ema_update
+    from distillab.train.mean_teacher import MovingAverage
 
     torch.manual_seed(0)
-    model, shadow = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
-    model.register_buffer("count", torch.tensor([5.0]))
-    shadow.register_buffer("count", torch.tensor([0.0]))
-    before = {k: v.clone() for k, v in shadow.state_dict().items()}
-    ema_update(shadow, model, 0.9)
+    model = torch.nn.Linear(3, 2)
+    model.register_buffer("count", torch.tensor([0.0]))
+    ema = MovingAverage(model, 0.9)
+    before = {k: v.clone() for k, v in ema.shadow.state_dict().items()}
+    with torch.no_grad():
+        model.weight.add_(1.0), model.count.fill_(5.0)
+    ema.before_step(), ema.update()
     for key in ("weight", "bias"):
         want = 0.9 * before[key] + 0.1 * model.state_dict()[key]
-        assert torch.allclose(shadow.state_dict()[key], want, atol=1e-7)
-    assert shadow.count.item() == 5.0  # buffers follow the student
+        assert torch.allclose(ema.shadow.state_dict()[key], want, atol=1e-7)
+    assert ema.shadow.count.item() == 5.0  # buffers follow the student
 
 
 def test_ema_arm_averages_from_the_initial_weights_and_audits_its_average(banking, tmp_path):

@@ -20,7 +20,6 @@ the same weights and predictions as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import math
@@ -42,6 +41,7 @@ from distillab.objectives.base import Dims, Step
 from distillab.train.arms import Arm, check_arms, parse_arm
 from distillab.train.config import TrainConfig
 from distillab.train.lazy_adam import LazyAdam
+from distillab.train.mean_teacher import MovingAverage
 from distillab.train.live_teacher import collect_qkv
 from distillab.train.predict import model_logits, predict_logits, serving_cost, write_split_predictions
 from distillab.train.students import count_parameters, load_student
@@ -271,7 +271,7 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     extras = nn.ModuleList(b.extras for b in bounds if b.extras is not None)
     ema_decay = _ema_decay(arm)
     # The mean teacher starts as the student's initial weights; it is never optimised, only averaged.
-    shadow = copy.deepcopy(model).requires_grad_(False).eval().to(accelerator.device) if ema_decay else None
+    ema = MovingAverage(model, ema_decay, accelerator.device) if ema_decay else None
     # Extras (projections, a peer) are optimised with the student; a sparse embedding among them gets lazy Adam too.
     sparse, dense = _split_parameters(nn.ModuleList([model, extras]))
     optimizers = [torch.optim.AdamW(_decay_groups(model, dense, config.weight_decay), lr=lr)]
@@ -293,7 +293,7 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     state = {"step": 0, "losses": [], "epoch_order_sha256": [], "train_seconds": 0.0}
     checkpoint = _latest_checkpoint(arm_dir)
     if checkpoint is not None:
-        state = _load_checkpoint(checkpoint, accelerator, model, optimizers, schedulers, extras, shadow)
+        state = _load_checkpoint(checkpoint, accelerator, model, optimizers, schedulers, extras, ema)
         _say(accelerator, f"{arm.name}: resuming from {checkpoint} (step {state['step']} of {total_steps})")
 
     # -- loop
@@ -330,9 +330,9 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                                   for k, v in prepared.live.collate(prepared.live_features, local).items()}
                     live = prepared.live.outputs(live_batch, taps.live_hidden, taps.live_attentions, taps.live_qkv)
                 ema_logits = None
-                if shadow is not None:
+                if ema is not None:
                     with torch.no_grad(), accelerator.autocast():
-                        ema_logits = model_logits(shadow(**batch)).float()
+                        ema_logits = model_logits(ema.shadow(**batch)).float()
                 with (contextlib.nullcontext() if sync else accelerator.no_sync(model)):
                     with accelerator.autocast(), collect_qkv(accelerator.unwrap_model(model), taps.student_qkv) as qkv:
                         output = model(**batch, **taps.student_kwargs) if taps.student_kwargs else model(**batch)
@@ -351,12 +351,14 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                 _diverged(arm, step + 1, total_steps, f"the training loss is {loss_value}")
             if config.max_grad_norm is not None and dense:  # the sparse embedding (bow) is not clipped; extras are
                 accelerator.clip_grad_norm_(dense, config.max_grad_norm)
+            if ema is not None:
+                ema.before_step()
             _step_optimizers(accelerator, optimizers)
             for opt, sched in zip(optimizers, schedulers):
                 sched.step()
                 opt.zero_grad(set_to_none=True)
-            if shadow is not None:
-                ema_update(shadow, accelerator.unwrap_model(model), ema_decay)
+            if ema is not None:
+                ema.update()
             state["losses"].append(loss_value)
             state["step"] = step + 1
             progress.update(1)
@@ -367,7 +369,7 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                 _check_finite_weights(accelerator, model, arm, state["step"], total_steps)
                 with _writing(arm_dir, arm_dir / CHECKPOINTS):
                     _save_checkpoint(arm_dir, state, resolved, accelerator, model, optimizers, schedulers, extras,
-                                     shadow)
+                                     ema.averaged() if ema is not None else None)
     finally:
         progress.close()
     train_seconds = time.perf_counter() - started
@@ -391,8 +393,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
         if len(kept):
             with _writing(arm_dir, arm_dir / EXTRAS_FILE):
                 _save_extras(arm_dir / EXTRAS_FILE, kept, arm)
-    if shadow is not None:
-        _write_side_student(prepared, arm, arm_dir, accelerator, shadow, EMA_DIR, total_steps,
+    if ema is not None:
+        _write_side_student(prepared, arm, arm_dir, accelerator, ema.averaged(), EMA_DIR, total_steps,
                             {"loss": "ema", "of": arm.name, "decay": float(ema_decay)})
     for term, bound in zip(arm.terms, bounds):
         if term.objective.reads().peer:
@@ -552,15 +554,6 @@ def _average_extras_gradients(accelerator, extras: nn.Module) -> None:
 def _ema_decay(arm: Arm) -> float | None:
     """The decay of the arm's mean teacher (its ``ema_kd`` objective), None without one."""
     return next((t.objective.values["decay"] for t in arm.terms if t.objective.reads().ema_logits), None)
-
-
-@torch.no_grad()
-def ema_update(shadow: nn.Module, model: nn.Module, decay: float) -> None:
-    """``shadow ← decay·shadow + (1 − decay)·model`` for every parameter; buffers are copied."""
-    for average, current in zip(shadow.parameters(), model.parameters()):
-        average.lerp_(current.detach(), 1.0 - decay)
-    for average, current in zip(shadow.buffers(), model.buffers()):
-        average.copy_(current)
 
 
 def _write_side_student(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator, model: nn.Module, folder: str,
@@ -755,10 +748,10 @@ def _save_checkpoint(arm_dir: Path, state: dict, resolved: dict, accelerator, mo
 
 
 def _load_checkpoint(path: Path, accelerator, model, optimizers, schedulers, extras: nn.Module,
-                     shadow: nn.Module | None = None) -> dict:
+                     ema: MovingAverage | None = None) -> dict:
     """Restore a checkpoint; one line naming it and how to start over if any part is damaged."""
     try:
-        return _restore(path, accelerator, model, optimizers, schedulers, extras, shadow)
+        return _restore(path, accelerator, model, optimizers, schedulers, extras, ema)
     except DamagedCheckpoint:
         raise
     except Exception as exc:  # any failure to read it back (truncated file, bad pickle, wrong keys) is damage
@@ -789,7 +782,7 @@ def _checkpoint_state(checkpoint: Path) -> dict:
 
 
 def _restore(path: Path, accelerator, model, optimizers, schedulers, extras: nn.Module,
-             shadow: nn.Module | None = None) -> dict:
+             ema: MovingAverage | None = None) -> dict:
     from safetensors.torch import load_file
 
     saved = _checkpoint_state(path)  # its settings were compared by _check_existing
@@ -799,8 +792,8 @@ def _restore(path: Path, accelerator, model, optimizers, schedulers, extras: nn.
     accelerator.unwrap_model(model).load_state_dict(load_file(path / "model.safetensors"))
     if len(extras):
         extras.load_state_dict(load_file(path / "extras.safetensors"))
-    if shadow is not None:
-        shadow.load_state_dict(load_file(path / "ema.safetensors"))
+    if ema is not None:
+        ema.load(load_file(path / "ema.safetensors"), saved["step"])
     for i, (opt, sched) in enumerate(zip(optimizers, schedulers)):
         # weights_only: optimizer states are plain tensors and numbers; never unpickle objects.
         opt.load_state_dict(torch.load(path / f"optimizer-{i}.pt", map_location=accelerator.device, weights_only=True))
