@@ -210,6 +210,13 @@ class ExperimentConfig:
                                    "{name, objectives: [{kd: {T: 4}}, {hidden_mse: {weight: 1}}]}",
                             default_factory=lambda: ["vanilla", "kd:name=kd"])
     grid: GridConfig = _help("optional T×α grid", default_factory=GridConfig)
+    born_again: list[dict] = _help("born-again schedules, e.g. {name: ban, arm: 'kd:T=2,alpha=0.7', generations: 3}: "
+                                   "generation g+1 distils from generation g, each audited as NAME-gG "
+                                   "(see distillab.schedules)", default_factory=list)
+    chains: list[dict] = _help("teacher-assistant chains: {name, compare_with: ARM, stages: [{name, arm, training}, "
+                               "...]}: stage k+1 distils from stage k, the last (the student) is compared with "
+                               "compare_with, each audited as NAME-STAGE (see distillab.schedules)",
+                               default_factory=list)
     baselines: list[str] = _help(f"reference baselines trained beside the students ({', '.join(KNOWN_BASELINES)})",
                                  default_factory=list)
     calibration: CalibrationConfig = _help("post-hoc temperature scaling", default_factory=CalibrationConfig)
@@ -231,6 +238,7 @@ class ExperimentConfig:
                   if self.baselines.count(name) > 1]
         found += self._training_problems()
         found += self._arm_problems()
+        found += self._schedule_problems()
         return found
 
     def _training_problems(self) -> list[str]:
@@ -299,6 +307,17 @@ class ExperimentConfig:
             found.append(f"training.seed_arms: must include the audit baseline {self.audit.baseline!r} (every "
                          "seed's arms are compared with the baseline trained with the same seed)")
         return found
+
+    def _schedule_problems(self) -> list[str]:
+        from distillab.schedules import parse_schedules
+
+        return parse_schedules(self)[1]
+
+    def schedules(self) -> list:
+        """The born-again and chain schedules (:class:`distillab.schedules.Schedule`), in config order."""
+        from distillab.schedules import parse_schedules
+
+        return parse_schedules(self)[0]
 
     def seeds(self) -> list[int]:
         """The training seeds: ``training.seeds``, else ``[training.seed]``; the first is the primary seed."""

@@ -13,6 +13,10 @@ it (``arms/NAME``); each other seed S trains ``training.seed_arms`` (default: ev
 ``arms-seedS/NAME`` with the same stamps, and the audit stage adds ``audit/seeds.json``, the
 seed-to-seed variance (:mod:`distillab.audit.seeds`), which the report turns into a table.
 
+Training schedules (``born_again``, ``chains``; :mod:`distillab.schedules`) train after the arms,
+one arm per stage, each stage's teacher cache made from the predictions of the stage before; their
+stages are audited beside the arms, and ``audit/schedules.json`` pairs the stages the report compares.
+
 One run at a time writes an output folder (an ``flock`` that dies with its process); temporary
 files a killed run left behind are removed, and a run that fails before any stage finished
 removes the folder it created.
@@ -41,6 +45,7 @@ STAMP = "stage.json"  # per stage folder: the hash of the inputs its outputs wer
 LOCK = ".distillab-run.lock"  # held (flock) by the one run writing the folder; removed when it ends
 CACHE_DIR = "teacher-cache"  # a cache the run makes itself (model or import_npz): rebuilt when its spec changes
 SEEDS_FILE = "seeds.json"  # in the audit folder: seed-to-seed variance, when training.seeds lists two or more
+SCHEDULES_FILE = "schedules.json"  # in the audit folder: generation and chain comparisons (distillab.schedules)
 
 
 def run(config: ExperimentConfig, restart: str | None = None, verify_cache: bool = True) -> Path:
@@ -94,6 +99,7 @@ def _run_locked(config: ExperimentConfig, out: Path, redo: set[str], verify_cach
 
 def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: set[str], verify_cache: bool) -> Path:
     from distillab.data import train_counts
+    from distillab.schedules import train_schedules, write_comparisons
 
     cache = teacher_stage(config, dataset, out, rebuild="teacher" in redo, verify=verify_cache)
     arms = config.parsed_arms()
@@ -103,6 +109,11 @@ def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: se
     for seed in seeds[1:]:  # the same arms again with each other seed: the seed-to-seed variance
         train_stage(dataset, seed_arms, train_config.replace(seed=seed), cache, out / seed_arms_dir(seed),
                     retrain="train" in redo, label=f"seed {seed}")
+    schedules = config.schedules()  # born-again generations and assistant chains: one arm per stage, every seed
+    stages = train_schedules(schedules, dataset, train_config, cache, out, seeds, retrain="train" in redo,
+                             verify=verify_cache)
+    stage_preds = {seed: {name: folder / "predictions" / f"{config.eval_split}.npz" for name, folder in found.items()}
+                   for seed, found in stages.items()}
 
     if config.teacher.eval_predictions:
         teacher_preds = Path(config.teacher.eval_predictions).expanduser()
@@ -119,6 +130,7 @@ def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: se
         _say("baselines", ", ".join(config.baselines))
         arm_preds.update(baseline_predictions_stage(config.baselines, dataset, train_config.train_split,
                                                     config.eval_split, out / "baselines"))
+    arm_preds.update(stage_preds[seeds[0]])
     counts = train_counts(dataset, train_config.train_split)
     seed_preds = None
     if len(seeds) > 1:
@@ -126,9 +138,14 @@ def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: se
         for seed in seeds[1:]:
             seed_preds[seed] = {arm.name: out / seed_arms_dir(seed) / arm.name / "predictions" / f"{config.eval_split}.npz"
                                 for arm in seed_arms}
+        for seed, found in stage_preds.items():
+            seed_preds[seed].update(found)
     audit_dir = audit_stage(config, teacher_preds, arm_preds, counts, dataset.classes, out / "audit",
                             redo="audit" in redo, seed_preds=seed_preds)
-    save_temperatures(read_json(audit_dir / "audit.json"), out / "arms")
+    write_comparisons(schedules, audit_dir)
+    audit = read_json(audit_dir / "audit.json")
+    save_temperatures(audit, out / "arms")
+    save_temperatures(audit, stages[seeds[0]])
     return report_stage(config, audit_dir, out / "report", redo="report" in redo)
 
 
@@ -467,11 +484,15 @@ def _cal_split_file(seed: int, reference: Path, out: Path) -> Path | None:
     return path
 
 
-def save_temperatures(audit: dict, arms_dir: Path) -> None:
-    """Keep each student's fitted temperature beside its weights: deployment needs ``softmax(z / T)``."""
+def save_temperatures(audit: dict, arms_dir: Path | dict[str, Path]) -> None:
+    """Keep each student's fitted temperature beside its weights: deployment needs ``softmax(z / T)``.
+
+    ``arms_dir``: the folder of arms named as audited, or {audit name: arm folder} (schedule stages).
+    """
     for name, record in audit.get("calibration", {}).items():
-        model_dir = arms_dir / name / "model"
-        if model_dir.is_dir():
+        folder = arms_dir.get(name) if isinstance(arms_dir, dict) else arms_dir / name
+        model_dir = folder / "model" if folder is not None else None
+        if model_dir is not None and model_dir.is_dir():
             write_json_atomic(model_dir / "temperature.json", {
                 "temperature": record["temperature"],
                 "fit_split": record.get("fit_split"),
@@ -483,8 +504,9 @@ def report_stage(config: ExperimentConfig, audit_dir: Path, out: Path, redo: boo
     from distillab.report import render_report
 
     inputs = {"audit": _json_digest(audit_dir / "audit.json"), "report": dataclasses.asdict(config.report)}
-    if (audit_dir / SEEDS_FILE).exists():  # the seed-variance table; a run without seeds keeps its stamp
-        inputs["seeds"] = _json_digest(audit_dir / SEEDS_FILE)
+    for key, name in (("seeds", SEEDS_FILE), ("schedules", SCHEDULES_FILE)):  # tables a plain run has not
+        if (audit_dir / name).exists():  # (absent: a run without them keeps its stamp)
+            inputs[key] = _json_digest(audit_dir / name)
     html = out / "report.html"
     if not redo and _fresh(out, inputs) and html.exists():
         _say("report", f"{html} is up to date")

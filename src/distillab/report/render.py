@@ -28,6 +28,7 @@ from distillab.errors import InputError
 from distillab.io import read_json
 from distillab.report import plots
 from distillab.report.decision import RANKING_RULE, Recommendation, load_scenarios, recommend
+from distillab.report.schedules import SCHEDULES_FILE, load_schedules
 from distillab.report.schema import check_audit
 from distillab.report.verdict import verdict_items
 from distillab.report.tables import (
@@ -89,7 +90,8 @@ def render_report(
 
     ``audit_dir`` holds ``audit.json`` (or is the file itself); ``out_dir`` defaults to it. A
     ``seeds.json`` beside ``audit.json`` (``distillab run`` with several training seeds) adds the
-    seed-to-seed variance table and, in the verdict, which noise each headline effect clears.
+    seed-to-seed variance table and, in the verdict, which noise each headline effect clears; a
+    ``schedules.json`` (born-again generations, assistant chains) adds their comparisons.
     Returns the paths written. The files are one set: all are built in memory, written into a
     folder beside ``out_dir`` and only then moved into place, so a failure leaves the previous
     report (or nothing) — never new figures beside an old page.
@@ -110,8 +112,9 @@ def render_report(
     if seeds is not None and seeds["baseline"] != baseline_arm(audit):
         raise InputError(f"{audit_path.parent / SEEDS_FILE}: compares arms with {seeds['baseline']!r} but "
                          f"{audit_path.name} with {baseline_arm(audit)!r}; re-run the audit stage or remove it")
+    schedules = load_schedules(audit_path.parent / SCHEDULES_FILE)
     try:
-        tables = build_tables(audit, scenarios, seeds)
+        tables = build_tables(audit, scenarios, seeds, schedules)
     except DuplicateRow as exc:
         raise InputError(f"{audit_path}: {exc}; re-run `distillab audit` to regenerate it") from None
     recs = recommend(audit, tables, scenarios)

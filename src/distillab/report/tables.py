@@ -357,12 +357,16 @@ def verdict_text(row: dict) -> str:
 # --------------------------------------------------------------------------- the tables
 
 
-def build_tables(audit: dict, scenarios: list[dict] | None = None, seeds: dict | None = None) -> dict[str, Table]:
+def build_tables(audit: dict, scenarios: list[dict] | None = None, seeds: dict | None = None,
+                 schedules: dict | None = None) -> dict[str, Table]:
     """Every table of the report, in page order, keyed by anchor id.
 
     ``seeds``: the audit folder's ``seeds.json`` (seed-to-seed variance), when the run trained
-    several seeds; its table follows the paired bootstrap's.
+    several seeds; its table follows the paired bootstrap's. ``schedules``: its ``schedules.json``
+    (born-again generations, assistant chains), whose comparisons follow those.
     """
+    from distillab.report.schedules import schedules_table
+
     builders = [
         _inputs_table,
         _settings_table,
@@ -382,8 +386,9 @@ def build_tables(audit: dict, scenarios: list[dict] | None = None, seeds: dict |
         _candidates_table,
     ]
     tables = [b(audit) for b in builders]
-    if seeds is not None:
-        tables.insert(builders.index(_bootstrap_table) + 1, _seeds_table(seeds))
+    after = builders.index(_bootstrap_table) + 1
+    tables[after:after] = (([] if seeds is None else [_seeds_table(seeds)])
+                           + ([] if schedules is None else [schedules_table(schedules)]))
     if scenarios is not None:
         tables.append(scenarios_table(scenarios))
     return {t.id: t for t in tables if t is not None and t.rows}
