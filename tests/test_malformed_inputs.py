@@ -260,6 +260,23 @@ CONFIG_CHANGES = [
      "report.scenarios"),
     ("scenarios-not-a-list", {"report": {"scenarios": "fast"}}, "report.scenarios"),
     ("baselines-unknown", {"baselines": ["svm"]}, "baselines"),
+    ("born-again-zero-generations", {"born_again": [{"name": "ban", "arm": "kd", "generations": 0}]},
+     "born_again[0].generations"),
+    ("born-again-float-generations", {"born_again": [{"name": "ban", "arm": "kd", "generations": 1.5}]},
+     "born_again[0].generations"),
+    ("born-again-reads-no-teacher", {"born_again": [{"name": "ban", "arm": "vanilla", "generations": 2}]},
+     "born_again[0].arm"),
+    ("chain-one-stage", {"chains": [{"name": "ta", "compare_with": "kd", "stages": [{"name": "s", "arm": "kd"}]}]},
+     "chains[0].stages"),
+    ("chain-unknown-override", {"chains": [{"name": "ta", "compare_with": "kd", "stages": [
+        {"name": "a", "arm": "kd", "training": {"bow_dimm": 16}}, {"name": "s", "arm": "kd"}]}]}, "bow_dimm"),
+    ("chain-stage-is-an-arm", {"arms": ["vanilla", "kd:T=4,alpha=0.7,name=kd", "kd:name=ta-s"], "chains": [
+        {"name": "ta", "compare_with": "kd", "stages": [{"name": "a", "arm": "kd"}, {"name": "s", "arm": "kd"}]}]},
+     "ta-s"),
+    ("chain-compare-with-not-an-arm", {"chains": [{"name": "ta", "compare_with": "kdd", "stages": [
+        {"name": "a", "arm": "kd"}, {"name": "s", "arm": "kd"}]}]}, "chains[0].compare_with"),
+    ("chain-compare-with-other-settings", {"chains": [{"name": "ta", "compare_with": "kd", "stages": [
+        {"name": "a", "arm": "kd"}, {"name": "s", "arm": "kd", "training": {"bow_dim": 16}}]}]}, "chains[0].compare_with"),
 ]
 for _id, _changes, _key in CONFIG_CHANGES:
     case(f"validate-{_id}", lambda w, fx, c=_changes: ["validate", config(w, fx, c)], "{w}/config.yaml", _key)

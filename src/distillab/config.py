@@ -236,9 +236,9 @@ class ExperimentConfig:
                   for name in self.baselines if name not in KNOWN_BASELINES]
         found += [f"baselines: {name!r} is listed twice" for name in sorted(set(self.baselines))
                   if self.baselines.count(name) > 1]
-        found += self._training_problems()
-        found += self._arm_problems()
-        found += self._schedule_problems()
+        training = self._training_problems()
+        found += training + self._arm_problems()
+        found += self._schedule_problems(training_valid=not training)
         return found
 
     def _training_problems(self) -> list[str]:
@@ -308,10 +308,10 @@ class ExperimentConfig:
                          "seed's arms are compared with the baseline trained with the same seed)")
         return found
 
-    def _schedule_problems(self) -> list[str]:
+    def _schedule_problems(self, training_valid: bool) -> list[str]:
         from distillab.schedules import parse_schedules
 
-        return parse_schedules(self)[1]
+        return parse_schedules(self, training_valid)[1]
 
     def schedules(self) -> list:
         """The born-again and chain schedules (:class:`distillab.schedules.Schedule`), in config order."""

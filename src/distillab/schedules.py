@@ -91,10 +91,14 @@ class Schedule:
 # --------------------------------------------------------------------------- the config sections
 
 
-def parse_schedules(config) -> tuple[list[Schedule], list[str]]:
-    """The config's schedules, and every problem with them (one message each, naming its key path)."""
+def parse_schedules(config, training_valid: bool = True) -> tuple[list[Schedule], list[str]]:
+    """The config's schedules, and every problem with them (one message each, naming its key path).
+
+    ``training_valid=False``: the run's training settings have problems (reported under training:), so
+    the stages' settings, which extend them, are not checked.
+    """
     problems: list[str] = []
-    base = _base_training(config)
+    base = config.train_config() if training_valid else None
     try:
         arms = {arm.name: arm for arm in config.parsed_arms()}
     except DistillabError:  # reported under arms:
@@ -217,15 +221,6 @@ def _arm(spec, where: str, problems: list[str]):
                         "a moving average or a peer); a stage's teacher is the logits of the stage before it")
         return None
     return arm
-
-
-def _base_training(config):
-    """The run's training settings, or None when they are invalid (reported under training:)."""
-    try:
-        base = config.train_config()
-    except DistillabError:
-        return None
-    return None if base.problems() else base
 
 
 def _overrides(values, where: str, base, problems: list[str]) -> dict | None:

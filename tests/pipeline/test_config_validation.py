@@ -53,6 +53,12 @@ BAD_VALUES = [
     ("grid.colour", "blue", "grid: unknown key(s) ['colour']"),
     ("baselines", ["bert"], "baselines: unknown baseline 'bert'; known: tfidf_linear"),
     ("baselines", "tfidf_linear", "baselines: must be a list of strings"),
+    ("born_again", {"name": "ban"}, "born_again: must be a list of mappings"),
+    ("born_again", [{"name": "ban", "arm": "kd", "generations": "3"}], "born_again[0].generations: must be an integer"),
+    ("chains", [{"name": "ta"}], "chains[0]: missing compare_with, stages"),
+    ("chains", [{"name": "ta", "compare_with": "kd", "stages": [{"name": "a", "arm": "kd", "training": {"bow_dim": 9.5}},
+                                                              {"name": "s", "arm": "kd"}]}],
+     "chains[0].stages[0].training.bow_dim: must be an integer, got 9.5"),
 ]
 
 
