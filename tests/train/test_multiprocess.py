@@ -1,7 +1,7 @@
 """Two CPU processes (torchrun, gloo DDP) give the one-process model and exactly n prediction rows.
 
-Also for arms whose objectives train extras outside DDP (FitNets projections, a DML peer with a sparse embedding,
-averaged by hand) and keep a moving average (EMA): every model they save matches the one-process run.
+Also for arms whose objectives train extras outside DDP (FitNets projections, a DML peer or an online teacher with a
+sparse embedding, averaged by hand) and keep a moving average (EMA): every model they save matches the one-process run.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def free_port() -> int:
 
 
 # hidden_mse, not rkd/crd_lite: those compare rows within a micro-batch, and each process holds half of the step's.
-ARMS = ["vanilla", "kd", "kd+hidden_mse:name=fitnet", "dml:name=mutual", "ema_kd:decay=0.5,name=ema"]
+ARMS = ["vanilla", "kd", "kd+hidden_mse:name=fitnet", "dml:name=mutual", "ema_kd:decay=0.5,name=ema",
+        "online_kd:teacher_ngrams=3,name=online"]
 
 
 def test_two_processes_match_one(banking, tmp_path):
@@ -63,7 +64,7 @@ def test_two_processes_match_one(banking, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
 
     test = banking.splits["test"]
-    for arm in ("vanilla", "kd_T4_a0.7", "fitnet", "mutual", "mutual/peer", "ema", "ema/ema"):
+    for arm in ("vanilla", "kd_T4_a0.7", "fitnet", "mutual", "mutual/peer", "ema", "ema/ema", "online", "online/online"):
         one = load_predictions(single / arm / "predictions" / "test.npz")
         two = load_predictions(double / arm / "predictions" / "test.npz")
         assert two.n == len(test) == 50

@@ -17,7 +17,7 @@ from distillab.errors import ConfigError
 from distillab.train.arms import Arm, arm_from_config, parse_arm
 from distillab.train.trainer import train_arm, train_arms
 
-from train_helpers import banking, banking_cache, bow_config, write_cache  # noqa: F401 (fixtures)
+from train_helpers import banking, banking_cache, bow_config, interrupted_then_resumed, write_cache  # noqa: F401
 
 HELPERS = {"base", "dims", "pooled", "tokens"}  # modules of the package that are not objectives
 
@@ -162,37 +162,6 @@ def test_resumed_feature_arm_is_identical_to_an_uninterrupted_one(banking, featu
     assert (arm_dir / "checkpoints-seen" / "extras.safetensors").exists()
     for part in ("predictions/test.npz", "objective_extras.safetensors", "model/model.safetensors"):
         assert (tmp_path / "reference" / "crd" / part).read_bytes() == (arm_dir / part).read_bytes(), part
-
-
-def interrupted_then_resumed(banking, spec: str, tmp_path, monkeypatch, cache=None):
-    """Train ``spec`` uninterrupted into tmp_path/reference, then into tmp_path/resumed stopped in step 5 (after the
-    step-4 checkpoint, kept as ``checkpoints-seen`` for inspection) and rerun; returns the resumed arm's folder."""
-    import shutil
-
-    config = bow_config(max_steps=6, checkpoint_every=2)
-    train_arm(banking, spec, config, tmp_path / "reference", cache=cache)
-
-    class Interrupted(Exception):
-        pass
-
-    original, calls = Arm.loss_of, {"n": 0}
-
-    def interrupting(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise Interrupted
-        return original(self, *args)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Arm, "loss_of", interrupting)
-        with pytest.raises(Interrupted):
-            train_arm(banking, spec, config, tmp_path / "resumed", cache=cache)
-    arm_dir = next(p for p in (tmp_path / "resumed").iterdir() if p.is_dir())
-    seen = arm_dir / "checkpoints" / "step-00000004"
-    shutil.copytree(seen, tmp_path / "seen")
-    train_arm(banking, spec, config, tmp_path / "resumed", cache=cache)
-    shutil.move(str(tmp_path / "seen"), arm_dir / "checkpoints-seen")
-    return arm_dir
 
 
 @pytest.mark.parametrize("arm, message", [

@@ -6,6 +6,7 @@ tiny models from configs. (A uniquely named module rather than conftest.py, whic
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,38 @@ def make_tiny_bert(dataset: TextDataset, out: Path, num_labels: int | None = Non
         config.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def interrupted_then_resumed(banking, spec: str, tmp_path, monkeypatch, cache=None):
+    """Train ``spec`` uninterrupted into tmp_path/reference, then into tmp_path/resumed stopped in step 5 (after the
+    step-4 checkpoint, kept as ``checkpoints-seen`` for inspection) and rerun; returns the resumed arm's folder."""
+    from distillab.train.arms import Arm
+    from distillab.train.trainer import train_arm
+
+    config = bow_config(max_steps=6, checkpoint_every=2)
+    train_arm(banking, spec, config, tmp_path / "reference", cache=cache)
+
+    class Interrupted(Exception):
+        pass
+
+    original, calls = Arm.loss_of, {"n": 0}
+
+    def interrupting(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise Interrupted
+        return original(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Arm, "loss_of", interrupting)
+        with pytest.raises(Interrupted):
+            train_arm(banking, spec, config, tmp_path / "resumed", cache=cache)
+    arm_dir = next(p for p in (tmp_path / "resumed").iterdir() if p.is_dir())
+    seen = arm_dir / "checkpoints" / "step-00000004"
+    shutil.copytree(seen, tmp_path / "seen")
+    train_arm(banking, spec, config, tmp_path / "resumed", cache=cache)
+    shutil.move(str(tmp_path / "seen"), arm_dir / "checkpoints-seen")
+    return arm_dir
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,10 @@ def positive_int(value) -> str | None:
     return None if isinstance(value, int) and not isinstance(value, bool) and value > 0 else "must be an integer > 0"
 
 
+def non_negative_int(value) -> str | None:
+    return None if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else "must be an integer >= 0"
+
+
 def boolean(value) -> str | None:
     return None if isinstance(value, bool) else "must be true or false"
 
@@ -76,6 +80,7 @@ class Reads:
     student_qkv: bool = False  # query/key/value projections [B, T, D] per layer
     ema_logits: bool = False  # logits of an exponential moving average of the student (a mean teacher)
     peer: bool = False  # trains a second student (its extras) on the same rows: saved and audited as NAME-peer
+    online: bool = False  # trains a larger model (its extras) on the same rows from inputs of its own: NAME-online
     live_hidden: bool = False
     live_attentions: bool = False
     live_qkv: bool = False
@@ -95,10 +100,15 @@ class Dims:
     teacher_pooled: dict[int, int] = field(default_factory=dict)  # cached pooled layer -> width
     student_tokens: bool = False  # token-level states and attention exist (a transformer student, not bow)
     student_heads: int = 0
+    student_ngrams: int = 0  # bow: its longest word n-gram
+    student_buckets: int = 0  # bow: its hash buckets
+    student_base_layers: int = 0  # HF: num_hidden_layers of the checkpoint before any layers were cut
     live_layers: int = 0  # the live teacher's num_hidden_layers (0: no live teacher)
     live_width: int = 0
     live_heads: int = 0
     new_student: Any = field(default=None, compare=False)  # builds a fresh student model (peers); None in validate
+    # (**size changes) -> (student, fresh model) of another size, built under the run's seed (an online teacher)
+    new_sized_student: Any = field(default=None, compare=False)
 
 
 @dataclass
@@ -115,6 +125,8 @@ class Step:
     live: Any = None  # the live teacher's outputs for the same rows: a Step-like LiveOutputs
     ema_logits: Any = None  # [B, K] logits of the student's moving average on the same rows (no gradient)
     inputs: dict | None = None  # the student's batch, for objectives that run a model of their own on it (a peer)
+    step: int = 0  # the optimizer step (from 0) this micro-batch belongs to: for warm-ups
+    online_inputs: dict | None = None  # the same rows featurised for Bound.student (an online teacher's inputs)
 
     def pooled(self, index: int):
         """The student's hidden state ``index``, mean-pooled over real tokens: [B, D]."""
@@ -204,3 +216,4 @@ class Bound:
 
     pairs: tuple[tuple[int, int], ...] = ()  # (student hidden index, teacher cached layer)
     extras: Any = None  # torch.nn.Module or None
+    student: Any = None  # featuriser and saver of ``extras`` when it reads inputs of its own (an online teacher)

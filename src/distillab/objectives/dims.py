@@ -16,15 +16,16 @@ def dims_from_config(config) -> Dims:
 
     train = config.train_config()
     if train.student == "bow":
-        student = {"student_layers": 1, "student_width": train.bow_dim}
+        student = {"student_layers": 1, "student_width": train.bow_dim, "student_ngrams": train.bow_ngrams,
+                   "student_buckets": train.bow_buckets}
     else:
         from distillab.train.students import parse_layers
 
-        hf = _hf_config(train.student)
+        hf = hf_config(train.student)
         layers = len(parse_layers(train.student_layers, hf.num_hidden_layers)) if train.student_layers \
             else hf.num_hidden_layers
         student = {"student_layers": layers, "student_width": hf.hidden_size, "student_tokens": True,
-                   "student_heads": hf.num_attention_heads}
+                   "student_heads": hf.num_attention_heads, "student_base_layers": hf.num_hidden_layers}
     cached = {}
     spec = config.teacher
     if spec.cache:
@@ -37,7 +38,7 @@ def dims_from_config(config) -> Dims:
     elif spec.model and spec.features:
         from distillab.pypi_models import resolve_model_ref
 
-        teacher = _hf_config(resolve_model_ref(spec.model))
+        teacher = hf_config(resolve_model_ref(spec.model))
         layers = [teacher.num_hidden_layers if name == "pooled.last" else int(name.partition(".")[2])
                   for name in spec.features if name.partition(".")[2].isdigit() or name == "pooled.last"]
         cached = {"teacher_layers": teacher.num_hidden_layers,
@@ -46,12 +47,12 @@ def dims_from_config(config) -> Dims:
     if train.live_teacher:
         from distillab.pypi_models import resolve_model_ref
 
-        hf = _hf_config(resolve_model_ref(train.live_teacher))
+        hf = hf_config(resolve_model_ref(train.live_teacher))
         live = {"live_layers": hf.num_hidden_layers, "live_width": hf.hidden_size, "live_heads": hf.num_attention_heads}
     return Dims(**student, **cached, **live)
 
 
-def _hf_config(source: str):
+def hf_config(source: str):
     from transformers import AutoConfig
 
     from distillab.errors import InputError

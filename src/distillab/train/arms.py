@@ -66,13 +66,12 @@ class Arm:
         return any(term.objective.reads().live for term in self.terms)
 
     def side_students(self) -> list[str]:
-        """Folders (inside the arm's) of the second models it trains and saves as students: ``ema``, ``peer``.
-
-        Each is audited beside the arm as ``NAME-folder``.
+        """Folders (inside the arm's) of the second models it trains and saves as students: ``ema``, ``peer``,
+        ``online``. Each is audited beside the arm as ``NAME-folder``.
         """
         reads = [term.objective.reads() for term in self.terms]
-        return [side for side, used in (("ema", any(r.ema_logits for r in reads)), ("peer", any(r.peer for r in reads)))
-                if used]
+        return [side for side, used in (("ema", any(r.ema_logits for r in reads)), ("peer", any(r.peer for r in reads)),
+                                        ("online", any(r.online for r in reads))) if used]
 
     def training_settings(self, config) -> dict:
         """The training settings this arm's result depends on: the live teacher's only if it reads it."""

@@ -142,6 +142,11 @@ class BowStudent:
             "classes": self.classes,
         }
 
+    @property
+    def featurizer(self) -> tuple:
+        """What its features depend on: students with equal ones can share featurised splits."""
+        return ("bow", self.hasher)
+
     def hidden_dims(self) -> tuple[int, int]:
         """(layers, width) of the hidden states objectives can read: one layer, the bag mean."""
         return 1, self.dim
@@ -248,6 +253,7 @@ class HFStudent:
 
         self.source = str(source)
         self.num_labels = num_labels
+        self.classes = classes
         self.layers = layers
         try:
             self.config = AutoConfig.from_pretrained(self.source)
@@ -279,6 +285,11 @@ class HFStudent:
         self.name = "/".join(path.resolve().parts[-2:]) if path.exists() else self.source
         if layers:
             self.name += f"-layers[{layers}]"
+
+    @property
+    def featurizer(self) -> tuple:
+        """What its features depend on: students with equal ones can share featurised splits."""
+        return ("hf", self.source, self.max_length)
 
     def hidden_dims(self) -> tuple[int, int]:
         """(layers, width) of the hidden states objectives can read, after any layer truncation."""
@@ -422,6 +433,31 @@ def load_student(config, num_labels: int, classes: list[str] | None = None):
         raise InputError(f"student {config.student!r}: no config.json there; give a model folder, a Hub id or 'bow'")
     return HFStudent(config.student, num_labels, classes=classes, layers=config.student_layers,
                      max_length=config.max_length)
+
+
+def sized_student(student, seed: int, dim: int | None = None, ngrams: int | None = None, source: str | None = None,
+                  layers: int | None = None) -> tuple[object, nn.Module]:
+    """A student of another size than ``student`` (an online teacher) and its fresh model.
+
+    bow: another ``dim`` and/or ``ngrams`` (same buckets); transformer: the first ``layers`` of ``source``
+    (default: the student's checkpoint; all layers when ``layers`` is all of them). The model is built
+    under ``seed`` on an RNG of its own, so the caller's RNG is untouched and a bow table is the one
+    ``BowStudent.initial_table`` rebuilds when it is saved.
+    """
+    if student.kind == "bow":
+        other = BowStudent(student.num_labels, student.hasher.buckets, dim or student.dim,
+                           ngrams or student.hasher.ngrams, classes=student.classes, seed=seed)
+    else:
+        from transformers import AutoConfig
+
+        source = source or student.source
+        total = AutoConfig.from_pretrained(source).num_hidden_layers
+        other = HFStudent(source, student.num_labels, classes=student.classes,
+                          layers=f"first:{layers}" if layers and layers < total else None,
+                          max_length=student.max_length)
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        torch.manual_seed(seed)
+        return other, other.new_model()
 
 
 def count_parameters(model: nn.Module) -> int:

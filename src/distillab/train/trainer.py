@@ -20,6 +20,7 @@ the same weights and predictions as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -44,13 +45,14 @@ from distillab.train.lazy_adam import LazyAdam
 from distillab.train.mean_teacher import MovingAverage
 from distillab.train.live_teacher import collect_qkv
 from distillab.train.predict import model_logits, predict_logits, serving_cost, write_split_predictions
-from distillab.train.students import count_parameters, load_student
+from distillab.train.students import count_parameters, load_student, sized_student
 
 CHECKPOINTS = "checkpoints"
 # The trainable parts an arm's objectives own (e.g. FitNets projections): kept beside the student, not in it.
 EXTRAS_FILE = "objective_extras.safetensors"
 EMA_DIR = "ema"  # the moving average an ema_kd arm distils from: model/ and predictions/, audited as NAME-ema
 PEER_DIR = "peer"  # a dml arm's second student: model/ and predictions/, audited as NAME-peer
+ONLINE_DIR = "online"  # an online_kd arm's larger teacher: model/ and predictions/, audited as NAME-online
 
 
 @dataclass
@@ -110,7 +112,7 @@ def prepare(dataset, config: TrainConfig, cache=None, arms: list[Arm] = ()) -> P
         from distillab.train.live_teacher import LiveTeacher
 
         live = LiveTeacher(resolve_model_ref(config.live_teacher), config.max_length, config.live_teacher_precision)
-    dims = objective_dims(student, cache, live)
+    dims = objective_dims(student, cache, live, config.seed)
     _check_objectives(arms, dims)
     for name in sorted({f for arm in arms for term in arm.terms for f in term.objective.features(dims)}):
         teacher[name] = cache.features(name, train.ids)
@@ -127,8 +129,11 @@ def prepare(dataset, config: TrainConfig, cache=None, arms: list[Arm] = ()) -> P
                     live, live_features)
 
 
-def objective_dims(student, cache, live=None) -> Dims:
-    """The sizes objectives resolve against: the student's layers, the cache's pooled features, the live teacher."""
+def objective_dims(student, cache, live=None, seed: int = 0) -> Dims:
+    """The sizes objectives resolve against: the student's layers, the cache's pooled features, the live teacher.
+
+    ``seed`` is the run's: a student of another size (an online teacher) is built under it.
+    """
     layers, width = student.hidden_dims()
     pooled = {}
     for name in getattr(cache, "feature_names", ()) if cache is not None else ():
@@ -140,7 +145,11 @@ def objective_dims(student, cache, live=None) -> Dims:
                 student_tokens=student.kind == "hf",
                 student_heads=student.config.num_attention_heads if student.kind == "hf" else 0,
                 live_layers=live.layers if live else 0, live_width=live.width if live else 0,
-                live_heads=live.heads if live else 0, new_student=student.new_model)
+                live_heads=live.heads if live else 0,
+                student_ngrams=student.hasher.ngrams if student.kind == "bow" else 0,
+                student_buckets=student.hasher.buckets if student.kind == "bow" else 0,
+                student_base_layers=student.config.num_hidden_layers if student.kind == "hf" else 0,
+                new_student=student.new_model, new_sized_student=functools.partial(sized_student, student, seed))
 
 
 def _check_objectives(arms: list[Arm], dims: Dims) -> None:
@@ -269,6 +278,9 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     if prepared.live is not None and taps.live:
         prepared.live.model.to(accelerator.device)
     extras = nn.ModuleList(b.extras for b in bounds if b.extras is not None)
+    # A model among the extras with inputs of its own (an online teacher) featurises the splits itself.
+    online = next((b for b in bounds if b.student is not None), None)
+    online_features = _features_for(prepared, online.student) if online is not None else None
     ema_decay = _ema_decay(arm)
     # The mean teacher starts as the student's initial weights; it is never optimised, only averaged.
     ema = MovingAverage(model, ema_decay, accelerator.device) if ema_decay else None
@@ -329,6 +341,10 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                     live_batch = {k: v.to(accelerator.device)
                                   for k, v in prepared.live.collate(prepared.live_features, local).items()}
                     live = prepared.live.outputs(live_batch, taps.live_hidden, taps.live_attentions, taps.live_qkv)
+                online_inputs = None
+                if online is not None:
+                    online_inputs = {k: v.to(accelerator.device) for k, v in
+                                     online.student.collate(online_features[config.train_split], local).items()}
                 ema_logits = None
                 if ema is not None:
                     with torch.no_grad(), accelerator.autocast():
@@ -341,7 +357,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                         logits=model_logits(output).float(), labels=labels[local_t].to(accelerator.device),
                         teacher=targets, hidden=getattr(output, "hidden_states", None), mask=batch.get("attention_mask"),
                         attentions={s: output.attentions[s] for s in taps.student_attentions} or None,
-                        qkv=qkv or None, live=live, ema_logits=ema_logits, inputs=batch)
+                        qkv=qkv or None, live=live, ema_logits=ema_logits, inputs=batch, step=step,
+                        online_inputs=online_inputs)
                     loss = arm.loss_of(step_inputs, bounds)
                     accelerator.backward(loss * weight)
                 step_loss += loss.detach() * weight / world
@@ -388,8 +405,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     if accelerator.is_main_process:
         with _writing(arm_dir, arm_dir / "model"):
             student.save(unwrapped, arm_dir / "model", state_dict)
-        kept = nn.ModuleList(b.extras for t, b in zip(arm.terms, bounds)
-                             if b.extras is not None and not t.objective.reads().peer)  # a peer is saved as a student
+        kept = nn.ModuleList(b.extras for t, b in zip(arm.terms, bounds)  # a peer or online teacher: as a student
+                             if b.extras is not None and not (t.objective.reads().peer or b.student is not None))
         if len(kept):
             with _writing(arm_dir, arm_dir / EXTRAS_FILE):
                 _save_extras(arm_dir / EXTRAS_FILE, kept, arm)
@@ -400,6 +417,10 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
         if term.objective.reads().peer:
             _write_side_student(prepared, arm, arm_dir, accelerator, bound.extras.eval(), PEER_DIR, total_steps,
                                 {"loss": "dml_peer", "of": arm.name, **term.objective.recipe()})
+        if bound.student is not None:
+            _write_side_student(prepared, arm, arm_dir, accelerator, bound.extras.eval(), ONLINE_DIR, total_steps,
+                                {"loss": "online_teacher", "of": arm.name, **term.objective.recipe()}, bound.student,
+                                online_features)
     params = count_parameters(unwrapped)
     split_scores = {}
     for split_name, logits in all_logits.items():
@@ -478,7 +499,7 @@ def _torch_threads(count: int | None):
 
 
 # What an arm writes after training, train_log.json (written last) aside.
-_OUTPUTS = ("model", EXTRAS_FILE, EMA_DIR, PEER_DIR, "predictions", "resolved_config.json")
+_OUTPUTS = ("model", EXTRAS_FILE, EMA_DIR, PEER_DIR, ONLINE_DIR, "predictions", "resolved_config.json")
 
 
 @contextlib.contextmanager
@@ -557,14 +578,15 @@ def _ema_decay(arm: Arm) -> float | None:
 
 
 def _write_side_student(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator, model: nn.Module, folder: str,
-                        total_steps: int, recipe: dict) -> None:
-    """A second model an arm trained (its moving average, its peer) as a student of its own: ``folder/model``
-    and ``folder/predictions``, audited as arm ``NAME-folder``."""
-    config, dataset, student = prepared.config, prepared.dataset, prepared.student
+                        total_steps: int, recipe: dict, student=None, features: dict | None = None) -> None:
+    """A second model an arm trained (its moving average, its peer, its online teacher) as a student of its own:
+    ``folder/model`` and ``folder/predictions``, audited as arm ``NAME-folder``. ``student`` and ``features``:
+    its featuriser and featurised splits when they are not the student's."""
+    config, dataset = prepared.config, prepared.dataset
+    student, features = student or prepared.student, features or prepared.features
     logits = {}
     for split_name in config.eval_splits:
-        logits[split_name] = predict_logits(accelerator, model, student, prepared.features[split_name],
-                                            config.eval_batch_size)
+        logits[split_name] = predict_logits(accelerator, model, student, features[split_name], config.eval_batch_size)
         if not np.isfinite(logits[split_name]).all():
             _diverged(arm, total_steps, total_steps, f"its {folder} model's logits on split {split_name!r} are NaN or infinite")
     if not accelerator.is_main_process:
@@ -580,6 +602,15 @@ def _write_side_student(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator
                     "temperature": None, "classes": list(dataset.classes), "dataset": dataset.name,
                     "split": split_name, "seed": config.seed}
             write_split_predictions(arm_dir / folder / "predictions" / f"{split_name}.npz", split_logits, split, meta)
+
+
+def _features_for(prepared: Prepared, student) -> dict:
+    """The training and evaluation splits featurised for another student (the student's own when it reads the same)."""
+    if student.featurizer == prepared.student.featurizer:
+        return prepared.features
+    config, splits = prepared.config, prepared.dataset.splits
+    return {split: student.featurize(splits[split].texts) for split in dict.fromkeys((config.train_split,
+                                                                                        *config.eval_splits))}
 
 
 def _teacher_keys(arm: Arm, prepared: Prepared) -> set[str]:
