@@ -44,7 +44,8 @@ _WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin
 
 
 def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int = 1000, seed: int = 42,
-                 backend: str = "auto", batch_size: int = 64, cal_split=None, data_dir: str | None = None) -> dict:
+                 backend: str = "auto", batch_size: int = 64, cal_split=None, data_dir: str | None = None,
+                 round_trip: bool = True, reuse_float_serving: bool = False, extra: dict | None = None) -> dict:
     """Quantize ``arm_dir/model`` to int8, evaluate it against the float student on ``split``, write ``out``.
 
     ``data``: a :class:`~distillab.data.TextDataset` or anything ``--data`` accepts. ``out`` defaults to
@@ -52,6 +53,13 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
     as the audit takes; by default an arm with ``model/temperature.json`` is calibrated on the audit's
     halves (``RandomState(1041).permutation(n)``), one without on all rows. Returns the record written to
     ``quantization.json``. Every bad input is an :class:`InputError` raised before anything is written.
+
+    For a caller that already has the arm's numbers (the pipeline's :func:`distillab.quantize.stage.quantize_stage`):
+    ``round_trip=False`` predicts with the in-memory int8 model instead of saving, reloading and comparing the
+    first rows (the saved weights' digest is still checked whenever the folder is loaded);
+    ``reuse_float_serving=True`` takes the float student's serving cost from its predictions sidecar
+    (``measurements.serving``, same protocol) when it was measured on the CPU, instead of timing it again.
+    ``extra``: keys added to the record (e.g. the stage's inputs digest).
     """
     from distillab.calibrate.temperature import MIN_CAL_ROWS, SPLIT_SEED, cal_eval_split, split_from_json
     from distillab.quantize import evaluate as E
@@ -112,14 +120,23 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
 
             table = fp32.model.embedding.weight.detach() if fp32.student.kind == "bow" else None
             save_quantized(tmp / "model", qmodel, fp32.student, chosen, model_dir, description, fp32_table=table)
-            q_student, q_model, _, _ = load_quantized_model(tmp / "model")
-            in_memory = _predict(fp32.student, qmodel, head, batch_size)
+            if round_trip:
+                q_student, q_model, _, _ = load_quantized_model(tmp / "model")
+                in_memory = _predict(fp32.student, qmodel, head, batch_size)
+            else:
+                q_student, q_model = fp32.student, qmodel
         with clock("predict_int8"):
             int8_logits = _predict(q_student, q_model, features, batch_size)
-        round_trip = float(np.abs(int8_logits[:head_rows] - in_memory).max())
-        if round_trip != 0.0:
-            raise RuntimeError(f"the reloaded int8 model differs from the in-memory one by {round_trip} "
-                               "(a distillab bug: please report it)")
+        if round_trip:
+            round_trip_diff = float(np.abs(int8_logits[:head_rows] - in_memory).max())
+            if round_trip_diff != 0.0:
+                raise RuntimeError(f"the reloaded int8 model differs from the in-memory one by {round_trip_diff} "
+                                   "(a distillab bug: please report it)")
+            round_trip_record = {"rows": head_rows, "max_abs_diff": round_trip_diff}
+        else:
+            round_trip_record = {"rows": 0, "max_abs_diff": None,
+                                 "note": "not checked here (predicted with the in-memory int8 model); loading the "
+                                         "saved folder checks its weights' digest"}
         if not np.isfinite(int8_logits).all():
             raise InputError(f"{model_dir}: the int8 model gives NaN or infinite logits on split {split!r}")
 
@@ -141,8 +158,11 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
                         "probably not the audit's (pass the audit's --cal-split FILE)")
 
         with clock("serving"):
-            serving = {"float32": measure_serving(fp32.model, fp32.student, texts),
+            saved_serving = _saved_serving(arm_dir / "predictions" / f"{split}.npz") if reuse_float_serving else None
+            serving = {"float32": saved_serving or measure_serving(fp32.model, fp32.student, texts),
                        "int8": measure_serving(q_model, q_student, texts)}
+            float_serving_source = ("the float arm's predictions sidecar (measurements.serving)" if saved_serving
+                                    else "measured here")
 
         sizes = {"float32": _folder_sizes(model_dir), "int8": _folder_sizes(tmp / "model")}
         sizes["ratio_weights"] = sizes["int8"]["weights_bytes"] / max(sizes["float32"]["weights_bytes"], 1)
@@ -167,7 +187,7 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
             "kept_float32": description["kept_float32"],
             "notes": description["notes"],
             "size": sizes,
-            "round_trip": {"rows": head_rows, "max_abs_diff": round_trip},
+            "round_trip": round_trip_record,
             "float32_predictions": float_source,
             "agreement": E.agreement(float_logits, int8_logits),
             "flips_by_confidence": E.flips_by_confidence(float_logits, int8_logits),
@@ -180,6 +200,7 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
             "calibration": calibration,
             "batch_size": batch_size,
             "measurements": {"serving": serving},
+            "float32_serving_source": float_serving_source,
         }
         if chosen.name == "torch.ao" and description["quantized"]["linear"]:
             record["notes"].append(
@@ -189,6 +210,7 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
         with clock("write"):
             save_predictions(tmp / "predictions" / f"{split}.npz", logits=int8_logits, labels=rows.labels,
                              ids=rows.ids, meta=meta)
+        record.update(extra or {})
         record["measurements"]["seconds"] = clock.seconds | {"total": clock.total()}
         write_json_atomic(tmp / RECORD_FILE, record)
         _replace(tmp, out)
@@ -374,6 +396,23 @@ def _float_logits(path: Path, fp32, features, head, ids: np.ndarray, batch_size:
     logits = _predict(fp32.student, fp32.model, features, batch_size)
     return logits, {"source": "recomputed", "file": str(path) if path.is_file() else None,
                     "note": f"predicted again from the model: {note}"}
+
+
+def _saved_serving(path: Path) -> dict | None:
+    """The float arm's serving cost as its trainer recorded it, when measured on the CPU by the same protocol."""
+    from distillab.measurements import SERVING_BATCH, SERVING_THREADS
+
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        return None
+    with contextlib.suppress(InputError, OSError):
+        meta = read_json(sidecar)
+        serving = ((meta.get("measurements") or {}).get("serving") or {}) if isinstance(meta, dict) else {}
+        if (serving.get("device") == "cpu" and serving.get("batch_size") == SERVING_BATCH
+                and serving.get("threads") == SERVING_THREADS
+                and isinstance(serving.get("ms_per_example"), dict)):
+            return dict(serving)
+    return None
 
 
 def _folder_sizes(folder: Path) -> dict:
