@@ -12,6 +12,7 @@ and config files), terms joined by ``+``::
     label_smoothing:epsilon=0.1          cross-entropy with label smoothing
     kd:T=4,alpha=0.7,name=distilled      any arm, with the name its output folder gets
     kd+hidden_mse:weight=0.5,name=fitnet KD plus a FitNets hidden-state term weighted 0.5
+    kd:T=4,alpha=0.7,fake_quant=int8     KD through int8 fake-quantized weights (quantization-aware)
 
 Config files may also spell an arm out::
 
@@ -19,6 +20,10 @@ Config files may also spell an arm out::
       objectives:
         - kd: {T: 4, alpha: 0.7}
         - hidden_mse: {layers: uniform, weight: 1.0}
+      fake_quant: int8                   # optional, as above
+
+``fake_quant`` belongs to the arm, not to an objective: the student's weights are fake-quantized in its
+forward pass with the scheme ``distillab quantize`` applies (:mod:`distillab.train.fake_quant`).
 
 Default names spell out the settings (``kd_T4_a0.7``, ``hard_kd_a0.7``, ``label_smoothing_e0.1``)
 so that a grid's folders never collide.
@@ -34,6 +39,7 @@ from distillab.objectives import REGISTRY, make_objective
 from distillab.objectives.base import Bound, Objective, Reads, Step
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+FAKE_QUANT = ("int8",)  # distillab.train.fake_quant.SCHEMES, kept here so parsing needs no torch
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class Arm:
 
     name: str
     terms: tuple[Term, ...]
+    fake_quant: str | None = None  # "int8": train through fake-quantized weights (QAT); None: float training
 
     @property
     def loss(self) -> str:
@@ -81,18 +88,19 @@ class Arm:
         return settings
 
     def only(self, objective: str) -> Objective | None:
-        """The arm's objective if the arm is exactly that one objective at weight 1, else None."""
-        if len(self.terms) == 1 and self.terms[0].objective.name == objective and self.terms[0].weight == 1.0:
+        """The arm's objective if the arm is exactly that one objective at weight 1 (float training), else None."""
+        if self.fake_quant is None and len(self.terms) == 1 and self.terms[0].objective.name == objective and self.terms[0].weight == 1.0:
             return self.terms[0].objective
         return None
 
     def recipe(self) -> dict:
         """The sidecar's ``recipe``. A one-objective arm keeps the flat form ``{"loss": "kd", "T": 4.0, ...}``."""
+        qat = {"fake_quant": self.fake_quant} if self.fake_quant else {}  # absent: float arms record what they did
         if len(self.terms) == 1 and self.terms[0].weight == 1.0:
-            return {"loss": self.loss, **self.terms[0].objective.recipe()}
+            return {"loss": self.loss, **self.terms[0].objective.recipe(), **qat}
         return {"loss": self.loss,
                 "objectives": [{"objective": t.objective.name, "weight": float(t.weight), **t.objective.recipe()}
-                               for t in self.terms]}
+                               for t in self.terms], **qat}
 
     def problems(self) -> list[str]:
         """Range checks, as messages; empty when the arm is valid."""
@@ -107,6 +115,9 @@ class Arm:
                 found.append(f"arm {self.name!r}: {term.objective.name}: weight={term.weight!r} must be a number > 0")
         names = [term.objective.name for term in self.terms]
         found += [f"arm {self.name!r}: objective {n!r} is given twice" for n in sorted(set(names)) if names.count(n) > 1]
+        if self.fake_quant is not None and self.fake_quant not in FAKE_QUANT:
+            found.append(f"arm {self.name!r}: fake_quant={self.fake_quant!r} must be {' or '.join(FAKE_QUANT)} "
+                         "(the scheme distillab quantize applies)")
         return found
 
     def check_logits_only(self) -> None:
@@ -116,6 +127,8 @@ class Arm:
         if beyond:
             raise InputError(f"arm {self.name!r}: {', '.join(beyond)} reads more than logits (hidden states, a live "
                              "teacher, a moving average or a peer); train it with distillab train")
+        if self.fake_quant:
+            raise InputError(f"arm {self.name!r}: fake_quant is applied by distillab train's loop; train it there")
 
     def loss_of(self, step: Step, bounds: list[Bound]):
         """The arm's loss for one micro-batch: the weighted sum of its objectives' batch means."""
@@ -136,7 +149,7 @@ class Arm:
 
 def parse_arm(text: str) -> Arm:
     """``'kd:T=4,alpha=0.7'`` or ``'kd+hidden_mse:weight=0.5'`` → :class:`Arm`; ConfigError naming the problem."""
-    terms, name = [], None
+    terms, name, fake_quant = [], None, None
     for part in text.split("+"):
         objective, _, rest = part.strip().partition(":")
         objective = objective.strip()
@@ -151,23 +164,26 @@ def parse_arm(text: str) -> Arm:
                 raise ConfigError(f"arm {text!r}: expected key=value, got {item!r}")
             if key == "name":
                 name = value
+            elif key == "fake_quant":
+                fake_quant = value
             elif key == "weight":
                 weight = _typed(text, key, value, 1.0)
             elif key not in REGISTRY[objective].settings:
-                valid = ", ".join([*REGISTRY[objective].settings, "weight", "name"])
+                valid = ", ".join([*REGISTRY[objective].settings, "weight", "name", "fake_quant"])
                 raise ConfigError(f"arm {text!r}: {objective} has no setting {key!r} (valid: {valid})")
             else:
                 settings[key] = _typed(text, key, value, REGISTRY[objective].settings[key].default)
         terms.append(Term(make_objective(objective, **settings), weight))
-    return _checked(Arm(name=name or default_name(terms), terms=tuple(terms)))
+    return _checked(Arm(name=name or default_name(terms, fake_quant), terms=tuple(terms), fake_quant=fake_quant))
 
 
 def arm_from_config(spec) -> Arm:
     """An arm from a config entry: its one-line string, or ``{name, objectives: [{objective: {settings}}]}``."""
     if isinstance(spec, str):
         return parse_arm(spec)
-    if not isinstance(spec, dict) or set(spec) - {"name", "objectives"} or "objectives" not in spec:
-        raise ConfigError(f"arm {spec!r}: give a string like 'kd:T=4' or a mapping with 'objectives' (and 'name')")
+    if not isinstance(spec, dict) or set(spec) - {"name", "objectives", "fake_quant"} or "objectives" not in spec:
+        raise ConfigError(f"arm {spec!r}: give a string like 'kd:T=4' or a mapping with 'objectives' (and 'name', "
+                          "'fake_quant')")
     items = spec["objectives"]
     if not isinstance(items, list) or not items:
         raise ConfigError(f"arm {spec.get('name')!r}: 'objectives' must be a non-empty list")
@@ -181,10 +197,10 @@ def arm_from_config(spec) -> Arm:
         settings = dict(settings or {})
         weight = settings.pop("weight", 1.0)
         terms.append(Term(make_objective(objective, **settings), weight))
-    name = spec.get("name")
+    name, fake_quant = spec.get("name"), spec.get("fake_quant")
     if name is not None and not isinstance(name, str):
         raise ConfigError(f"arm name {name!r}: must be a string")
-    return _checked(Arm(name=name or default_name(terms), terms=tuple(terms)))
+    return _checked(Arm(name=name or default_name(terms, fake_quant), terms=tuple(terms), fake_quant=fake_quant))
 
 
 def make_arm(loss: str, name: str | None = None, **settings) -> Arm:
@@ -215,8 +231,8 @@ def _typed(text: str, key: str, value: str, default):
     return value
 
 
-def default_name(terms: list[Term]) -> str:
-    return "_".join(_term_name(term) for term in terms)
+def default_name(terms: list[Term], fake_quant: str | None = None) -> str:
+    return "_".join(_term_name(term) for term in terms) + (f"_qat_{fake_quant}" if fake_quant else "")
 
 
 def _term_name(term: Term) -> str:

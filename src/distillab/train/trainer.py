@@ -41,6 +41,7 @@ from distillab.io import atomic_path, check_output_dir, read_json, sha256_file, 
 from distillab.objectives.base import Dims, Step
 from distillab.train.arms import Arm, check_arms, parse_arm
 from distillab.train.config import TrainConfig
+from distillab.train.fake_quant import add_fake_quant, remove_fake_quant
 from distillab.train.lazy_adam import LazyAdam
 from distillab.train.mean_teacher import MovingAverage
 from distillab.train.live_teacher import collect_qkv
@@ -284,6 +285,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     ema_decay = _ema_decay(arm)
     # The mean teacher starts as the student's initial weights; it is never optimised, only averaged.
     ema = MovingAverage(model, ema_decay, accelerator.device) if ema_decay else None
+    if arm.fake_quant:  # after the mean teacher's copy (a float average); its parameters stay the same objects
+        add_fake_quant(model, arm.fake_quant)
     # Extras (projections, a peer) are optimised with the student; a sparse embedding among them gets lazy Adam too.
     sparse, dense = _split_parameters(nn.ModuleList([model, extras]))
     optimizers = [torch.optim.AdamW(_decay_groups(model, dense, config.weight_decay), lr=lr)]
@@ -395,6 +398,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
     _check_finite_weights(accelerator, model, arm, total_steps, total_steps)  # the last update had no loss after it
     # Without Accelerate's autocast wrapper round the forward: predictions are float32 logits.
     unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    if arm.fake_quant:  # the float weights it trained are the student; the quantize stage converts them
+        remove_fake_quant(unwrapped)
     state_dict = accelerator.get_state_dict(model)  # on every process: FSDP/DeepSpeed gather their shards here
     all_logits = {}
     for split_name in config.eval_splits:
