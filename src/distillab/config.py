@@ -212,10 +212,12 @@ class ExperimentConfig:
     grid: GridConfig = _help("optional T×α grid", default_factory=GridConfig)
     born_again: list[dict] = _help("born-again schedules, e.g. {name: ban, arm: 'kd:T=2,alpha=0.7', generations: 3}: "
                                    "generation g+1 distils from generation g, each audited as NAME-gG "
-                                   "(see distillab.schedules)", default_factory=list)
+                                   "(with training.seeds: for every seed; see distillab.schedules)",
+                                   default_factory=list)
     chains: list[dict] = _help("teacher-assistant chains: {name, compare_with: ARM, stages: [{name, arm, training}, "
                                "...]}: stage k+1 distils from stage k, the last (the student) is compared with "
-                               "compare_with, each audited as NAME-STAGE (see distillab.schedules)",
+                               "compare_with, each audited as NAME-STAGE (with training.seeds: for every seed; "
+                               "see distillab.schedules)",
                                default_factory=list)
     baselines: list[str] = _help(f"reference baselines trained beside the students ({', '.join(KNOWN_BASELINES)})",
                                  default_factory=list)

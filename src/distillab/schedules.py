@@ -16,14 +16,16 @@ stage after it, while untouched earlier stages are skipped.
   as the arm ``compare_with`` (same settings and recipe), so the two differ only in who taught them.
   Audited as ``NAME-STAGE``.
 
-A stage's cache holds its raw logits in float32 (no rounding) and records no temperature (T = 1):
+A stage's ``arm`` is any arm that reads only the teacher's logits; a ``name=`` in it is ignored (the
+schedule names its stages). A stage's cache holds its raw logits in float32 (no rounding) and records no temperature (T = 1):
 the next stage's objective softens them with its own T, as it does the run's teacher. Every stage
 predicts the training split besides the evaluation splits, the last too, so a stage's settings (and
 its stamp) do not depend on whether a stage follows it.
 
 Layout: ``out/born-again/NAME/g1/`` (an arm folder), ``out/born-again/NAME/g1-cache/`` (g2's teacher),
 ``out/chains/NAME/STAGE/`` and ``STAGE-cache/``; with ``training.seeds`` each other seed S runs every
-schedule into ``born-again-seedS/`` and ``chains-seedS/``, and the stages join ``audit/seeds.json``.
+schedule (``seed_arms`` restricts arms only) into ``born-again-seedS/`` and ``chains-seedS/``, and
+the stages join ``audit/seeds.json``.
 After the audit, ``audit/schedules.json`` lists the comparisons the report shows: each generation
 against the one before (and the last against the first), each chain's student against its
 ``compare_with`` arm, as the audit's paired bootstrap between them (``candidate_bootstrap``) and,
