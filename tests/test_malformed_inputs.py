@@ -431,6 +431,18 @@ case("cache-export-split-unknown", lambda w, fx: ["cache", "export", str(fx / "c
 case("cache-export-out-is-a-folder", lambda w, fx: ["cache", "export", str(fx / "cache"), "--out", str(w)], "{w}")
 case("cache-export-out-under-a-file", lambda w, fx: ["cache", "export", str(fx / "cache"), "--out",
                                                      str(Path(write(w / "f", "x")) / "e.npz")], "{w}/f")
+COMPARE = ["cache", "compare", "{fx}/cache", "{fx}/cache", "--data", "{fx}/data"]
+case("cache-compare-damaged-other", lambda w, fx: ["cache", "compare", str(fx / "cache"),
+                                                   damaged_cache(w, fx, edit_shard(flip_byte, refresh=False)),
+                                                   "--data", str(fx / "data")], "{w}/cache", "shard-00000.safetensors")
+case("cache-compare-split-unknown", lambda w, fx: expand(COMPARE + ["--split", "nope"], w, fx), "nope")
+case("cache-compare-thresholds-one-number", lambda w, fx: expand(COMPARE + ["--tier-thresholds", "6"], w, fx),
+     "--tier-thresholds")
+case("cache-compare-cutoffs-not-ranks", lambda w, fx: expand(COMPARE + ["--tier-cutoffs", "1.5,2"], w, fx),
+     "--tier-cutoffs")
+case("cache-compare-train-split-unknown", lambda w, fx: expand(COMPARE + ["--train-split", "dev"], w, fx), "dev")
+case("cache-compare-other-missing", lambda w, fx: ["cache", "compare", str(fx / "cache"), str(w / "none"), "--data",
+                                                   str(fx / "data")], "{w}/none")
 
 # ---- train / grid
 TRAIN = ["train", "--data", "{fx}/data", "--out", "{w}/o", "--epochs", "1", "--bow-buckets", "1024"]
@@ -661,6 +673,8 @@ TEACHER_FLAGS = [
     ("shard-rows-negative", ["--shard-rows", "-1"], "--shard-rows"),
     ("topk-negative", ["--topk", "-1"], "--topk"),
     ("data-missing", ["--data", "{w}/none.csv"], "{w}/none.csv"),
+    ("quantize-unknown", ["--quantize", "int3"], "--quantize"),
+    ("quantize-causal-lm", ["--quantize", "int8", "--causal-lm", "--topk", "2"], "--quantize"),
 ]
 for _id, _flags, _what in TEACHER_FLAGS:
     case(f"teacher-{_id}", lambda w, fx, f=_flags: expand(TEACHER + f, w, fx), _what)
@@ -770,5 +784,6 @@ def test_unchanged_fixtures_pass_where_the_cases_damage_them(fx, tmp_path, capsy
     """The undamaged cache, audit and predictions work, so each case's failure comes from its damage."""
     assert main(["cache", "inspect", str(fx / "cache")]) == 0
     assert main(["cache", "export", str(fx / "cache"), "--out", str(tmp_path / "e.npz")]) == 0
+    assert main(["cache", "compare", str(fx / "cache"), str(fx / "cache"), "--data", str(fx / "data")]) == 0
     assert main(["calibrate", str(fx / "vanilla.npz"), "--no-sidecar", "--out", str(tmp_path / "c.json")]) == 0
     assert math.isfinite(json.loads((tmp_path / "c.json").read_text())["temperature"])
