@@ -89,7 +89,11 @@ def bench_cached(texts, num_classes: int, batch_size: int, steps: int) -> float:
 
 
 def bench_dynamics(texts, num_classes: int, batch_size: int, steps: int) -> None:
-    """dml (a peer trained beside the student) and ema_kd (a moving average updated every step) vs kd, bow student."""
+    """dml (a peer trained beside the student) and ema_kd (a moving average updated every step) vs kd, bow student.
+
+    Each step reads the next of 20 batches (every arm the same one), so the mean teacher's rows fall behind
+    and catch up as in training, not only the rows of one fixed batch.
+    """
     from distillab.train.mean_teacher import MovingAverage
 
     student = load_student(TrainConfig(student="bow", bow_ngrams=1), num_classes)
@@ -98,7 +102,9 @@ def bench_dynamics(texts, num_classes: int, batch_size: int, steps: int) -> None
     rng = np.random.default_rng(0)
     teacher = {"logits": torch.from_numpy(rng.normal(size=(batch_size, num_classes)).astype(np.float32))}
     labels = torch.from_numpy(rng.integers(0, num_classes, batch_size))
-    features, rows = student.featurize(texts[:batch_size]), np.arange(batch_size)
+    batches = 20
+    features = student.featurize(texts[:batch_size * batches])
+    counts = {}
     dims = Dims(student_layers=1, student_width=64, new_student=student.new_model)
     setups = {}
     for key in ("kd", "dml", "ema_kd"):
@@ -112,6 +118,8 @@ def bench_dynamics(texts, num_classes: int, batch_size: int, steps: int) -> None
 
     def step(key) -> float:
         arm, model, bounds, optimizers, ema = setups[key]
+        counts[key] = counts.get(key, -1) + 1
+        rows = np.arange(batch_size) + batch_size * (counts[key] % batches)
         start = time.perf_counter()
         batch = student.collate(features, rows)
         ema_logits = None

@@ -36,6 +36,7 @@ class MovingAverage:
             self.shadow.to(device)
         self.steps = 0  # optimizer steps averaged in
         self._changing: dict[int, torch.Tensor] = {}  # id(shadow table) -> the rows this step's optimizer changes
+        self._read: dict[int, list] = {}  # id(shadow table) -> (ids, their rows) of each batch read since the step
         self._pairs = list(zip(self.shadow.parameters(), model.parameters()))
         self._buffers = list(zip(self.shadow.buffers(), model.buffers()))
         self._source = {id(average): current for average, current in self._pairs}
@@ -45,16 +46,25 @@ class MovingAverage:
         for module in self.shadow.modules():
             if id(getattr(module, "weight", None)) in self._last:
                 # A batch the mean teacher reads: its rows first (the rest wait until they are read or saved).
-                module.register_forward_pre_hook(self._read)
+                module.register_forward_pre_hook(self._reading)
 
     @torch.no_grad()
     def before_step(self) -> None:
         """Call when the gradients are final, before the optimizer step: bring the rows it will change up to date."""
-        self._changing = {}
+        self._changing, read = {}, self._read
+        self._read = {}
         for average, current in self._pairs:
-            if id(average) in self._last and current.grad is not None:
-                # The gradient's row ids as they come (repeats and all): coalescing would also sum their values.
-                self._changing[id(average)] = self._catch_up(average, current.grad._indices()[0])
+            if id(average) not in self._last or current.grad is None:
+                continue
+            # The gradient's row ids as they come (repeats and all): coalescing would also sum their values.
+            ids = current.grad._indices()[0]
+            batches = read.get(id(average), [])
+            if batches and torch.equal(ids, torch.cat([b for b, _ in batches])):
+                # One process: the gradient's ids are those the shadow read (and caught up) this step.
+                rows = [rows for _, rows in batches]
+                self._changing[id(average)] = rows[0] if len(rows) == 1 else torch.unique(torch.cat(rows))
+            else:
+                self._changing[id(average)] = self._catch_up(average, ids)
 
     @torch.no_grad()
     def update(self) -> None:
@@ -92,8 +102,10 @@ class MovingAverage:
         for last in self._last.values():
             last.fill_(steps)
 
-    def _read(self, module: nn.Module, args: tuple) -> None:
-        self._catch_up(module.weight, args[0])  # returns None: a pre-hook's return value would replace the inputs
+    def _reading(self, module: nn.Module, args: tuple) -> None:
+        """Before the shadow reads a batch: its rows up to date (returns None: a value would replace the inputs)."""
+        rows = self._catch_up(module.weight, args[0])
+        self._read.setdefault(id(module.weight), []).append((args[0].flatten(), rows))
 
     @torch.no_grad()
     def _catch_up(self, average: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
