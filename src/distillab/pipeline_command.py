@@ -42,6 +42,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.show_default:
         print(DEFAULT_CONFIG.read_text(encoding="utf-8"), end="")
         return 0
+    lm = _lm_config(args.config)
+    if lm is not None:
+        from distillab.lm.pipeline import run_lm
+
+        if args.out:
+            lm.output_dir = args.out
+        print(f"report: {run_lm(lm, restart=args.restart, verify_cache=args.verify_cache)}")
+        return 0
     config = load_config(args.config)
     if args.out:
         config.output_dir = args.out
@@ -58,6 +66,12 @@ def _validate(args: argparse.Namespace) -> int:
     from distillab.errors import ConfigError
     from distillab.objectives.dims import dims_from_config
 
+    lm = _lm_config(args.config)
+    if lm is not None:
+        from distillab.lm.validate import validate_lm
+
+        print(validate_lm(lm))
+        return 0
     config = load_config(args.config)
     arms = config.parsed_arms()
     if any(term.objective.name not in LOGIT_ONLY for arm in arms for term in arm.terms):
@@ -72,3 +86,15 @@ def _validate(args: argparse.Namespace) -> int:
             check_token_alignment(config)  # every training row, both tokenizers (seconds; no weights loaded)
     print(f"{args.config}: valid ({len(arms)} arms: {', '.join(a.name for a in arms)}; output: {config.output_dir})")
     return 0
+
+
+def _lm_config(path):
+    """The LM config at ``path`` (top-level ``kind: lm``, see distillab.lm.config), or None for a classification one."""
+    if path is None:
+        return None
+    from distillab.errors import ConfigError
+    from distillab.io import load_yaml
+    from distillab.lm.config import is_lm_config, lm_config_from_dict
+
+    raw = load_yaml(path, ConfigError)
+    return lm_config_from_dict(raw, source=str(path)) if is_lm_config(raw) else None
