@@ -138,3 +138,10 @@ def test_both_spellings_give_the_same_arm():
     assert line == arm_from_config({"name": "kd_qat", "objectives": [{"kd": {"T": 4, "alpha": 0.7}}],
                                     "fake_quant": "int8"})
     assert parse_arm("kd:fake_quant=int8").name == "kd_T4_a0.7_qat_int8" and line.only("kd") is None
+
+
+def test_the_hf_trainer_drop_in_refuses_a_qat_arm_it_would_train_in_float():
+    from distillab.errors import InputError
+
+    with pytest.raises(InputError, match="fake_quant is applied by distillab train's loop"):
+        parse_arm("kd:fake_quant=int8").check_logits_only()
