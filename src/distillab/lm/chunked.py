@@ -19,6 +19,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from distillab.errors import InputError
+
 
 class _ChunkedHeadLoss(torch.autograd.Function):
     """Forward computes the value and both gradients chunk by chunk; backward hands them on."""
@@ -79,5 +81,6 @@ def dense_head_loss(hidden: torch.Tensor, head: torch.nn.Linear, chunk_loss: Cal
 def final_hidden(model, input_ids, attention_mask) -> torch.Tensor:
     """The last hidden states [B, L, d] that the model's head reads (the head itself is not applied)."""
     if getattr(model.config, "final_logit_softcapping", None):
-        raise ValueError("models that soft-cap their logits after the head are not supported by the chunked loss")
+        raise InputError(f"{type(model).__name__} soft-caps its logits after the head; the chunked loss applies the "
+                         "head alone, so such models are not supported as LM students or teachers")
     return model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

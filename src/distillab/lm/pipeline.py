@@ -67,11 +67,11 @@ def prepare(config: LMConfig) -> dict:
     vocab = int(teacher.get_output_embeddings().weight.shape[0])
     seed = config.training["seed"]
     corpus, sequences = {}, {}
-    for role, split, limit in (("train", config.train_split, config.max_train_docs),
-                               ("eval", config.eval_split, config.max_eval_docs)):
+    for stream, (role, split, limit) in enumerate((("train", config.train_split, config.max_train_docs),
+                                                   ("eval", config.eval_split, config.max_eval_docs))):
         rows = dataset.splits[split]
-        if limit is not None and limit < len(rows):
-            rows = rows.take(np.sort(np.random.default_rng([seed, len(role)]).permutation(len(rows))[:limit]))
+        if limit is not None and limit < len(rows):  # a seeded subset, kept in dataset order
+            rows = rows.take(np.sort(np.random.default_rng([seed, stream]).permutation(len(rows))[:limit]))
         texts = lm_texts(rows.texts, tokenizer.eos_token if config.append_eos else None)
         corpus[role] = TextDataset(name=f"{dataset.name}-lm-{role}", classes=dataset.classes,
                                    splits={split: TextSplit(rows.ids, texts, rows.labels)}, source=dataset.source)
