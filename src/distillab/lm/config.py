@@ -9,7 +9,10 @@
     max_train_docs: int|null  max_eval_docs: int|null  (a seeded subset: the CPU token budget)
     max_length: 64            append_eos: true        (tokens per document, EOS included)
     teacher: {model: pypi:SmolLM2-135M-Instruct, gguf_file: null, topk: 20, sampled: 32, seed: 0,
-              batch_size: 8, topk_cache: null, sampled_cache: null}   (*_cache: an existing cache to reuse)
+              batch_size: 8, topk_cache: null, sampled_cache: null}
+        (*_cache: reuse an existing per-token cache of exactly these documents and tokens, e.g. an earlier
+        LM run's OUT/teacher-topk; `distillab teacher --causal-lm` tokenises the texts as they are, so
+        its caches fit a config with append_eos: false. Anything else is refused, naming the row.)
     student: {layers: 6}  or  {layers: [0, 9, 19, 29]}  or  {model: PATH}   (an HF causal LM, same tokenizer)
     training: {steps: 60, batch_size: 8, learning_rate: 3.0e-4, warmup: 0.1, seed: 0, chunk_rows: 256,
                threads: null}   (torch threads for the whole run; 1 beats 2 on a shared, oversubscribed CPU)
