@@ -73,7 +73,7 @@ def test_stage_returns_int8_arms_whose_sidecars_carry_measured_serving(trained):
         assert record["agreement"]["top1"] > 0.9
 
 
-def test_stage_skips_arms_it_already_made_and_redoes_them_identically(trained):
+def test_stage_skips_arms_it_already_made_and_redoes_them_identically(trained, tmp_path):
     dataset, arms, out = trained
     before = {name: (path.stat().st_mtime_ns, path.read_bytes()) for name, path in out.items()}
     said = []
@@ -83,6 +83,16 @@ def test_stage_skips_arms_it_already_made_and_redoes_them_identically(trained):
     quantize_stage({"vanilla": arms["vanilla"]}, dataset, "test", backend="torch.ao", n_resamples=N_RESAMPLES,
                    redo=True)
     assert out["vanilla-int8"].read_bytes() == before["vanilla-int8"][1]  # same int8 logits, byte for byte
+    # The shortcuts (shared featurised rows, quantized in place, no reload) change no logit: the standalone
+    # command's folder (featurised alone, float copy kept, saved-reloaded-compared) predicts the same bytes.
+    from distillab.quantize.run import quantize_arm
+
+    for name in arms:
+        alone = quantize_arm(arms[name], dataset, "test", out=tmp_path / name, n_resamples=N_RESAMPLES,
+                             backend="torch.ao")
+        assert alone["round_trip"]["max_abs_diff"] == 0.0
+        np.testing.assert_array_equal(load_predictions(tmp_path / name / "predictions" / "test.npz").logits,
+                                      load_predictions(out[f"{name}-int8"]).logits)
     with pytest.raises(InputError, match="quantize.arms: 'nope' has no trained student"):
         quantize_stage({"nope": arms["vanilla"].parent / "nope"}, dataset, "test")
 

@@ -45,7 +45,8 @@ _WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin
 
 def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int = 1000, seed: int = 42,
                  backend: str = "auto", batch_size: int = 64, cal_split=None, data_dir: str | None = None,
-                 round_trip: bool = True, reuse_float_serving: bool = False, extra: dict | None = None) -> dict:
+                 round_trip: bool = True, reuse_float_serving: bool = False, extra: dict | None = None,
+                 features_cache: dict | None = None) -> dict:
     """Quantize ``arm_dir/model`` to int8, evaluate it against the float student on ``split``, write ``out``.
 
     ``data``: a :class:`~distillab.data.TextDataset` or anything ``--data`` accepts. ``out`` defaults to
@@ -59,7 +60,8 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
     first rows (the saved weights' digest is still checked whenever the folder is loaded);
     ``reuse_float_serving=True`` takes the float student's serving cost from its predictions sidecar
     (``measurements.serving``, same protocol) when it was measured on the CPU, instead of timing it again.
-    ``extra``: keys added to the record (e.g. the stage's inputs digest).
+    ``extra``: keys added to the record (e.g. the stage's inputs digest). ``features_cache``: a dict shared by
+    calls on the same dataset (e.g. one stage's arms), so students with equal featurisers featurise the split once.
     """
     from distillab.calibrate.temperature import MIN_CAL_ROWS, SPLIT_SEED, cal_eval_split, split_from_json
     from distillab.quantize import evaluate as E
@@ -102,23 +104,34 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
             raise InputError(f"--split {split!r}: the cal rows number {cal_rows.size}; fitting a temperature needs "
                              f"at least {MIN_CAL_ROWS}")
 
-    with clock("quantize"):
-        qmodel, description = quantize_model_of(fp32, chosen)
     texts = rows.texts
     with clock("predict_float32"):
-        features = fp32.student.featurize(texts)
+        key = (fp32.student.featurizer, dataset.name, split, n)
+        if features_cache is not None and key in features_cache:
+            features = features_cache[key]
+        else:
+            features = fp32.student.featurize(texts)
+            if features_cache is not None:
+                features_cache[key] = features
         # Whole batches, as the full pass cuts them: torch.ao's int8 logits depend on the other rows of a batch.
         head_rows = min(n, batch_size * -(-CHECK_ROWS // batch_size))
-        head = fp32.student.featurize(texts[:head_rows])
+        head = _first_rows(features, head_rows, fp32.student, texts)
         float_logits, float_source = _float_logits(arm_dir / "predictions" / f"{split}.npz", fp32, features, head,
                                                     rows.ids, batch_size)
+    from distillab.train.students import count_parameters
+
+    params = count_parameters(fp32.model)
+    table = fp32.model.embedding.weight.detach() if fp32.student.kind == "bow" else None
+    saved_serving = _saved_serving(arm_dir / "predictions" / f"{split}.npz") if reuse_float_serving else None
+    with clock("quantize"):
+        # The float model is needed afterwards only to time it; when its saved cost is used, quantize it in place.
+        qmodel, description = quantize_model_of(fp32, chosen, copy=saved_serving is None)
 
     tmp, made = _temporary_dir(out)
     try:
         with clock("save_and_reload"):
             from distillab.quantize.model import load_quantized_model, save_quantized
 
-            table = fp32.model.embedding.weight.detach() if fp32.student.kind == "bow" else None
             save_quantized(tmp / "model", qmodel, fp32.student, chosen, model_dir, description, fp32_table=table)
             if round_trip:
                 q_student, q_model, _, _ = load_quantized_model(tmp / "model")
@@ -158,7 +171,6 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
                         "probably not the audit's (pass the audit's --cal-split FILE)")
 
         with clock("serving"):
-            saved_serving = _saved_serving(arm_dir / "predictions" / f"{split}.npz") if reuse_float_serving else None
             serving = {"float32": saved_serving or measure_serving(fp32.model, fp32.student, texts),
                        "int8": measure_serving(q_model, q_student, texts)}
             float_serving_source = ("the float arm's predictions sidecar (measurements.serving)" if saved_serving
@@ -206,7 +218,7 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
             record["notes"].append(
                 "torch.ao quantizes a Linear layer's activations with one scale per batch, so an int8 logit depends "
                 f"slightly on the other rows of its batch (batch size {batch_size} here); torchao uses one per row")
-        meta = _sidecar(arm_dir / "predictions" / f"{split}.npz", fp32, chosen, dataset, split, serving["int8"])
+        meta = _sidecar(arm_dir / "predictions" / f"{split}.npz", fp32, chosen, dataset, split, serving["int8"], params)
         with clock("write"):
             save_predictions(tmp / "predictions" / f"{split}.npz", logits=int8_logits, labels=rows.labels,
                              ids=rows.ids, meta=meta)
@@ -223,11 +235,25 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
     return record
 
 
-def quantize_model_of(student, backend):
-    """:func:`distillab.quantize.backends.quantize_model` of a loaded :class:`distillab.serve.Student`."""
+def quantize_model_of(student, backend, copy: bool = True):
+    """:func:`distillab.quantize.backends.quantize_model` of a loaded :class:`distillab.serve.Student`
+    (``copy=False``: its float model is quantized in place and is gone)."""
     from distillab.quantize.backends import quantize_model
 
-    return quantize_model(student.model, backend)
+    return quantize_model(student.model, backend, copy=copy)
+
+
+def _first_rows(features, k: int, student, texts: list[str]):
+    """The first ``k`` rows of featurised rows, without featurising them again (bow arrays, HF lists)."""
+    from dataclasses import replace
+
+    from distillab.train.students import BowFeatures
+
+    if isinstance(features, list):
+        return features[:k]
+    if isinstance(features, BowFeatures):
+        return replace(features, flat=features.flat[: features.offsets[k]], offsets=features.offsets[: k + 1])
+    return student.featurize(texts[:k])
 
 
 # --------------------------------------------------------------------------- pieces
@@ -423,10 +449,8 @@ def _folder_sizes(folder: Path) -> dict:
             "folder_bytes": int(sum(p.stat().st_size for p in files if p.name != "temperature.json"))}
 
 
-def _sidecar(float_predictions: Path, fp32, backend, dataset, split: str, serving: dict) -> dict:
+def _sidecar(float_predictions: Path, fp32, backend, dataset, split: str, serving: dict, params: int) -> dict:
     """The int8 predictions' sidecar: the float arm's, marked quantized, with the int8 serving cost."""
-    from distillab.train.students import count_parameters
-
     base = {}
     sidecar = sidecar_path(float_predictions)
     if sidecar.is_file():
@@ -439,7 +463,7 @@ def _sidecar(float_predictions: Path, fp32, backend, dataset, split: str, servin
         "model": f"{base.get('model') or fp32.student.name}-int8",
         "role": "quantized",
         "recipe": recipe,
-        "params": count_parameters(fp32.model),
+        "params": params,
         "measurements": {"serving": serving},
         "temperature": None,
         "classes": [str(c) for c in dataset.classes],

@@ -48,7 +48,7 @@ def quantize_stage(arm_dirs: dict[str, Path], dataset, split: str, backend: str 
         raise InputError(f"quantize: dataset {dataset.name!r} has no split {split!r}")
     settings = {"split": split, "backend": backend, "n_resamples": n_resamples, "seed": seed, "batch_size": batch_size,
                 "dataset": dataset.content_hash()}
-    out = {}
+    out, features = {}, {}  # featurised rows, shared by arms whose students featurise alike
     for name, arm_dir in arm_dirs.items():
         target = arm_dir / QUANTIZED_DIR
         predictions = target / "predictions" / f"{split}.npz"
@@ -59,7 +59,7 @@ def quantize_stage(arm_dirs: dict[str, Path], dataset, split: str, backend: str 
         else:
             record = quantize_arm(arm_dir, dataset, split=split, out=target, n_resamples=n_resamples, seed=seed,
                                   backend=backend, batch_size=batch_size, round_trip=False, reuse_float_serving=True,
-                                  extra={STAGE_KEY: digest})
+                                  extra={STAGE_KEY: digest}, features_cache=features)
             if log:
                 seconds = record["measurements"]["seconds"]["total"]
                 log(f"{name}{SUFFIX}: {record['backend']['used']}, top-1 agreement {record['agreement']['top1']:.4f}, "
