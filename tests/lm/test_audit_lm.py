@@ -36,7 +36,7 @@ def random_logits(n, v=VOCAB, scale=3.0, seed=0):
 def test_nll_and_accuracy_match_a_float64_loop():
     z = random_logits(300)
     y = torch.randint(0, VOCAB, (300,), generator=torch.Generator().manual_seed(1))
-    got = token_statistics(z, y)
+    got = token_statistics({"s": z}, y)["s"]
     for i in range(300):
         row = [float(v) for v in z[i]]
         top = max(row)
@@ -52,7 +52,7 @@ def test_nll_and_accuracy_match_a_float64_loop():
 
 def test_kl_and_js_match_scipy():
     p_logits, q_logits = random_logits(50, seed=2), random_logits(50, seed=3)
-    got = token_statistics(q_logits, torch.zeros(50, dtype=torch.long), teacher_logits=p_logits)
+    got = token_statistics({"t": p_logits, "s": q_logits}, torch.zeros(50, dtype=torch.long), teacher="t")["s"]
     p = torch.softmax(p_logits.double(), -1).numpy()
     q = torch.softmax(q_logits.double(), -1).numpy()
     for i in range(50):
@@ -169,6 +169,16 @@ def test_temperature_fit_matches_scipy_on_the_same_data():
     assert bound is None
     assert t == pytest.approx(math.exp(ref.x), rel=1e-5)
     assert t > 1.5  # the targets were drawn at T = 2.5: the fit softens the logits
+
+
+def test_temperature_fit_stops_on_a_bound_and_says_so():
+    z = random_logits(200, seed=12)
+    y = torch.randint(0, VOCAB, (200,), generator=torch.Generator().manual_seed(13))  # unrelated to the logits
+    t, bound = fit_temperature([z], [y.numpy()])
+    assert (t, bound) == (pytest.approx(1000.0), "upper")
+    peaked = z.clone()
+    peaked[torch.arange(200), y] += 40.0  # the target always wins by far: sharper is always better
+    assert fit_temperature([peaked], [y.numpy()]) == (pytest.approx(0.001), "lower")
 
 
 # --------------------------------------------------------------------------- end to end on tiny Llamas
