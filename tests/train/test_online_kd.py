@@ -143,3 +143,13 @@ def test_training_refuses_a_teacher_that_is_not_bigger_before_any_arm_trains(ban
     with pytest.raises(ConfigError, match="arm 'small': online_kd: the online teacher"):
         train_arm(banking, "online_kd:teacher_dim=8,name=small", bow_config(), tmp_path)
     assert not (tmp_path / "small").exists()
+
+
+def test_a_teacher_model_is_sized_from_its_config(banking, tmp_path):
+    deeper = make_tiny_bert(banking, tmp_path / "deeper", layers=3)  # config and tokenizer only: no weights read
+    shallow = make_tiny_bert(banking, tmp_path / "shallow", layers=1)
+    assert OnlineKD(teacher_model=str(deeper)).resolve(HF) == []
+    (problem,) = OnlineKD(teacher_model=str(shallow)).resolve(HF)
+    assert "the online teacher (1 layers of width 32) is not bigger than the student (2 layers" in problem
+    (problem,) = OnlineKD(teacher_model=str(deeper), teacher_layers=4).resolve(HF)
+    assert f"teacher_layers=4: teacher_model {str(deeper)!r} has 3 layers" in problem
