@@ -399,6 +399,8 @@ def teacher_predictions_stage(cache, dataset, split: str, out: Path, redo: bool 
         "temperature": cache.temperature,
         "classes": list(dataset.classes),
         "source": "teacher cache",
+        # the fingerprint every arm it taught records as teacher_cache (the T × α grid compares only those)
+        "cache_fingerprint_sha256": _sha256_json(cache.manifest["fingerprint"]),
     }
     _stamp(out, inputs, complete=False)
     save_predictions(path, cache.logits(rows.ids), rows.labels, ids=rows.ids, meta=meta)

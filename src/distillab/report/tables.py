@@ -309,7 +309,8 @@ def family_of(audit: dict, arm: str) -> str:
     if arm == "teacher" or is_reference(audit, arm):
         return "teacher" if arm == "teacher" else "reference"
     recipe = recipe_of(audit, arm)
-    side = {"ema": "self", "dml_peer": "peer"}.get(recipe.get("loss"))  # an arm's moving average or peer
+    # an arm's moving average, peer or online teacher
+    side = {"ema": "self", "dml_peer": "peer", "online_teacher": "peer"}.get(recipe.get("loss"))
     if side:
         return side
     names = [o["objective"] for o in recipe["objectives"]] if recipe.get("objectives") else [recipe.get("loss")]

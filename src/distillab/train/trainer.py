@@ -445,6 +445,8 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                 "split": split_name,
                 "seed": config.seed,
             }
+            if arm.needs_teacher:  # which cache taught it: the run's teacher, or a born-again/chain stage's
+                meta["teacher_cache"] = prepared.cache_info["fingerprint_sha256"]
             with _writing(arm_dir, arm_dir / "predictions" / f"{split_name}.npz"):
                 write_split_predictions(arm_dir / "predictions" / f"{split_name}.npz", logits, split, meta)
         split_scores[split_name] = _scores(logits, split.labels, len(dataset.classes))
