@@ -54,7 +54,7 @@ def test_labels_are_shifted_exactly_once():
     unshifted = F.cross_entropy(logits.flatten(0, 1), hf_labels.flatten(), ignore_index=-100)
     doubly = F.cross_entropy(logits[:, :-1].flatten(0, 1), batch.labels[:, 1:].flatten(), ignore_index=-100)
     ours = float(ours.detach())
-    assert abs(float(unshifted) - ours) > 1e-3 and abs(float(doubly) - ours) > 1e-3
+    assert abs(float(unshifted.detach()) - ours) > 1e-3 and abs(float(doubly.detach()) - ours) > 1e-3
 
 
 def test_a_model_that_predicts_the_next_token_has_zero_loss_only_when_shifted_once():
