@@ -203,3 +203,13 @@ def test_compare_refuses_what_it_cannot_compare(synthetic, tmp_path):
     assert compare_caches(tmp_path / "test-only", root / "full", dataset)["rows"] == 20  # the first cache's rows
     with pytest.raises(InputError, match="split 'dev' is not in the cache"):
         compare_caches(root / "full", root / "other", dataset, splits=["dev"])
+
+
+def test_the_int4_weights_digest_reads_plain_tensors_of_any_shape():
+    """int4 is not runnable here; its digest helper is (torchao tensor subclasses flatten to plain tensors)."""
+    layer = torch.nn.Linear(4, 3)
+    layer.register_buffer("scalar", torch.tensor(2.0))  # a 0-dim tensor
+    before = B._subclass_sha256(layer)
+    with torch.no_grad():
+        layer.weight[0, 0] += 1.0
+    assert B._subclass_sha256(layer) != before and B._subclass_bytes(layer) == (12 + 3 + 1) * 4

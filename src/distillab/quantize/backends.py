@@ -505,7 +505,7 @@ def _subclass_sha256(model: nn.Module) -> str:
     parts = {}
     for key, value in model.state_dict().items():
         for i, part in enumerate(_plain_parts(value)):
-            parts[f"{key}.{i}"] = part.detach().cpu().contiguous().view(torch.uint8).reshape(-1)
+            parts[f"{key}.{i}"] = part.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
     return tensors_sha256(parts)
 
 
