@@ -19,6 +19,7 @@ _LAZY = {
     "cache_causal_lm": "distillab.teacher.causal_lm",
     "import_logits": "distillab.teacher.importer",
     "summarize": "distillab.teacher.summary",
+    "compare_caches": "distillab.teacher.compare",
 }
 
 __all__ = sorted(_LAZY)
