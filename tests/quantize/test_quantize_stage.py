@@ -16,7 +16,7 @@ from distillab.io import load_predictions, read_json
 from distillab.quantize.stage import quantize_stage
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
-from train_helpers import DATA_DIR, bow_config, load_lab_dataset  # noqa: E402
+from train_helpers import DATA_DIR, bow_config, load_lab_dataset, write_cache  # noqa: E402
 
 N_RESAMPLES = 50
 
@@ -41,15 +41,16 @@ def trained(tmp_path_factory):
     dataset = twelve_classes()
     root = tmp_path_factory.mktemp("arms")
     train_arm(dataset, "vanilla", bow_config(seed=3), root / "a")
-    train_arm(dataset, "label_smoothing:epsilon=0.1", bow_config(seed=4), root / "b")
-    arms = {"vanilla": root / "a" / "vanilla", "ls": root / "b" / "label_smoothing_e0.1"}
+    cache = write_cache(dataset, root / "cache")
+    train_arm(dataset, "kd:T=4,alpha=0.7,name=kd", bow_config(seed=4), root / "b", cache=cache)
+    arms = {"vanilla": root / "a" / "vanilla", "kd": root / "b" / "kd"}
     return dataset, arms, quantize_stage(arms, dataset, "test", backend="torch.ao", n_resamples=N_RESAMPLES)
 
 
 def test_stage_returns_int8_arms_whose_sidecars_carry_measured_serving(trained):
     dataset, arms, out = trained
     assert out == {"vanilla-int8": arms["vanilla"] / "quantized" / "predictions" / "test.npz",
-                   "ls-int8": arms["ls"] / "quantized" / "predictions" / "test.npz"}
+                   "kd-int8": arms["kd"] / "quantized" / "predictions" / "test.npz"}
     for name, arm in arms.items():
         float_meta = load_predictions(arm / "predictions" / "test.npz").meta
         preds = load_predictions(out[f"{name}-int8"])
@@ -105,29 +106,38 @@ def test_audit_and_report_take_the_int8_arm_and_a_tight_latency_bound_picks_it(t
 
     dataset, arms, out = trained
     result = audit(arms={"vanilla": arms["vanilla"] / "predictions" / "test.npz",
-                         "ls": arms["ls"] / "predictions" / "test.npz", **out},
-                   baseline="vanilla", distilled="ls", n_resamples=N_RESAMPLES,
+                         "kd": arms["kd"] / "predictions" / "test.npz", **out},
+                   baseline="vanilla", distilled="kd", n_resamples=N_RESAMPLES,
                    train_counts=train_counts(dataset, "train"), tier_cutoffs=(4, 8),
                    classes=list(dataset.classes))
-    assert set(result["arms"]) == {"vanilla", "ls", "vanilla-int8", "ls-int8"}
-    int8_serving = load_predictions(out["ls-int8"]).meta["measurements"]["serving"]
+    assert set(result["arms"]) == {"vanilla", "kd", "vanilla-int8", "kd-int8"}
+    int8_serving = load_predictions(out["kd-int8"]).meta["measurements"]["serving"]
     scenarios = load_scenarios(None)
     tables = build_tables(result, scenarios)
     candidates = tables["candidates"]
-    assert candidates.has("ls-int8")
-    assert candidates.value("ls-int8", "ms_per_example").median == pytest.approx(int8_serving["ms_per_example"]["median"])
+    assert candidates.has("kd-int8")
+    assert candidates.value("kd-int8", "ms_per_example").median == pytest.approx(int8_serving["ms_per_example"]["median"])
 
     # The same audit with serving costs set so that only the int8 copies fit a 1 ms bound (a measurement
     # differs run to run; the decision rule is what is tested): scenario A must pick an int8 student.
-    for arm, ms in (("vanilla", 5.0), ("ls", 5.0), ("vanilla-int8", 0.5), ("ls-int8", 0.5)):
+    for arm, ms in (("vanilla", 5.0), ("kd", 5.0), ("vanilla-int8", 0.5), ("kd-int8", 0.5)):
         serving = result["inputs"][arm]["meta"]["measurements"]["serving"]
         serving["ms_per_example"] = {"median": ms, "min": ms * 0.9, "max": ms * 1.1}
     scenarios[0]["constraints"] = [{"metric": "ms_per_example", "max": 1.0}]
     tables = build_tables(result, scenarios)
     recs = {r.scenario["id"]: r for r in recommend(result, tables, scenarios)}
-    assert recs["A"].feasible and recs["A"].candidate.split("+")[0] in ("vanilla-int8", "ls-int8")
+    assert recs["A"].feasible and recs["A"].candidate.split("+")[0] in ("vanilla-int8", "kd-int8")
     # The recommendation names the int8 model, not the float recipe it was made from.
     rule = " ".join(f if isinstance(f, str) else f.text for _, frags in recs["A"].items for f in frags)
     recipe = tables["candidates"].row(recs["A"].candidate).cells["recipe"].text
     assert recipe.removesuffix(" + T").endswith(" int8") and f"argmax of  {recipe} " in rule
     assert tables["candidates"].row("vanilla").cells["recipe"].text == "vanilla"  # the float arms keep their names
+    # The whole report renders with int8 arms in it, and its candidates table names them as int8.
+    import json
+
+    from distillab.report.render import render_report
+
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / "audit.json").write_text(json.dumps(result), encoding="utf-8")
+    html = render_report(tmp_path / "audit", out_dir=tmp_path / "report")["html"].read_text(encoding="utf-8")
+    assert "KD (T=4, α=0.7) int8" in html
