@@ -126,6 +126,31 @@ class GridConfig:
 
 
 @dataclass
+class QuantizeConfig:
+    """int8 copies of trained students, audited as deployment candidates ``NAME-int8`` (distillab.quantize)."""
+
+    arms: list[str] = _help("trained arms to quantize to int8 after training (each audited as NAME-int8)",
+                            default_factory=list)
+    backend: str = _help("auto (torchao when installed, else torch.ao), torchao or torch.ao", default="auto")
+
+    def problems(self) -> list[str]:
+        if not self.arms and self.backend == "auto":  # nothing to quantize: torch stays unimported
+            return []
+        from distillab.quantize.backends import BACKENDS, resolve_backend
+
+        if self.backend not in BACKENDS:
+            return [f"quantize.backend: {self.backend!r} must be one of {', '.join(BACKENDS)}"]
+        if self.backend == "auto":
+            return []
+
+        try:  # a backend that is not installed is caught here, before any training
+            resolve_backend(self.backend)
+        except DistillabError as exc:
+            return [f"quantize.backend: {exc}"]
+        return []
+
+
+@dataclass
 class CalibrationConfig:
     """Temperature scaling: fitted on one half of the evaluation split, scored on the other."""
 
@@ -219,6 +244,8 @@ class ExperimentConfig:
                                "compare_with, each audited as NAME-STAGE (with training.seeds: for every seed; "
                                "see distillab.schedules)",
                                default_factory=list)
+    quantize: QuantizeConfig = _help("int8 copies of trained arms, audited beside them as NAME-int8",
+                                     default_factory=QuantizeConfig)
     baselines: list[str] = _help(f"reference baselines trained beside the students ({', '.join(KNOWN_BASELINES)})",
                                  default_factory=list)
     calibration: CalibrationConfig = _help("post-hoc temperature scaling", default_factory=CalibrationConfig)
@@ -232,7 +259,7 @@ class ExperimentConfig:
         if not self.output_dir.strip():
             found.append("output_dir: must name a folder, got an empty string")
         found += _data_problems(self.data)
-        for section in (self.tiers, self.teacher, self.grid, self.calibration, self.audit, self.report):
+        for section in (self.tiers, self.teacher, self.grid, self.quantize, self.calibration, self.audit, self.report):
             found += section.problems()
         found += [f"baselines: unknown baseline {name!r}; known: {', '.join(KNOWN_BASELINES)}"
                   for name in self.baselines if name not in KNOWN_BASELINES]
@@ -291,6 +318,22 @@ class ExperimentConfig:
         if self.audit.distilled is not None and self.audit.distilled not in names:
             found.append(f"audit.distilled: {self.audit.distilled!r} is not an arm (arms: {', '.join(names)})")
         found += self._seed_arms_problems(names)
+        found += self._quantize_problems(parsed + self._grid_arms(parsed))
+        return found
+
+    def _quantize_problems(self, arms: list) -> list[str]:
+        """``quantize.arms`` names trained arms, each once, whose ``NAME-int8`` is a new audit name."""
+        names = [arm.name for arm in arms]
+        taken = set(names) | set(self.baselines) | {f"{a.name}-{side}" for a in arms for side in a.side_students()}
+        found = []
+        for name in dict.fromkeys(self.quantize.arms):
+            if self.quantize.arms.count(name) > 1:
+                found.append(f"quantize.arms: {name!r} is listed twice")
+            if name not in names:
+                found.append(f"quantize.arms: {name!r} is not an arm (arms: {', '.join(names)})")
+            elif f"{name}-int8" in taken:
+                found.append(f"quantize.arms: {name!r} would be audited as {name + '-int8'!r}, already an arm or "
+                             "baseline; rename that arm")
         return found
 
     def _seed_arms_problems(self, names: list[str]) -> list[str]:

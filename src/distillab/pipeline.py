@@ -131,6 +131,13 @@ def _stages(config: ExperimentConfig, dataset, train_config, out: Path, redo: se
         arm_preds.update(baseline_predictions_stage(config.baselines, dataset, train_config.train_split,
                                                     config.eval_split, out / "baselines"))
     arm_preds.update(stage_preds[seeds[0]])
+    if config.quantize.arms:  # int8 copies of trained students, audited as deployment candidates NAME-int8
+        from distillab.quantize.stage import quantize_stage
+
+        arm_preds.update(quantize_stage({name: out / "arms" / name for name in config.quantize.arms}, dataset,
+                                        config.eval_split, backend=config.quantize.backend,
+                                        n_resamples=config.audit.n_resamples, seed=config.audit.seed,
+                                        redo="audit" in redo, log=lambda message: _say("quantize", message)))
     counts = train_counts(dataset, train_config.train_split)
     seed_preds = None
     if len(seeds) > 1:

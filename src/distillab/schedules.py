@@ -109,7 +109,7 @@ def parse_schedules(config, training_valid: bool = True) -> tuple[list[Schedule]
     schedules += [_chain(entry, f"chains[{i}]", base, arms, problems) for i, entry in enumerate(config.chains)]
     schedules = [s for s in schedules if s is not None]
     if arms is not None:
-        problems += _clashes(schedules, arms, config.baselines)
+        problems += _clashes(schedules, arms, config.baselines, config.quantize.arms)
     return schedules, problems
 
 
@@ -253,9 +253,10 @@ def _overrides(values, where: str, base, problems: list[str]) -> dict | None:
     return None if found else dict(values)
 
 
-def _clashes(schedules: list[Schedule], arms: dict, baselines: list[str]) -> list[str]:
-    """Every stage's audit name must be new: not an arm, a side student, a baseline or another stage."""
+def _clashes(schedules: list[Schedule], arms: dict, baselines: list[str], quantized: list[str]) -> list[str]:
+    """Every stage's audit name must be new: not an arm, a side student, a baseline, an int8 copy or another stage."""
     taken = {name: "an arm" for name in arms} | {name: "a reference baseline" for name in baselines}
+    taken.update({f"{name}-int8": f"arm {name!r}'s int8 copy (quantize.arms)" for name in quantized})
     taken.update({f"{arm.name}-{side}": f"arm {arm.name!r}'s {side} student" for arm in arms.values()
                   for side in arm.side_students()})
     found, named = [], set()

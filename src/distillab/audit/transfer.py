@@ -105,17 +105,18 @@ def lift_table(reference_score: float | None, baseline_score: float, distilled_s
 def grid_table(arms: dict[str, dict], meta: dict[str, dict]) -> list[dict]:
     """One row per KD arm (sidecar recipe.loss == "kd") with ranks (1 = best); empty below two arms.
 
-    Only arms taught by the audit's teacher are grid points: a born-again generation or a chain's
+    Only float arms taught by the audit's teacher are grid points: a born-again generation or a chain's
     stage learnt the same loss from another model's predictions (its sidecar's ``teacher_cache`` is
     not the teacher's ``cache_fingerprint_sha256``). Files without these keys are all kept.
     """
     teacher_cache = (meta.get("teacher") or {}).get("cache_fingerprint_sha256")
 
-    def taught_by_teacher(name: str) -> bool:
-        return teacher_cache is None or meta[name].get("teacher_cache", teacher_cache) == teacher_cache
+    def grid_point(name: str) -> bool:  # an int8 copy of a KD arm is a deployment candidate, not a grid point
+        recipe = (meta.get(name) or {}).get("recipe", {})
+        taught = teacher_cache is None or meta[name].get("teacher_cache", teacher_cache) == teacher_cache
+        return recipe.get("loss") == "kd" and not recipe.get("quantized") and taught
 
-    kd = [name for name in arms
-          if (meta.get(name) or {}).get("recipe", {}).get("loss") == "kd" and taught_by_teacher(name)]
+    kd = [name for name in arms if grid_point(name)]
     if len(kd) < 2:
         return []
     rows = []
