@@ -84,7 +84,13 @@ def _validate(args: argparse.Namespace) -> int:
             from distillab.objectives.dims import check_token_alignment
 
             check_token_alignment(config)  # every training row, both tokenizers (seconds; no weights loaded)
-    print(f"{args.config}: valid ({len(arms)} arms: {', '.join(a.name for a in arms)}; output: {config.output_dir})")
+    parts = [f"{len(arms)} arms: {', '.join(a.name for a in arms)}"]
+    stages = [schedule.audit_name(stage) for schedule in config.schedules() for stage in schedule.stages]
+    if stages:
+        parts.append(f"{len(stages)} schedule stages: {', '.join(stages)}")
+    if config.quantize.arms:
+        parts.append(f"int8 copies: {', '.join(name + '-int8' for name in config.quantize.arms)}")
+    print(f"{args.config}: valid ({'; '.join(parts)}; output: {config.output_dir})")
     return 0
 
 

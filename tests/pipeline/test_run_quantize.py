@@ -38,6 +38,12 @@ def test_bad_quantize_sections_are_one_line_caught_by_validate(tmp_path, capsys,
     assert line in err and "Traceback" not in err
 
 
+def test_validate_lists_the_int8_copies_it_will_audit(tmp_path, capsys):
+    config = write_config(tmp_path, tiny_config(tmp_path, quantize={"arms": ["kd"]}))
+    assert main(["validate", str(config)]) == 0
+    assert "2 arms: vanilla, kd; int8 copies: kd-int8; output:" in capsys.readouterr().out
+
+
 def test_an_int8_name_that_is_already_an_arm_is_refused(tmp_path, capsys):
     values = tiny_config(tmp_path, arms=["vanilla", "kd:T=2,alpha=0.5,name=kd", "kd:T=4,name=kd-int8"],
                          quantize={"arms": ["kd"]})
