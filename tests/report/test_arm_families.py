@@ -26,6 +26,17 @@ def test_recipe_labels_spell_out_every_objective_and_non_unit_weights():
     assert recipe_label(audit, "tfidf") == "reference (tfidf_linear)"  # a baseline's own settings stay in its sidecar
 
 
+def test_quantization_aware_and_int8_students_are_named_apart():
+    qat = parse_arm("kd:fake_quant=int8").recipe()
+    multi = parse_arm("kd+hidden_mse:weight=0.5,fake_quant=int8").recipe()
+    audit = audit_of({"ptq": {**parse_arm("kd").recipe(), "quantized": "int8", "backend": "torch.ao"},
+                      "qat": qat, "qat-int8": {**qat, "quantized": "int8", "backend": "torch.ao"}, "multi": multi})
+    assert recipe_label(audit, "ptq") == "KD (T=4, α=0.7) int8"
+    assert recipe_label(audit, "qat") == "KD (T=4, α=0.7) QAT"
+    assert recipe_label(audit, "qat-int8") == "KD (T=4, α=0.7) QAT int8"
+    assert recipe_label(audit, "multi").endswith("normalize=False) QAT")
+
+
 def test_arms_are_grouped_by_family_in_the_inputs_table():
     recipes = {"crd": parse_arm("kd+crd_lite").recipe(), "vanilla": {"loss": "vanilla"},
                "fitnet": parse_arm("kd+hidden_mse").recipe(), "tfidf": {"loss": "reference_baseline"},

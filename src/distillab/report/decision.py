@@ -32,7 +32,6 @@ from distillab.report.tables import (
     distilled_arm,
     fmt_int,
     fmt_signed,
-    meta_of,
     support_noun,
 )
 
@@ -244,26 +243,10 @@ def recommend(audit: dict, tables: dict[str, Table], scenarios: list[dict]) -> l
         "(audit.json candidate_bootstrap). A CI that contains 0 is a tie: the data cannot tell them apart, and the "
         "ranking rule's simplest recipe is chosen.")
     tables["decisions"] = decisions
-    _name_quantized(audit, tables)
     recs = [_recommend_one(audit, tables, s) for s in scenarios]
     if not decisions.rows:
         del tables["decisions"]
     return recs
-
-
-def _name_quantized(audit: dict, tables: dict[str, Table]) -> None:
-    """An int8 copy of a student (``distillab quantize``: sidecar ``recipe.quantized``) is a candidate like any
-    other, but its recipe is the float student's: name it "RECIPE int8" in the candidates table, which every
-    recommendation quotes, so a rule never tells the reader to deploy the float model the int8 one was made from."""
-    table = tables.get("candidates")
-    for row in table.rows if table is not None else ():
-        scheme = (meta_of(audit, row.cells["arm"].text).get("recipe") or {}).get("quantized")
-        cell = row.cells["recipe"]
-        if not scheme or f" {scheme}" in cell.text:
-            continue
-        scaled = " + T" if cell.text.endswith(" + T") else ""
-        base = cell.text[: len(cell.text) - len(scaled)]
-        row.cells["recipe"] = Cell(f"{base} {scheme}{scaled}", cell.value, cell.href)
 
 
 def _candidates(tables: dict[str, Table], scenario: dict) -> list[str]:

@@ -273,8 +273,15 @@ def recipe_label(audit: dict, arm: str) -> str:
         return "teacher"
     recipe = recipe_of(audit, arm)
     if recipe.get("objectives"):  # a multi-objective arm: "KD (T=4, α=0.7) + hidden_mse ×0.5 (layers=last:1)"
-        return " + ".join(_objective_label(o) for o in recipe["objectives"])
-    return _objective_label(recipe) if recipe.get("loss") is not None else arm
+        label = " + ".join(_objective_label(o) for o in recipe["objectives"])
+    elif recipe.get("loss") is not None:
+        label = _objective_label(recipe)
+    else:
+        return arm
+    # Trained with fake quantization ("KD (T=4, α=0.7) QAT"), and an int8 copy of a student ("... int8"):
+    # without these a post-training int8 copy and a quantization-aware one would read alike.
+    return label + "".join(f" {tag}" for tag, key in (("QAT", "fake_quant"), (recipe.get("quantized"), "quantized"))
+                           if recipe.get(key))
 
 
 def _objective_label(recipe: dict) -> str:
@@ -283,7 +290,7 @@ def _objective_label(recipe: dict) -> str:
     name = RECIPE_NAMES.get(loss, loss)
     if recipe.get("weight") not in (None, 1.0):
         name += f" ×{float(recipe['weight']):g}"
-    shown = {"loss", "objective", "weight", "T", "alpha", "epsilon", "kind"}
+    shown = {"loss", "objective", "weight", "T", "alpha", "epsilon", "kind", "fake_quant", "quantized", "backend"}
     params = []
     if recipe.get("T") is not None:
         params.append(f"T={float(recipe['T']):g}")
