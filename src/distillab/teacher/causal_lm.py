@@ -17,6 +17,7 @@ for t < ``num_tokens``; ``input_ids`` are stored so a student with the same toke
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -54,6 +55,68 @@ def load_causal_lm(name_or_path: str, gguf_file: str | None = None, tokenizer_na
         raise InputError(f"cannot load a causal LM (or its tokenizer) from {name_or_path!r}: "
                          f"{str(exc).splitlines()[0]}") from None
     return model, tokenizer
+
+
+def position_logits(model, device, precision_ctx):
+    """``forward(ids [b, L], real [b, L] bool) -> float32 logits [n_real, V]`` on the CPU, rows' real positions in order.
+
+    Right padding needs no attention mask for a causal LM: a real position attends only to earlier
+    positions, all real too. A transformers ``LlamaForCausalLM`` (SmolLM2) therefore runs through
+    :func:`llama_hidden`, and its output layer only on real positions; other models run their own
+    forward with the attention mask.
+    """
+    import torch
+    from transformers import LlamaForCausalLM
+
+    plain = type(model) is LlamaForCausalLM and getattr(model.config, "pretraining_tp", 1) == 1
+
+    def forward(ids, real):
+        with torch.inference_mode(), precision_ctx:
+            if plain:
+                logits = model.lm_head(llama_hidden(model.model, ids.to(device))[real.to(device)])
+            else:
+                logits = model(input_ids=ids.to(device), attention_mask=real.long().to(device)).logits[real.to(device)]
+            return logits.float().cpu()
+
+    return forward
+
+
+def llama_hidden(llama, ids):
+    """Final hidden states ``[b, L, H]`` of a transformers ``LlamaModel`` for right-padded ``ids``, causal attention only.
+
+    The same modules, weights and operations as ``LlamaModel.forward`` with SDPA (RMSNorm as one fused
+    op, the model's own rotary embedding and ``apply_rotary_pos_emb``), equal to it on real positions
+    (checked in tests), without its per-call 4-D mask, cache and output bookkeeping: on SmolLM2 at 64
+    tokens on this project's shared 2-core CPU, 1.0x (idle) to 1.5x (oversubscribed) faster than the
+    model's own forward, since each of the dozens of small operations it skips waits on busy cores.
+    """
+    import torch
+    import torch.nn.functional as F
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    x = llama.embed_tokens(ids)
+    b, length, _ = x.shape
+    cos, sin = llama.rotary_emb(x, torch.arange(length, device=ids.device)[None])
+    for layer in llama.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        h = _rms_norm(layer.input_layernorm, x)
+        q, k, v = (proj(h).view(b, length, -1, attn.head_dim).transpose(1, 2)
+                   for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        groups = q.shape[1] // k.shape[1]
+        if groups > 1:
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attn.scaling)
+        x = x + attn.o_proj(out.transpose(1, 2).reshape(b, length, -1))
+        h = _rms_norm(layer.post_attention_layernorm, x)
+        x = x + mlp.down_proj(mlp.act_fn(mlp.gate_proj(h)) * mlp.up_proj(h))
+    return _rms_norm(llama.norm, x)
+
+
+def _rms_norm(norm, x):
+    import torch.nn.functional as F
+
+    return F.rms_norm(x, (x.shape[-1],), norm.weight, norm.variance_epsilon)
 
 
 def cache_causal_lm(
@@ -116,47 +179,45 @@ def cache_causal_lm(
                          temperature=temperature, shard_rows=shard_rows,
                          sampled=None if sampled is None else {"draws": sampled, "seed": seed})
     slots = writer.k
+    forward = position_logits(model, device, precision_ctx)
 
     def compute(start: int, stop: int, advance) -> dict[str, np.ndarray]:
         rows = stop - start
         encoded = tokenizer(texts[start:stop], truncation=True, max_length=max_length)["input_ids"]
-        input_ids = np.full((rows, max_length), pad_id, dtype=np.int32)  # [r, T], right-padded
         num_tokens = np.array([len(x) for x in encoded], dtype=np.int32)
+        real = np.arange(max_length)[None, :] < num_tokens[:, None]  # [r, T]
+        input_ids = np.full((rows, max_length), pad_id, dtype=np.int32)  # right-padded
+        input_ids[real] = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=int(num_tokens.sum()))
         kinds = (("topk_ids", np.int32), ("topk_logprobs", np.float32)) if sampled is None else (
             ("sample_ids", np.int32), ("sample_counts", np.int32), ("sample_logprobs", np.float32))
         arrays = {key: np.zeros((rows, max_length, slots), dtype=dtype_) for key, dtype_ in kinds}
         arrays.update(tail_logmass=np.zeros((rows, max_length), dtype=np.float32),
                       tail_kl=np.zeros((rows, max_length), dtype=np.float32))
-        order = np.argsort(-num_tokens, kind="stable")
+        order = np.argsort(-num_tokens, kind="stable")  # similar lengths share a batch: little padding
         for begin in range(0, rows, batch_size):
             batch_rows = order[begin:begin + batch_size]
             width = int(num_tokens[batch_rows].max())
             if width == 0:  # texts that tokenise to nothing have no positions to store
                 advance(len(batch_rows))
                 continue
-            batch = torch.full((len(batch_rows), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch_rows), width), dtype=torch.long)
-            for j, row in enumerate(batch_rows):
-                batch[j, : num_tokens[row]] = torch.tensor(encoded[row])
-                mask[j, : num_tokens[row]] = 1
-                input_ids[row, : num_tokens[row]] = encoded[row]
-            with torch.inference_mode(), precision_ctx:
-                logits = model(input_ids=batch.to(device), attention_mask=mask.to(device)).logits.float()
+            valid = real[batch_rows, :width]
+            logits = forward(torch.from_numpy(input_ids[batch_rows, :width].astype(np.int64)), torch.from_numpy(valid))
             if temperature is not None:
                 logits = logits / temperature
-            logits = logits.cpu()
-            top = topk_outputs(logits, k) if sampled is None else None  # [b, width, k] / [b, width]
-            for j, row in enumerate(batch_rows):
-                n = num_tokens[row]  # padded positions stay zero and are masked by num_tokens
-                if sampled is not None:  # each row from its own generator: independent of batching and sharding
+            row_of, position = np.nonzero(valid)  # the order of the [n_real, V] logits; padding stays zero
+            row_of = batch_rows[row_of]
+            if sampled is None:
+                for key, value in topk_outputs(logits, k).items():
+                    arrays[key][row_of, position] = value
+            else:  # each row from its own generator: independent of batching and sharding
+                ends = np.cumsum(num_tokens[batch_rows])
+                for row, end in zip(batch_rows, ends):
+                    n = num_tokens[row]
                     if n == 0:
                         continue
-                    drawn = sampled_outputs(logits[j, :n], sampled, row_generator(seed, ids[start + row]))
+                    drawn = sampled_outputs(logits[end - n:end], sampled, row_generator(seed, ids[start + row]))
                     for key, value in drawn.items():
                         arrays[key][row, :n] = value
-                    continue
-                for key, value in top.items():
-                    arrays[key][row, :n] = value[j, :n]
             advance(len(batch_rows))
         return dict(arrays, input_ids=input_ids, num_tokens=num_tokens)
 
