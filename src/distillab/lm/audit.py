@@ -35,6 +35,7 @@ same resamples.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 from pathlib import Path
 from typing import Iterator
@@ -46,6 +47,7 @@ from distillab.audit.metrics import DEFAULT_BINS, confidence_bins, ece_from
 from distillab.calibrate.temperature import MIN_CAL_ROWS, SPLIT_SEED, T_BOUNDS, cal_eval_split
 from distillab.errors import InputError
 from distillab.io import TIERS, write_json_atomic
+from distillab.teacher.causal_lm import position_logits
 
 TIER_MASS = (0.5, 0.9)  # cumulative training target mass where head ends and where mid ends
 GROUPS = ("overall", *TIERS)
@@ -358,8 +360,8 @@ def _check_inputs(teacher, students, sequences, baseline, n_resamples, bins, bat
     return v, context
 
 
-def _batches(sequences, order, batch_size) -> Iterator[tuple[np.ndarray, object, object, object]]:
-    """(rows, input ids [b, L], attention mask [b, L], target mask [b, L-1]) per batch of similar lengths."""
+def _batches(sequences, order, batch_size) -> Iterator[tuple[np.ndarray, object, object]]:
+    """(rows, right-padded input ids [b, L], target mask [b, L-1]: position t has a token t+1) per batch."""
     import torch
 
     for start in range(0, len(order), batch_size):
@@ -368,19 +370,7 @@ def _batches(sequences, order, batch_size) -> Iterator[tuple[np.ndarray, object,
         ids = torch.zeros((len(rows), int(lengths.max())), dtype=torch.long)
         for j, r in enumerate(rows):
             ids[j, : lengths[j]] = torch.as_tensor(np.asarray(sequences[r], dtype=np.int64))
-        positions = torch.arange(ids.shape[1])
-        mask = (positions[None, :] < torch.as_tensor(lengths)[:, None]).long()
-        yield rows, ids, mask, mask[:, 1:].bool()
-
-
-def _target_logits(model, ids, mask, targets):
-    """Float32 logits ``[n, V]`` of the batch's target positions (position t predicts token t+1)."""
-    import torch
-
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-    return logits[:, :-1][targets.to(device)].float()
+        yield rows, ids, torch.arange(ids.shape[1] - 1)[None, :] < torch.as_tensor(lengths - 1)[:, None]
 
 
 def audit_language_models(teacher, students: dict, sequences: list, train_token_counts: np.ndarray, baseline: str,
@@ -398,8 +388,9 @@ def audit_language_models(teacher, students: dict, sequences: list, train_token_
     vocab, context = _check_inputs(teacher, students, sequences, baseline, n_resamples, bins, batch_size)
     tier_of_id, tier_info = token_tiers(train_token_counts, vocab)
     models = ({TEACHER: teacher} if teacher is not None else {}) | dict(students)
-    for m in models.values():
-        m.eval()
+    forwards = {}  # the teacher capture's forward: causal attention, output layer on target positions only
+    for name, m in models.items():
+        forwards[name] = position_logits(m.eval(), next(m.parameters()).device, contextlib.nullcontext())
     n = len(sequences)
     cal, evaluation = cal_eval_split(n, SPLIT_SEED)
     lengths = np.array([len(s) for s in sequences])
@@ -418,11 +409,11 @@ def audit_language_models(teacher, students: dict, sequences: list, train_token_
     n_batches = sum(-(-len(o) // batch_size) for o in order)
     bar = tqdm(total=n_batches, desc="lm audit", unit="batch", disable=not progress, leave=False)
     for half, rows_in_order in zip(("cal", "eval"), order):
-        for rows, ids, mask, targets in _batches(sequences, rows_in_order, batch_size):
+        for rows, ids, targets in _batches(sequences, rows_in_order, batch_size):
             y = ids[:, 1:][targets]
             sequence_of.append(np.repeat(rows, targets.sum(dim=1).numpy()))
             targets_all.append(y.numpy())
-            logits = {name: _target_logits(model, ids, mask, targets) for name, model in models.items()}
+            logits = {name: forward(ids[:, :-1], targets) for name, forward in forwards.items()}  # [n, V] each
             for name, values in token_statistics(logits, y, TEACHER if teacher is not None else None).items():
                 stats[name].append(values)
             for name, z in logits.items():
