@@ -26,6 +26,22 @@ def test_quantized_arms_are_audited_beside_the_float_ones_and_kept_out_of_the_gr
     assert "audit.json is up to date" in capsys.readouterr().err
 
 
+def test_a_size_budget_only_an_int8_copy_meets_picks_it(tmp_path):
+    scenario = {"id": "edge", "name": "On-device", "constraints": [{"metric": "model_mb", "max": 0.006}],
+                "objective": {"metric": "macro_f1", "goal": "max"}}
+    values = tiny_config(tmp_path, quantize={"arms": ["kd", "vanilla"]}, report={"scenarios": [scenario]})
+    assert main(["run", str(write_config(tmp_path, values))]) == 0
+    out = tmp_path / "run"
+    sizes = {arm: read_json(path)["model_bytes"] for arm, path in (
+        ("kd", out / "arms" / "kd" / "predictions" / "test.json"),
+        ("kd-int8", out / "arms" / "kd" / "quantized" / "predictions" / "test.json"))}
+    assert sizes["kd-int8"] < 0.006e6 < sizes["kd"]  # the rows the bow student uses: 7.0 KB float32, 4.7 KB int8
+    report = (out / "report" / "report.md").read_text(encoding="utf-8")
+    recipe = report.split("### Scenario edge — On-device: ", 1)[1].split("\n", 1)[0]
+    assert recipe.removesuffix(" + T").endswith(" int8"), recipe
+    assert "Left out for failing weights on disk (MB) ≤" in report
+
+
 @pytest.mark.parametrize("quantize, line", [
     ({"arms": ["nope"]}, "quantize.arms: 'nope' is not an arm"),
     ({"arms": ["kd", "kd"]}, "quantize.arms: 'kd' is listed twice"),

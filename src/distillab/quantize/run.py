@@ -219,6 +219,7 @@ def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int 
                 "torch.ao quantizes a Linear layer's activations with one scale per batch, so an int8 logit depends "
                 f"slightly on the other rows of its batch (batch size {batch_size} here); torchao uses one per row")
         meta = _sidecar(arm_dir / "predictions" / f"{split}.npz", fp32, chosen, dataset, split, serving["int8"], params)
+        meta["model_bytes"] = sizes["int8"]["weights_bytes"]  # what a deployment size budget reads
         with clock("write"):
             save_predictions(tmp / "predictions" / f"{split}.npz", logits=int8_logits, labels=rows.labels,
                              ids=rows.ids, meta=meta)

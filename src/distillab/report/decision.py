@@ -98,6 +98,7 @@ _METRIC_NAMES = {
     "tail_f1": "tail-tier macro-F1",
     "ms_per_example": "latency (ms per example, text → logits)",
     "forward_ms_per_example": "forward-pass latency (ms per example)",
+    "model_mb": "weights on disk (MB)",
 }
 
 # How candidates are ranked, stated once in the report beside the recommendations.

@@ -407,7 +407,7 @@ def _inputs_table(audit: dict) -> Table:
         "inputs",
         "Inputs and fingerprints",
         [("arm", "Arm"), ("family", "Family"), ("role", "Role"), ("model", "Model"), ("recipe", "Recipe"),
-         ("params", "Params"),
+         ("params", "Params"), ("model_mb", "Weights on disk, MB"),
          ("ms", "Measured: ms / example, text → logits"), ("forward_ms", "Measured: forward pass only"),
          ("device", "Serving device"), ("sha256", "sha256"), ("path", "File")],
         note="sha256 of each predictions file as read by the audit. Serving cost is a MEASUREMENT from the file's "
@@ -430,6 +430,7 @@ def _inputs_table(audit: dict) -> Table:
             model=meta.get("model") or "—",
             recipe=recipe_label(audit, arm),
             params=_num(meta.get("params"), fmt_int),
+            model_mb=_model_mb_cell(audit, arm),
             ms=Cell(fmt_spread(spreads.get("ms_per_example")), spreads.get("ms_per_example")),
             forward_ms=Cell(fmt_spread(spreads.get("forward_ms_per_example")), spreads.get("forward_ms_per_example")),
             device=_device_text(serving),
@@ -1061,7 +1062,7 @@ def _per_class_table(audit: dict) -> Table:
 # --------------------------------------------------------------------------- deployment candidates
 
 
-CANDIDATE_METRICS = ("macro_f1", "ece", "nll", "head_f1", "mid_f1", "tail_f1") + MEASURED_METRICS
+CANDIDATE_METRICS = ("macro_f1", "ece", "nll", "head_f1", "mid_f1", "tail_f1", "model_mb") + MEASURED_METRICS
 
 
 def candidate_key(arm: str, scaled: bool) -> str:
@@ -1102,6 +1103,7 @@ def _candidates_table(audit: dict) -> Table:
         "Deployment candidates (recipe shortlist)",
         [("recipe", "Recipe"), ("arm", "Arm"), ("scaled", "Post-hoc T"), ("macro_f1", "Macro-F1"),
          ("ece", "ECE"), ("nll", "NLL"), ("head_f1", "Head F1"), ("mid_f1", "Mid F1"), ("tail_f1", "Tail F1"),
+         ("model_mb", "Weights on disk, MB"),
          ("ms_per_example", "Measured ms / example (text → logits)"),
          ("forward_ms_per_example", "Measured ms / example (forward only)")],
         note=f"Every candidate is compared on the same rows: macro-F1 and tier F1 on all {fmt_int(audit.get('n'))} "
@@ -1128,10 +1130,19 @@ def _candidates_table(audit: dict) -> Table:
                     cells[metric] = _copy(value, f"calibration-{slug(arm)}") if calibrated else Cell("—")
                 else:
                     cells[metric] = _copy(audit["arms"][arm]["overall"].get(metric), overall_row)
+            cells["model_mb"] = _model_mb_cell(audit, arm, f"inputs-{slug(arm)}")
             for metric in MEASURED_METRICS:
                 cells[metric] = Cell(fmt_spread(spreads.get(metric)), spreads.get(metric), f"inputs-{slug(arm)}")
             t.add(candidate_key(arm, scaled), **cells)
     return t
+
+
+def _model_mb_cell(audit: dict, arm: str, href: str | None = None) -> Cell:
+    """The student's weights on disk in MB (sidecar ``model_bytes``: an int8 copy's are its int8 weights)."""
+    size = meta_of(audit, arm).get("model_bytes")
+    if not isinstance(size, (int, float)) or isinstance(size, bool):
+        return Cell("—")
+    return Cell(f"{size / 1e6:.2f}", size / 1e6, href)
 
 
 def _copy(value: Any, href: str) -> Cell:

@@ -460,5 +460,11 @@ def sized_student(student, seed: int, dim: int | None = None, ngrams: int | None
         return other, other.new_model()
 
 
+def weights_bytes(model_dir: Path) -> int:
+    """Bytes of a saved student's weight files: its size on disk, the number deployment budgets read."""
+    return sum(p.stat().st_size for p in Path(model_dir).iterdir()
+               if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt"))
+
+
 def count_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))

@@ -46,7 +46,7 @@ from distillab.train.lazy_adam import LazyAdam
 from distillab.train.mean_teacher import MovingAverage
 from distillab.train.live_teacher import collect_qkv
 from distillab.train.predict import model_logits, predict_logits, serving_cost, write_split_predictions
-from distillab.train.students import count_parameters, load_student, sized_student
+from distillab.train.students import count_parameters, load_student, weights_bytes, sized_student
 
 CHECKPOINTS = "checkpoints"
 # The trainable parts an arm's objectives own (e.g. FitNets projections): kept beside the student, not in it.
@@ -436,6 +436,7 @@ def _run_arm(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator) -> dict:
                 "arm": arm.name,
                 "recipe": arm.recipe(),
                 "params": params,
+                "model_bytes": weights_bytes(arm_dir / "model"),
                 # Timings vary between identical runs: kept under "measurements", never mixed with results.
                 "measurements": {"serving": serving_cost(unwrapped, student, split.texts, accelerator.device,
                                                          accelerator.autocast)},
@@ -603,7 +604,7 @@ def _write_side_student(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator
         for split_name, split_logits in logits.items():
             split = dataset.splits[split_name]
             meta = {"model": student.name, "arm": f"{arm.name}-{folder}", "recipe": recipe,
-                    "params": count_parameters(model),
+                    "params": count_parameters(model), "model_bytes": weights_bytes(arm_dir / folder / "model"),
                     "measurements": {"serving": serving_cost(model, student, split.texts, accelerator.device,
                                                              accelerator.autocast)},
                     "temperature": None, "classes": list(dataset.classes), "dataset": dataset.name,
