@@ -56,7 +56,7 @@ PREDICTION_SETTINGS = ("eval_splits", "eval_batch_size")  # what is predicted, n
 MAX_GENERATIONS = 50
 CACHE_DTYPE = "fp32"
 SCOPES = ("overall", "head", "mid", "tail")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")  # a folder and part of an audit arm name
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # a folder and part of an audit arm name (fullmatch: '$' lets '\n' end a name)
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def _keys(entry, keys: tuple, required: tuple, where: str, problems: list[str]) 
 
 
 def _name(value, where: str, problems: list[str]) -> str | None:
-    if isinstance(value, str) and _NAME.match(value):
+    if isinstance(value, str) and _NAME.fullmatch(value):
         return value
     problems.append(f"{where}: must be a name of letters, digits, '_', '-' and '.', got {_shown(value)}")
     return None

@@ -150,6 +150,9 @@ OK_CHAIN = chain({"bow_dim": 16})
 BAD = [
     ({"born_again": [{**BORN_AGAIN[0], "generations": 0}]}, "born_again[0].generations: must be an integer in [1, 50], got 0"),
     ({"born_again": [{**BORN_AGAIN[0], "generations": 2.5}]}, "born_again[0].generations: must be an integer"),
+    ({"born_again": [{**BORN_AGAIN[0], "name": "ban\n"}]}, "born_again[0].name: must be a name of letters"),
+    ({"chains": [{**OK_CHAIN, "stages": [{**OK_CHAIN["stages"][0], "name": "assistant\n"}, *OK_CHAIN["stages"][1:]]}]},
+     "chains[0].stages[0].name: must be a name of letters"),
     ({"born_again": [{"name": "ban", "arm": KD}]}, "born_again[0]: missing generations"),
     ({"born_again": [{**BORN_AGAIN[0], "arm": "vanilla"}]}, "born_again[0].arm: vanilla reads no teacher"),
     ({"born_again": [{**BORN_AGAIN[0], "arm": "kd+hidden_mse"}]}, "born_again[0].arm: kd+hidden_mse reads more than"),
