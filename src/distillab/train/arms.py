@@ -38,7 +38,7 @@ from distillab.errors import ConfigError, InputError
 from distillab.objectives import REGISTRY, make_objective
 from distillab.objectives.base import Bound, Objective, Reads, Step
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")  # fullmatch: '$' would let a '\n' end a name
 FAKE_QUANT = ("int8",)  # distillab.train.fake_quant.SCHEMES, kept here so parsing needs no torch
 
 
@@ -105,7 +105,7 @@ class Arm:
     def problems(self) -> list[str]:
         """Range checks, as messages; empty when the arm is valid."""
         found = []
-        if not _NAME.match(self.name):
+        if not _NAME.fullmatch(self.name):
             found.append(f"arm name {self.name!r}: use letters, digits, '_', '-' and '.' only")
         if not self.terms:
             found.append(f"arm {self.name!r}: no objectives")
