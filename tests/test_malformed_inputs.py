@@ -247,6 +247,8 @@ CONFIG_CHANGES = [
     ("audit-baseline-not-an-arm", {"audit.baseline": "nobody"}, "nobody"),
     ("arm-bad-T", {"arms": ["vanilla", "kd:T=abc"]}, "kd:T=abc"),
     ("arms-scalar", {"arms": 5}, "arms"),
+    ("arm-named-as-a-side-student", {"arms": ["vanilla", "kd:T=4,alpha=0.7,name=kd", "online_kd:name=o", "kd:name=o-online"]},
+     "'o-online'"),
     ("arm-name-ends-in-newline", {"arms": ["vanilla", {"name": "kd\n", "objectives": [{"kd": {"T": 4}}]}]}, "'kd\\n'"),
     ("eval-split-int", {"eval_split": 5}, "eval_split"),
     ("no-teacher", {"teacher": {}}, "teacher"),

@@ -310,6 +310,8 @@ class ExperimentConfig:
                 found.append(f"arms: {exc}")
         names = [arm.name for arm in parsed + self._grid_arms(parsed)]
         found += [f"arms: the name {name!r} is used twice" for name in sorted({n for n in names if names.count(n) > 1})]
+        found += [f"arms: arm {arm.name!r}'s {side} student is audited as {arm.name + '-' + side!r}, the name of another "
+                  "arm; rename one" for arm in parsed for side in arm.side_students() if f"{arm.name}-{side}" in names]
         found += [f"baselines: {name!r} is also the name of an arm; rename the arm" for name in self.baselines
                   if name in names]
         # A reference baseline may be the paired comparison's baseline, but only when the config says so here.
