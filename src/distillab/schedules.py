@@ -155,7 +155,8 @@ def _stage(spec: dict, where: str, base, problems: list[str]) -> Stage | None:
     if not _keys(spec, STAGE_KEYS, ("name", "arm"), where, problems):
         return None
     name, arm = _name(spec["name"], f"{where}.name", problems), _arm(spec["arm"], f"{where}.arm", problems)
-    training = _overrides(spec.get("training") or {}, f"{where}.training", base, problems)
+    given = spec.get("training")  # null: no overrides; [] or 0 is not a mapping (never read as none)
+    training = _overrides({} if given is None else given, f"{where}.training", base, problems)
     if name is None or arm is None or training is None:
         return None
     return Stage(name, dataclasses.replace(arm, name=name), training)

@@ -162,6 +162,8 @@ BAD = [
     ({"chains": [{**OK_CHAIN, "stages": OK_CHAIN["stages"][1:]}]}, "chains[0].stages: a chain needs at least 2 stages"),
     ({"chains": [chain({"bow_dimm": 16})]}, "chains[0].stages[0].training: unknown setting(s) ['bow_dimm']"),
     ({"chains": [chain({"seed": 3})]}, "chains[0].stages[0].training.seed: the run's setting"),
+    ({"chains": [chain([])]}, "chains[0].stages[0].training: must be a mapping of training settings, got []"),
+    ({"chains": [chain(0)]}, "chains[0].stages[0].training: must be a mapping of training settings, got 0"),
     ({"chains": [chain({"bow_dim": 0})]}, "chains[0].stages[0].training.bow_dim=0: must be in [1,"),
     ({"chains": [chain({}, compare_with="kdd")]}, "chains[0].compare_with: 'kdd' is not an arm"),
     ({"chains": [chain({}, compare_with="vanilla")]}, "chains[0].compare_with: 'vanilla' has recipe"),
