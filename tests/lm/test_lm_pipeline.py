@@ -54,6 +54,42 @@ def test_validate_accepts_an_lm_config_and_lists_every_problem(tmp_path, capsys)
     assert "training.steps" in err and "alpha must lie in [0, 1]" in err and "bogus" in err and "audit.baseline" in err
 
 
+BAD_VALUES = [  # each was accepted, then crashed mid-run, trained on NaN, or wrote outside the arm's folder
+    ({"arms": [ARMS[0], {"name": "..", "loss": "seq_kd", "prompt_tokens": 3, "new_tokens": 4}]}, "arms[1]: name '..'"),
+    ({"arms": [ARMS[0], {"name": ".", "loss": "topk_kd"}]}, "arms[1]: name '.'"),
+    ({"arms": [ARMS[0], {"name": None, "loss": "topk_kd"}]}, "arms[1]: name None"),
+    ({"arms": [ARMS[0], {"name": "kd\n", "loss": "topk_kd"}]}, "arms[1]: name 'kd\\n'"),
+    ({"training": {"learning_rate": float("nan")}}, "training.learning_rate"),
+    ({"training": {"learning_rate": float("inf")}}, "training.learning_rate"),
+    ({"arms": [ARMS[0], {"name": "kd", "loss": "topk_kd", "T": float("nan")}]}, "arms[1] (kd): T must be"),
+    ({"training": {"seed": "x"}}, "training.seed"),
+    ({"teacher": {"seed": -1}}, "teacher.seed"),
+    ({"audit": {"seed": 2**40}}, "audit.seed"),
+    ({"arms": [ARMS[0], {"name": "s", "loss": "seq_kd", "seed": "x"}]}, "arms[1] (s): seed"),
+    ({"append_eos": "false"}, "append_eos"),
+    ({"arms": [ARMS[0], {"name": "s", "loss": "seq_kd", "do_sample": "no"}]}, "do_sample"),
+    ({"audit": {"n_resamples": 10**12}}, "audit.n_resamples: at most"),
+    ({"teacher": {"model": 5}}, "teacher.model"),
+    ({"teacher": {"topk_cache": 5}}, "teacher.topk_cache"),
+    ({"train_split": ["train"]}, "train_split"),
+    ({"name": ["a"]}, "name: must be a string"),
+    ({"output_dir": 5}, "output_dir"),
+    ({"report": {"title": 5}}, "report.title"),
+    ({"training": []}, "training: must be a mapping"),
+    ({"student": {"layers": [True, 2]}}, "student.layers"),
+]
+
+
+@pytest.mark.parametrize("changes, needle", BAD_VALUES, ids=[needle.split(":")[0] for _, needle in BAD_VALUES])
+def test_wrong_types_and_ranges_are_refused_by_validate_in_one_line(tmp_path, capsys, changes, needle):
+    path = write_config(tmp_path, **changes)
+    capsys.readouterr()  # the tiny teacher's save progress
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and needle in err, err
+    assert "Traceback" not in err
+
+
 def test_the_lm_pipeline_runs_end_to_end_and_resumes(tmp_path, capsys):
     path = write_config(tmp_path)
     code, err = run(path, capsys)

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -53,7 +54,8 @@ SECTIONS = {
     "audit": {"baseline": "ce", "n_resamples": 1000, "bins": 15, "seed": 0},
     "report": {"title": None},
 }
-NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # fullmatch: a folder name, never '.', '..' or ending in '\n'
+MAX_RESAMPLES, MAX_BINS = 100_000, 1_000  # as the classification audit's bounds (distillab.config)
 
 
 @dataclass
@@ -118,7 +120,7 @@ def lm_config_from_dict(raw: dict, source: str = "<dict>") -> LMConfig:
         problems.append(f"unknown key {key!r} (known: {', '.join(sorted(TOP))})")
     sections = {}
     for section, defaults in SECTIONS.items():
-        given = raw.get(section) or {}
+        given = {} if raw.get(section) is None else raw[section]
         if not isinstance(given, dict):
             problems.append(f"{section}: must be a mapping")
             given = {}
@@ -130,10 +132,15 @@ def lm_config_from_dict(raw: dict, source: str = "<dict>") -> LMConfig:
     for key in ("max_train_docs", "max_eval_docs"):
         if raw.get(key) is not None:
             _positive(problems, key, raw[key])
+    for key in ("name", "output_dir", "train_split", "eval_split"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            problems.append(f"{key}: must be a string, got {raw[key]!r}")
+    if not isinstance(raw.get("append_eos", True), bool):
+        problems.append(f"append_eos: must be true or false, got {raw['append_eos']!r}")
     _check_sections(problems, sections)
     arms = _arms(problems, raw.get("arms"), sections["teacher"])
     names = [arm.name for arm in arms]
-    if arms and sections["audit"]["baseline"] not in names:
+    if arms and isinstance(sections["audit"]["baseline"], str) and sections["audit"]["baseline"] not in names:
         problems.append(f"audit.baseline: {sections['audit']['baseline']!r} is not an arm ({', '.join(names)})")
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
@@ -149,7 +156,7 @@ def lm_config_from_dict(raw: dict, source: str = "<dict>") -> LMConfig:
 
 def _positive(problems, where, value, integer=True) -> None:
     ok = (isinstance(value, int) if integer else isinstance(value, (int, float))) and not isinstance(value, bool)
-    if not ok or value <= 0:
+    if not ok or not math.isfinite(value) or value <= 0:
         problems.append(f"{where}: must be a positive {'integer' if integer else 'number'}, got {value!r}")
 
 
@@ -162,6 +169,18 @@ def _check_sections(problems, sections) -> None:
     if training["threads"] is not None:
         _positive(problems, "training.threads", training["threads"])
     _positive(problems, "training.learning_rate", training["learning_rate"], integer=False)
+    for where, value in (("training.seed", training["seed"]), ("teacher.seed", teacher["seed"]),
+                         ("audit.seed", sections["audit"]["seed"])):
+        _seed(problems, where, value)
+    if not isinstance(teacher["model"], str):
+        problems.append(f"teacher.model: must be a path, Hub id or pypi:NAME, got {teacher['model']!r}")
+    for key in ("gguf_file", "topk_cache", "sampled_cache"):
+        if teacher[key] is not None and not isinstance(teacher[key], str):
+            problems.append(f"teacher.{key}: must be a path or null, got {teacher[key]!r}")
+    if not isinstance(sections["audit"]["baseline"], str):
+        problems.append(f"audit.baseline: must be an arm name, got {sections['audit']['baseline']!r}")
+    if sections["report"]["title"] is not None and not isinstance(sections["report"]["title"], str):
+        problems.append(f"report.title: must be a string or null, got {sections['report']['title']!r}")
     if not isinstance(training["warmup"], (int, float)) or not 0 <= training["warmup"] < 1:
         problems.append(f"training.warmup: must be a fraction of the steps in [0, 1), got {training['warmup']!r}")
     layers, model = student["layers"], student["model"]
@@ -170,10 +189,18 @@ def _check_sections(problems, sections) -> None:
             problems.append(f"student.model: must be a path or Hub id, got {model!r}")
     elif isinstance(layers, int) and not isinstance(layers, bool):
         _positive(problems, "student.layers", layers)
-    elif not (isinstance(layers, list) and layers and all(isinstance(i, int) and i >= 0 for i in layers)):
+    elif not (isinstance(layers, list) and layers
+              and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in layers)):
         problems.append(f"student.layers: a number of layers or a list of teacher layer indices, got {layers!r}")
-    for key in ("n_resamples", "bins"):
+    for key, most in (("n_resamples", MAX_RESAMPLES), ("bins", MAX_BINS)):
         _positive(problems, f"audit.{key}", sections["audit"][key])
+        if isinstance(sections["audit"][key], int) and sections["audit"][key] > most:
+            problems.append(f"audit.{key}: at most {most:,}, got {sections['audit'][key]!r}")
+
+
+def _seed(problems, where, value) -> None:
+    if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32):
+        problems.append(f"{where}: must be an integer in [0, 2**32), got {value!r}")
 
 
 def _arms(problems, raw_arms, teacher) -> list[Arm]:
@@ -186,14 +213,16 @@ def _arms(problems, raw_arms, teacher) -> list[Arm]:
         if not isinstance(entry, dict) or entry.get("loss") not in LOSSES:
             problems.append(f"{where}: needs 'loss' one of {', '.join(LOSSES)}")
             continue
-        loss, name = entry["loss"], str(entry.get("name", entry["loss"]))
+        loss, name = entry["loss"], entry.get("name", entry["loss"])
         defaults = LOSSES[loss]
         extra = sorted(set(entry) - {"name", "loss"} - set(defaults))
         if extra:
             problems.append(f"{where} ({name}): unknown setting(s) {', '.join(extra)} for loss {loss} "
                             f"(known: {', '.join(defaults) or 'none'})")
-        if not NAME.match(name):
-            problems.append(f"{where}: name {name!r} must be letters, digits, '_', '.' or '-'")
+        if not (isinstance(name, str) and NAME.fullmatch(name)):
+            problems.append(f"{where}: name {name!r} must be letters, digits, '_', '.' or '-', starting with a "
+                            "letter or digit")
+            name = str(name)
         settings = {**defaults, **{k: v for k, v in entry.items() if k in defaults}}
         problems += [f"{where} ({name}): {p}" for p in _arm_problems(settings)]
         arms.append(Arm(name, loss, settings))
@@ -213,12 +242,17 @@ def _arm_problems(settings: dict) -> list[str]:
             problems.append(f"{key} must lie in [0, 1], got {value!r}")
     for key in ("T", "temperature"):
         value = settings.get(key)
-        if key in settings and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):
-            problems.append(f"{key} must be a number > 0, got {value!r}")
+        if key in settings and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                or not math.isfinite(value) or value <= 0):
+            problems.append(f"{key} must be a finite number > 0, got {value!r}")
     for key in ("prompt_tokens", "new_tokens"):
         value = settings.get(key)
         if key in settings and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             problems.append(f"{key} must be a positive integer, got {value!r}")
+    if "seed" in settings:
+        _seed(problems, "seed", settings["seed"])
+    if "do_sample" in settings and not isinstance(settings["do_sample"], bool):
+        problems.append(f"do_sample must be true or false, got {settings['do_sample']!r}")
     if "tail" in settings and settings["tail"] not in ("renormalize", "bucket"):
         problems.append(f"tail must be renormalize or bucket, got {settings['tail']!r}")
     return problems
