@@ -142,6 +142,13 @@ def test_a_cache_made_for_other_text_is_refused(tmp_path, capsys):
                    "texts differ on 12 row(s) (e.g. 'corpus-train-0' in shard-00000.safetensors)")
 
 
+@pytest.mark.parametrize("layers, needle", [(10, "keeps between 1 and 4 layers"), ([0, 0], "got [0, 0]"),
+                                            ([9], "got [9]")])
+def test_a_cut_student_the_teacher_cannot_give_is_refused_before_any_output(tmp_path, capsys, layers, needle):
+    path = write_config(tmp_path, student={"layers": layers})
+    assert_refused(tmp_path, capsys, path, str(path), "student.layers", needle)
+
+
 def test_sequences_longer_than_the_context_are_refused(tmp_path, capsys):
     path = write_config(tmp_path, max_length=200)
     assert_refused(tmp_path, capsys, path, str(path), "exceed the teacher's context of 128 positions")

@@ -56,6 +56,15 @@ def uniform_layers(total: int, keep: int) -> list[int]:
     return [int(i) for i in np.round(np.linspace(0, total - 1, keep)).astype(int)]
 
 
+def picked_layers(teacher, layers: int | list[int]) -> list[int]:
+    """The teacher layer indices a cut student keeps; :class:`InputError` when the teacher has no such layers."""
+    total = int(teacher.config.num_hidden_layers)
+    picked = uniform_layers(total, layers) if isinstance(layers, int) else [int(i) for i in layers]
+    if not picked or any(not 0 <= i < total for i in picked) or len(set(picked)) != len(picked):
+        raise InputError(f"student layers must be distinct teacher layer indices in [0, {total}), got {picked}")
+    return picked
+
+
 def cut_student(teacher, layers: int | list[int]):
     """A new model of the teacher's class with only the chosen decoder layers, weights copied from the teacher.
 
@@ -67,9 +76,7 @@ def cut_student(teacher, layers: int | list[int]):
     import copy
 
     total = int(teacher.config.num_hidden_layers)
-    picked = uniform_layers(total, layers) if isinstance(layers, int) else [int(i) for i in layers]
-    if not picked or any(not 0 <= i < total for i in picked) or len(set(picked)) != len(picked):
-        raise InputError(f"student layers must be distinct teacher layer indices in [0, {total}), got {picked}")
+    picked = picked_layers(teacher, layers)
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(picked)
     if getattr(config, "layer_types", None) is not None:

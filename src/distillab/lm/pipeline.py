@@ -22,7 +22,7 @@ import numpy as np
 from distillab.errors import InputError
 from distillab.io import check_output_dir, read_json, write_json_atomic
 from distillab.lm.config import LMConfig
-from distillab.lm.models import check_student, context_length, cut_student, load_lm, save_student
+from distillab.lm.models import check_student, context_length, cut_student, load_lm, picked_layers, save_student
 from distillab.lm.seqkd import prompts_digest, teacher_generations
 from distillab.lm.sequences import lm_texts, token_counts, tokenize
 from distillab.lm.train import TrainData, train_arm
@@ -78,6 +78,11 @@ def prepare(config: LMConfig) -> dict:
         sequences[role] = tokenize(tokenizer, texts, config.max_length, rows.ids,
                                    f"dataset {dataset.name!r}, split {split!r}")
     student = None
+    if not config.student["model"]:  # a cut student: refused here, not after the teacher caches are written
+        try:
+            picked_layers(teacher, config.student["layers"])
+        except InputError as exc:
+            raise InputError(f"{config.source}: student.layers: {exc}") from None
     if config.student["model"]:
         student, student_tokenizer, _ = load_lm(config.student["model"])
         check_student(student, student_tokenizer, tokenizer, vocab, f"{config.source}: student.model {config.student['model']}")
