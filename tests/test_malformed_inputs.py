@@ -343,6 +343,10 @@ case("data-inspect-label-list-surrogate", lambda w, fx: ["data", "inspect", json
 case("data-inspect-indices-folder", lambda w, fx: ["data", "inspect", json.dumps(
     {"path": str(fx / "data"), "split_indices": {"val": {"indices": str(w)}}})], "{w}")
 
+case("audit-sidecar-recipe-not-a-mapping", lambda w, fx: audit_argv(fx, w / "out", arms={
+    "vanilla": str(fx / "vanilla.npz"), "kd": preds(w, fx, "kd.npz", "kd")}) if write(w / "kd.json", '{"recipe": "kd"}') else [],
+     "{w}/kd.json", "'recipe'")
+
 # ---- cache import
 IMPORT_ARRAYS = [
     ("not-a-zip", None, "t.npz"),

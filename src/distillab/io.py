@@ -335,6 +335,8 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
     meta = read_json(sidecar) if sidecar.exists() else {}
     if not isinstance(meta, dict):  # every reader does meta.get(...): a list here would crash far from the cause
         raise InputError(f"{sidecar}: a predictions sidecar must be a JSON object, got {type(meta).__name__}")
+    if not isinstance(meta.get("recipe", {}), dict):  # the audit's grid and the report read recipe.get(...)
+        raise InputError(f"{sidecar}: 'recipe' must be a JSON object, got {type(meta['recipe']).__name__}")
     preds = Predictions(
         path=path,
         logits=arrays["logits"],
