@@ -83,3 +83,13 @@ def test_rerender_replaces_the_previous_report(audit_dir, tmp_path):
     render_lm_report(audit_dir, out, "second")
     assert out.joinpath("report.md").read_text().startswith("# second")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no build folder left beside it
+
+
+def test_without_a_teacher_the_report_has_no_retention(tmp_path):
+    rng = np.random.RandomState(1)
+    seqs = [rng.randint(0, VOCAB, rng.randint(3, 12)).astype(np.int64) for _ in range(6)]
+    audit_language_models(None, {"base": tiny_llama(1), "kd": tiny_llama(2)}, seqs, np.ones(VOCAB), "base",
+                          tmp_path / "a", n_resamples=20, progress=False)
+    md = render_lm_report(tmp_path / "a", tmp_path / "r", "t")["markdown"].read_text()
+    assert "none (teacher-relative metrics omitted)" in md and "### Retention" not in md
+    assert "kd vs base, NLL per token: overall" in md
