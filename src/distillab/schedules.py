@@ -217,9 +217,10 @@ def _arm(spec, where: str, problems: list[str]):
     if not arm.needs_teacher:
         problems.append(f"{where}: {arm.loss} reads no teacher; a stage distils from the stage before it")
         return None
-    try:
-        arm.check_logits_only()
-    except DistillabError:
+    from distillab.objectives.base import Reads
+
+    # The stage before's cache holds logits only; training options such as fake_quant are fine.
+    if any(term.objective.reads() not in (Reads(), Reads(teacher_logits=True)) for term in arm.terms):
         problems.append(f"{where}: {arm.loss} reads more than the teacher's logits (hidden states, a live teacher, "
                         "a moving average or a peer); a stage's teacher is the logits of the stage before it")
         return None

@@ -183,3 +183,10 @@ def test_bad_schedules_are_one_line_each_caught_by_validate(tmp_path, capsys, ch
     assert main(["validate", str(write_config(tmp_path, values))]) == 2
     err = capsys.readouterr().err
     assert any(line in one for one in err.splitlines()), err
+
+
+def test_a_quantization_aware_arm_can_be_a_stage(tmp_path, capsys):
+    values = {**tiny_config(tmp_path), "born_again": [{"name": "qban", "arm": f"{KD},fake_quant=int8",
+                                                        "generations": 2}]}
+    assert main(["validate", str(write_config(tmp_path, values))]) == 0
+    assert "qban-g1, qban-g2" in capsys.readouterr().out
