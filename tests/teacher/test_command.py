@@ -51,6 +51,22 @@ def test_teacher_then_inspect(tmp_path, tiny_bert, capsys):
     assert "temperature: 2.0 != 3.0" in capsys.readouterr().err
 
 
+def test_threads_sets_torch_threads_for_the_capture(tmp_path, tiny_bert, capsys):
+    import torch
+
+    spec = write_dataset_folder(tmp_path / "data", make_dataset())
+    before = torch.get_num_threads()
+    try:
+        assert main(["teacher", "--model", tiny_bert, "--data", str(spec), "--out", str(tmp_path / "c"),
+                     "--threads", "1", "--no-progress"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["teacher", "--model", tiny_bert, "--data", str(spec), "--out", str(tmp_path / "d"), "--threads", "0"])
+    assert exit_info.value.code == 2 and not (tmp_path / "d").exists()
+
+
 def test_model_folder_without_tokenizer_needs_tokenizer_flag(tmp_path, tiny_bert, capsys):
     import shutil
 

@@ -74,6 +74,9 @@ def register(subparsers) -> None:
     teacher.add_argument("--temperature", type=_positive_float, default=None,
                          help="post-hoc temperature: store logits / T (recorded in the manifest)")
     teacher.add_argument("--batch-size", type=_positive_int, default=32)
+    teacher.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                         help="CPU threads torch may use (default: torch's choice). On a busy CPU 1 thread can be "
+                              "2-3x faster than 2 for a small model's forward (measured in benchmarks/README.md)")
     teacher.add_argument("--max-length", type=_positive_int, default=128, help="tokens per text (truncated)")
     teacher.add_argument("--topk", type=_positive_int, default=None, metavar="K",
                          help="store the top-K log-probs + tail log-mass instead of dense logits "
@@ -183,6 +186,10 @@ def run_teacher(args) -> int:
 
         check_features(args.model, args.features, args.dtype)
     dataset = resolve_data(args.data, args.data_dir)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     common = dict(splits=args.split, temperature=args.temperature, dtype=args.dtype, batch_size=args.batch_size,
                   max_length=args.max_length, shard_rows=args.shard_rows, overwrite=args.overwrite,
                   progress=not args.no_progress)
