@@ -145,6 +145,13 @@ def test_training_refuses_a_teacher_that_is_not_bigger_before_any_arm_trains(ban
     assert not (tmp_path / "small").exists()
 
 
+def test_a_warmup_as_long_as_training_is_refused_before_any_arm_trains(banking, tmp_path):
+    config = bow_config()
+    with pytest.raises(ConfigError, match=r"arm 'late': online_kd: warmup_steps=100000 is not below the run's \d+ "):
+        train_arm(banking, "online_kd:warmup_steps=100000,name=late", config, tmp_path)
+    assert not (tmp_path / "late").exists()
+
+
 def test_a_teacher_model_is_sized_from_its_config(banking, tmp_path):
     deeper = make_tiny_bert(banking, tmp_path / "deeper", layers=3)  # config and tokenizer only: no weights read
     shallow = make_tiny_bert(banking, tmp_path / "shallow", layers=1)

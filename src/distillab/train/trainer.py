@@ -115,6 +115,7 @@ def prepare(dataset, config: TrainConfig, cache=None, arms: list[Arm] = ()) -> P
         live = LiveTeacher(resolve_model_ref(config.live_teacher), config.max_length, config.live_teacher_precision)
     dims = objective_dims(student, cache, live, config.seed)
     _check_objectives(arms, dims)
+    _check_warmups(arms, config, len(train))
     for name in sorted({f for arm in arms for term in arm.terms for f in term.objective.features(dims)}):
         teacher[name] = cache.features(name, train.ids)
     features = {}
@@ -159,6 +160,17 @@ def _check_objectives(arms: list[Arm], dims: Dims) -> None:
                 for problem in term.objective.resolve(dims)]
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _check_warmups(arms: list[Arm], config: TrainConfig, rows: int) -> None:
+    """An objective's warm-up (online_kd's CE-only steps) must end before training does, or it never distils."""
+    total = config.max_steps or math.ceil(config.epochs * math.ceil(rows / config.batch_size))
+    for arm in arms:
+        for term in arm.terms:
+            warmup = term.objective.values.get("warmup_steps", 0)
+            if warmup >= total:
+                raise ConfigError(f"arm {arm.name!r}: {term.objective.name}: warmup_steps={warmup} is not below the "
+                                  f"run's {total} optimizer steps, so the student would never distil; lower it")
 
 
 def train_arm(dataset, arm: Arm | str, config: TrainConfig, out_dir, cache=None) -> dict:
