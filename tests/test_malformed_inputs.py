@@ -250,6 +250,7 @@ CONFIG_CHANGES = [
     ("arm-named-as-a-side-student", {"arms": ["vanilla", "kd:T=4,alpha=0.7,name=kd", "online_kd:name=o", "kd:name=o-online"]},
      "'o-online'"),
     ("arm-name-ends-in-newline", {"arms": ["vanilla", {"name": "kd\n", "objectives": [{"kd": {"T": 4}}]}]}, "'kd\\n'"),
+    ("arm-setting-given-twice", {"arms": ["vanilla", "kd:T=4,alpha=0.7,T=2,name=kd"]}, "'T' is given twice"),
     ("eval-split-int", {"eval_split": 5}, "eval_split"),
     ("no-teacher", {"teacher": {}}, "teacher"),
     ("two-teachers", {"teacher.model": "x"}, "teacher"),

@@ -149,19 +149,23 @@ class Arm:
 
 def parse_arm(text: str) -> Arm:
     """``'kd:T=4,alpha=0.7'`` or ``'kd+hidden_mse:weight=0.5'`` → :class:`Arm`; ConfigError naming the problem."""
-    terms, name, fake_quant = [], None, None
+    terms, name, fake_quant, arm_keys = [], None, None, set()
     for part in text.split("+"):
         objective, _, rest = part.strip().partition(":")
         objective = objective.strip()
         if objective not in REGISTRY:
             what = f"arm {objective!r}" if "+" not in text else f"objective {objective!r} in arm {text!r}"
             raise ConfigError(f"unknown {what}; choose from {', '.join(sorted(REGISTRY))}")
-        settings, weight = {}, 1.0
+        settings, weight, term_keys = {}, 1.0, set()
         for item in filter(None, (p.strip() for p in rest.split(","))):
             key, eq, value = item.partition("=")
             key, value = key.strip(), value.strip()
             if not eq or not value:
                 raise ConfigError(f"arm {text!r}: expected key=value, got {item!r}")
+            given = arm_keys if key in ("name", "fake_quant") else term_keys  # an arm's, or this objective's
+            if key in given:  # the last one would silently win
+                raise ConfigError(f"arm {text!r}: {key!r} is given twice")
+            given.add(key)
             if key == "name":
                 name = value
             elif key == "fake_quant":
