@@ -17,10 +17,12 @@ from distillab.errors import InputError
 from distillab.lm.audit import (
     GROUPS,
     audit_language_models,
+    calibration_bootstrap,
     fit_temperature,
     metrics_from_sums,
     sequence_bootstrap,
     sequence_sums,
+    student_pairs,
     token_statistics,
     token_tiers,
 )
@@ -128,6 +130,81 @@ def test_bootstrap_matches_a_per_resample_loop_with_the_same_draws():
         np.exp(arms["teacher"]["nll"].mean() - arms["kd"]["nll"].mean()))
 
 
+def test_student_pairs_match_a_per_resample_loop_and_the_baseline_comparisons():
+    rng = np.random.RandomState(15)
+    n_seq, seed, resamples, bins = 19, 3, 200, 15
+    seq = np.repeat(np.arange(n_seq), rng.randint(1, 8, n_seq))
+    tier = rng.choice(["head", "mid", "tail"], size=seq.size, p=[0.5, 0.3, 0.2])
+    arms = {}
+    for name in ("topk", "teacher", "base", "sampled"):  # the baseline is not first: it still goes first in pairs
+        conf = rng.uniform(0.05, 1.0, seq.size)
+        arms[name] = {"nll": rng.exponential(2.0, seq.size), "correct": (rng.rand(seq.size) < conf).astype(float),
+                      "confidence": conf}
+    got = sequence_bootstrap(arms, seq, tier, n_seq, "base", resamples, seed, bins, teacher="teacher")
+    expected_pairs = [("topk", "base"), ("sampled", "base"), ("sampled", "topk")]
+    assert student_pairs(list(arms), "base", "teacher") == expected_pairs
+    assert [(r["arm"], r["against"]) for r in got["pairs"]] == [p for p in expected_pairs for _ in range(4 * 2)]
+
+    slow = np.random.RandomState(seed)
+    deltas = {(a, b, g, k): [] for a, b in expected_pairs for g in GROUPS for k in ("nll", "accuracy")}
+    for _ in range(resamples):
+        picked = slow.choice(np.arange(n_seq), size=n_seq, replace=True)
+        tokens = np.concatenate([np.flatnonzero(seq == s) for s in picked])
+        for g in GROUPS:
+            idx = tokens if g == "overall" else tokens[tier[tokens] == g]
+            if idx.size == 0:
+                continue
+            for a, b in expected_pairs:
+                for k, col in (("nll", "nll"), ("accuracy", "correct")):
+                    deltas[(a, b, g, k)].append(arms[a][col][idx].mean() - arms[b][col][idx].mean())
+    for r in got["pairs"]:
+        d = np.array(deltas[(r["arm"], r["against"], r["tier"], r["metric"])])
+        col = "nll" if r["metric"] == "nll" else "correct"
+        scope = np.ones(seq.size, bool) if r["tier"] == "overall" else tier == r["tier"]
+        assert r["estimate"] == pytest.approx(arms[r["arm"]][col][scope].mean() - arms[r["against"]][col][scope].mean(),
+                                              abs=1e-12)
+        assert r["n_valid"] == d.size and r["n_resamples"] == resamples
+        assert r["ci_low"] == pytest.approx(np.quantile(d, 0.025), abs=1e-10)
+        assert r["ci_high"] == pytest.approx(np.quantile(d, 0.975), abs=1e-10)
+        assert r["median"] == pytest.approx(np.median(d), abs=1e-10)
+        assert r["excludes_zero"] == (r["ci_low"] > 0 or r["ci_high"] < 0)
+    baseline = {(r["arm"], r["tier"], r["metric"]): r for r in got["bootstrap"]}
+    for r in got["pairs"]:
+        if r["against"] == "base":  # the same numbers as the comparison with the baseline, bit for bit
+            same = baseline[(r["arm"], r["tier"], r["metric"])]
+            assert {k: v for k, v in r.items() if k != "against"} == {k: v for k, v in same.items() if k != "baseline"}
+
+
+def test_ece_change_ci_matches_a_per_resample_loop_with_the_same_draws():
+    rng = np.random.RandomState(21)
+    n_seq, seed, resamples, bins = 17, 4, 300, 15
+    seq = np.repeat(np.arange(n_seq), rng.randint(1, 12, n_seq))
+    conf = rng.uniform(0.05, 1.0, seq.size)
+    correct = (rng.rand(seq.size) < conf ** 2).astype(float)  # overconfident: scaling should help
+    after = conf ** 1.7
+    got = calibration_bootstrap(conf, correct, after, seq, n_seq, resamples, seed, bins)
+
+    def ece(c, idx):
+        return _slow_metrics({"nll": np.zeros(seq.size), "correct": correct, "confidence": c}, idx, bins)["ece"]
+
+    slow = np.random.RandomState(seed)
+    deltas = []
+    for _ in range(resamples):
+        picked = slow.choice(np.arange(n_seq), size=n_seq, replace=True)
+        idx = np.concatenate([np.flatnonzero(seq == s) for s in picked])
+        deltas.append(ece(after, idx) - ece(conf, idx))
+    everything = np.arange(seq.size)
+    assert got["estimate"] == pytest.approx(ece(after, everything) - ece(conf, everything), abs=1e-12)
+    assert got["ci_low"] == pytest.approx(np.quantile(deltas, 0.025), abs=1e-10)
+    assert got["ci_high"] == pytest.approx(np.quantile(deltas, 0.975), abs=1e-10)
+    assert got["median"] == pytest.approx(np.median(deltas), abs=1e-10)
+    assert got["n_valid"] == got["n_resamples"] == resamples
+    assert got["excludes_zero"] == (got["ci_high"] < 0 or got["ci_low"] > 0)
+    assert got["verdict"] == ("significant improvement" if got["ci_high"] < 0 else
+                              "significant degradation" if got["ci_low"] > 0 else
+                              "cannot be distinguished from zero at this sample size")
+
+
 def _slow_metrics(stats, idx, bins):
     conf, correct = stats["confidence"][idx], stats["correct"][idx]
     b = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
@@ -228,6 +305,15 @@ def test_audit_end_to_end_matches_unbatched_forward_passes(models, tmp_path):
     assert {r["metric"] for r in out["bootstrap"]} == {"nll", "perplexity", "accuracy", "ece", "agreement", "kl", "js"}
     assert {r["tier"] for r in out["bootstrap"]} == set(GROUPS) and all(r["arm"] == "kd" for r in out["bootstrap"])
     assert set(kd["retention"]["overall"]) == {"accuracy", "perplexity"}
+    assert {(r["arm"], r["against"]) for r in out["pairs"]} == {("kd", "base")}  # the teacher is in no pair
+    baseline = {(r["tier"], r["metric"]): r for r in out["bootstrap"]}
+    for r in out["pairs"]:
+        assert r["estimate"] == baseline[(r["tier"], r["metric"])]["estimate"]
+        assert r["ci_low"] == baseline[(r["tier"], r["metric"])]["ci_low"]
+    for name, arm in out["arms"].items():
+        c = arm["calibration"]
+        assert c["ece_change"]["estimate"] == pytest.approx(c["ece_after"] - c["ece_before"], abs=1e-12)
+        assert c["ece_change"]["n_valid"] == 50 and c["ece_change"]["ci_low"] <= c["ece_change"]["ci_high"]
 
 
 def test_audit_without_a_teacher_omits_teacher_relative_metrics(models, tmp_path):

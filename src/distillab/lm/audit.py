@@ -18,7 +18,10 @@ multiplicities as ``rng.choice(n, n)`` per resample, via :func:`distillab.audit.
 every arm and tier is scored on the same resamples, and a metric is a ratio of per-sequence sums
 (sum of NLL over tier tokens / tier tokens), so a resample is one matrix product. Differences are
 arm - baseline; CIs are the 2.5% / 97.5% quantiles. A resample in which a tier has no token is left
-out of that tier's CI (counted in ``n_valid``).
+out of that tier's CI (counted in ``n_valid``). The same resamples also give, for every unordered pair
+of students (the teacher excluded), arm - against for NLL and accuracy per tier (``pairs``: students in
+the order baseline first, then as given; a later one is the arm, an earlier one what it is against, so
+a pair with the baseline is exactly the corresponding baseline comparison).
 
 Temperature. One T per model, fitted by minimising the mean NLL (safeguarded Newton on 1/T, within
 the bounds of :mod:`distillab.calibrate.temperature`; see :func:`fit_temperature`) on the tokens of the calibration
@@ -27,6 +30,9 @@ ECE and NLL before and after T are reported on the other half. The calibration l
 full-vocabulary arrays kept beyond one batch: stored as float16 after subtracting each token's max
 logit (so the largest, most probable logits are stored most precisely and nothing overflows); peak
 extra memory is about models x calibration tokens x vocabulary x 2 bytes (recorded in audit.json).
+The change ECE_after - ECE_before gets a paired CI from ``n_resamples`` resamples of the evaluation-half
+sequences (``RandomState(seed)``, the same draws for every model; both ECEs on each resample's tokens),
+see :func:`calibration_bootstrap`.
 
 Retention (student / teacher, higher is better, 1 = the teacher's level): accuracy retention
 acc_s / acc_t and perplexity retention ppl_t / ppl_s = exp(NLL_t - NLL_s), each with a CI from the
@@ -36,6 +42,7 @@ same resamples.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import resource
 from pathlib import Path
 from typing import Iterator
@@ -54,6 +61,7 @@ GROUPS = ("overall", *TIERS)
 TEACHER_STATS = ("agreement", "kl", "js")
 METRICS = ("nll", "perplexity", "accuracy", "ece", *TEACHER_STATS)
 LOWER_IS_BETTER = frozenset({"nll", "perplexity", "ece", "kl", "js"})
+PAIR_METRICS = ("nll", "accuracy")  # student - student differences (``pairs``)
 TEACHER = "teacher"
 STATS_CHUNK = 128  # tokens per float64 block: 128 x 49,152 x 8 B = 50 MB per array, ~5 alive at once
 BOOT_CHUNK = 125
@@ -253,7 +261,9 @@ def sequence_bootstrap(stats: dict[str, dict[str, np.ndarray]], sequence_of: np.
 
     ``stats``: arm -> :func:`token_statistics` output over all target tokens (in one order, shared by
     ``sequence_of`` and ``token_tier``); ``teacher`` names the arm retention divides by (None: no retention).
-    Returns ``{"metrics": {arm: {group: {...}}}, "bootstrap": [records], "retention": {arm: {group: {...}}}}``.
+    Returns ``{"metrics": {arm: {group: {...}}}, "bootstrap": [records], "pairs": [records],
+    "retention": {arm: {group: {...}}}}``; ``pairs`` holds arm - against for :data:`PAIR_METRICS` for
+    every unordered pair of arms other than ``teacher`` (see :func:`student_pairs`), on the same resamples.
     """
     masks = {"overall": None} | {t: token_tier == t for t in TIERS}
     sums = {a: {g: sequence_sums(s, sequence_of, n_sequences, bins, m) for g, m in masks.items()}
@@ -277,6 +287,9 @@ def sequence_bootstrap(stats: dict[str, dict[str, np.ndarray]], sequence_of: np.
                 if k in values[arm][g] and k in values[baseline][g]:
                     records.append(_record(arm, baseline, g, k, point[arm][g][k] - point[baseline][g][k],
                                            values[arm][g][k] - values[baseline][g][k]))
+    pairs = [_record(arm, against, g, k, point[arm][g][k] - point[against][g][k],
+                     values[arm][g][k] - values[against][g][k], against_key="against")
+             for arm, against in student_pairs(list(stats), baseline, teacher) for g in GROUPS for k in PAIR_METRICS]
     retention = {}
     if teacher is not None:
         for arm in stats:
@@ -292,7 +305,34 @@ def sequence_bootstrap(stats: dict[str, dict[str, np.ndarray]], sequence_of: np.
                                               s["accuracy"] / t["accuracy"]),
                         "perplexity": _interval(float(np.exp(pt["nll"] - ps["nll"])), np.exp(t["nll"] - s["nll"])),
                     }
-    return {"metrics": point, "bootstrap": records, "retention": retention}
+    return {"metrics": point, "bootstrap": records, "pairs": pairs, "retention": retention}
+
+
+def student_pairs(arms: list[str], baseline: str, teacher: str | None = None) -> list[tuple[str, str]]:
+    """(arm, against) for every unordered pair of students: baseline first, then ``arms``' order; the later is the arm."""
+    students = [baseline] + [a for a in arms if a not in (baseline, teacher)]
+    return [(later, earlier) for earlier, later in itertools.combinations(students, 2)]
+
+
+def calibration_bootstrap(confidence: np.ndarray, correct: np.ndarray, confidence_after: np.ndarray,
+                          sequence_of: np.ndarray, n_sequences: int, n_resamples: int = 1000, seed: int = 0,
+                          bins: int = DEFAULT_BINS) -> dict:
+    """Paired CI of ECE_after - ECE_before, resampling sequences (``sequence_of`` in ``[0, n_sequences)``).
+
+    ``confidence`` / ``confidence_after``: top-1 confidence before and after temperature scaling per
+    token; ``correct``: top-1 correctness (a positive T keeps the argmax). Each resample's both ECEs
+    are on its tokens; the per-sequence bin sums are resampled as in :func:`sequence_bootstrap`.
+    """
+    before = sequence_sums({"nll": np.zeros_like(correct), "correct": correct, "confidence": confidence},
+                           sequence_of, n_sequences, bins)
+    after = sequence_sums({"nll": np.zeros_like(correct), "correct": correct, "confidence": confidence_after},
+                          sequence_of, n_sequences, bins)
+    estimate = ece_from(confidence_after, correct, bins) - ece_from(confidence, correct, bins)
+    deltas = [metrics_from_sums(w.T @ after, False, bins)["ece"] - metrics_from_sums(w.T @ before, False, bins)["ece"]
+              for w in draw_weights(np.random.RandomState(seed), n_sequences, n_resamples, BOOT_CHUNK)]
+    deltas = np.concatenate(deltas)
+    return ({"difference": "ece_after - ece_before"} | _judged(_interval(estimate, deltas), "ece")
+            | {"better": "lower", "n_resamples": int(deltas.shape[0])})
 
 
 def _interval(estimate: float, draws: np.ndarray) -> dict:
@@ -305,8 +345,15 @@ def _interval(estimate: float, draws: np.ndarray) -> dict:
             "n_valid": int(finite.size)}
 
 
-def _record(arm: str, baseline: str, group: str, metric: str, estimate: float, deltas: np.ndarray) -> dict:
-    out = {"arm": arm, "baseline": baseline, "tier": group, "metric": metric} | _interval(estimate, deltas)
+def _record(arm: str, baseline: str, group: str, metric: str, estimate: float, deltas: np.ndarray,
+            against_key: str = "baseline") -> dict:
+    out = {"arm": arm, against_key: baseline, "tier": group, "metric": metric} | _interval(estimate, deltas)
+    return _judged(out, metric) | {"better": "lower" if metric in LOWER_IS_BETTER else "higher",
+                                   "n_resamples": int(deltas.shape[0])}
+
+
+def _judged(out: dict, metric: str) -> dict:
+    """``out`` (an :func:`_interval`) with ``excludes_zero`` and the verdict on a difference in ``metric``."""
     low, high = out["ci_low"], out["ci_high"]
     excludes = low is not None and (low > 0 or high < 0)
     if excludes:
@@ -314,8 +361,7 @@ def _record(arm: str, baseline: str, group: str, metric: str, estimate: float, d
         verdict = "significant improvement" if better else "significant degradation"
     else:
         verdict = NOT_SIGNIFICANT if low is not None else "no resample had tokens in this tier"
-    return out | {"excludes_zero": bool(excludes), "verdict": verdict,
-                  "better": "lower" if metric in LOWER_IS_BETTER else "higher", "n_resamples": int(deltas.shape[0])}
+    return out | {"excludes_zero": bool(excludes), "verdict": verdict}
 
 
 def _finite(x: float) -> float | None:
@@ -439,6 +485,9 @@ def audit_language_models(teacher, students: dict, sequences: list, train_token_
     result = sequence_bootstrap(joined, sequence_of, token_tier, n, baseline, n_resamples, seed, bins,
                                 teacher=TEACHER if teacher is not None else None)
     in_eval = np.isin(sequence_of, evaluation)
+    eval_position = np.zeros(n, dtype=np.int64)
+    eval_position[evaluation] = np.arange(evaluation.size)
+    eval_sequence_of = eval_position[sequence_of[in_eval]]
     warnings = _warnings(temperatures, result, token_tier)
     arms = {}
     for name in models:
@@ -455,6 +504,8 @@ def audit_language_models(teacher, students: dict, sequences: list, train_token_
                 "ece_before": ece_from(raw["confidence"], raw["correct"], bins),
                 "ece_after": ece_from(after["confidence"], raw["correct"], bins),
                 "nll_before": float(raw["nll"].mean()), "nll_after": float(after["nll"].mean()),
+                "ece_change": calibration_bootstrap(raw["confidence"], raw["correct"], after["confidence"],
+                                                    eval_sequence_of, int(evaluation.size), n_resamples, seed, bins),
             },
             "retention": result["retention"].get(name),
         }
@@ -469,6 +520,7 @@ def audit_language_models(teacher, students: dict, sequences: list, train_token_
         "tiers": tier_info | {"eval_tokens": {t: int((token_tier == t).sum()) for t in TIERS}},
         "arms": arms,
         "bootstrap": result["bootstrap"],
+        "pairs": result["pairs"],
         "memory": {"cal_logits_bytes": store_bytes,
                    "process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024},
         "warnings": warnings,
