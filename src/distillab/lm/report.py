@@ -4,6 +4,9 @@ Built like the classification report and with its helpers (tables, Markdown esca
 the one-set publishing): tables are made once as data, the summary sentences cite table cells (so
 every number in prose is the text of a cell in the same report), and the figure is drawn from the
 same rows. A difference whose CI contains zero is worded as not distinguishable from zero.
+
+Keys added to ``audit.json`` later (``pairs``, ``calibration.ece_change``) are optional: an older audit
+renders without the pairs table and with empty CI cells in the calibration table.
 """
 
 from __future__ import annotations
@@ -35,8 +38,14 @@ METRIC_NAMES = {"nll": "NLL", "perplexity": "perplexity", "accuracy": "accuracy"
                 "agreement": "agreement", "kl": "KL(teacher||student)", "js": "JS"}
 ARM_COLUMNS = [("arm", "arm"), ("role", "role"), ("tokens", "target tokens"), ("perplexity", "perplexity"),
                ("nll", "NLL"), ("accuracy", "accuracy"), ("agreement", "agreement"), ("kl", "KL"), ("js", "JS"),
-               ("ece", "ECE"), ("temperature", "T"), ("ece_before", "ECE before T"), ("ece_after", "ECE after T"),
-               ("retention_accuracy", "accuracy retention"), ("retention_perplexity", "perplexity retention")]
+               ("ece", "ECE"), ("retention_accuracy", "accuracy retention"),
+               ("retention_perplexity", "perplexity retention")]
+CALIBRATION_COLUMNS = [("arm", "arm"), ("temperature", "T"), ("ece_before", "ECE before T"),
+                       ("ece_after", "ECE after T"), ("delta", "Δ ECE (after − before)"), ("ci_low", "95% CI low"),
+                       ("ci_high", "95% CI high"), ("verdict", "verdict"), ("nll_before", "NLL before T"),
+                       ("nll_after", "NLL after T")]
+PAIR_COLUMNS = [("arm", "arm"), ("against", "against"), ("tier", "scope"), ("delta", "Δ NLL (arm − against)"),
+                ("ci_low", "95% CI low"), ("ci_high", "95% CI high"), ("verdict", "verdict (arm vs against)")]
 
 
 def render_lm_report(audit_dir: Path, out_dir: Path, title: str) -> dict[str, Path]:
@@ -68,21 +77,34 @@ def render_lm_report(audit_dir: Path, out_dir: Path, title: str) -> dict[str, Pa
 
 
 def build_tables(audit: dict) -> dict[str, Table]:
-    """Arms, per-tier metrics, Δ vs the baseline with CIs, retention with CIs, and the tier definition."""
+    """Arms, calibration, per-tier metrics, Δ vs the baseline and between students with CIs, retention, tiers."""
     arms, settings = audit["arms"], audit["settings"]
     baseline = settings["baseline"]
+    boot = f"{settings['n_resamples']:,} resamples"
     main = Table("lm-arms", "Arms on the held-out sequences", ARM_COLUMNS,
-                 note="Point values on every held-out target token. T is fitted on the calibration half of the "
-                      "sequences; 'ECE before/after T' are on the other half. Retention: "
-                      f"{settings['retention']}.")
+                 note=f"Point values on every held-out target token. Retention: {settings['retention']}.")
     for name, arm in arms.items():
-        o, c, r = arm["overall"], arm["calibration"], (arm.get("retention") or {}).get("overall") or {}
+        o, r = arm["overall"], (arm.get("retention") or {}).get("overall") or {}
         main.add(name, arm=name, role=arm["role"], tokens=Cell(fmt_int(o["tokens"]), o["tokens"]),
-                 temperature=_num(c["temperature"], 3), ece_before=_num(c["ece_before"]),
-                 ece_after=_num(c["ece_after"]),
                  retention_accuracy=_num((r.get("accuracy") or {}).get("estimate"), 3),
                  retention_perplexity=_num((r.get("perplexity") or {}).get("estimate"), 3),
                  **{k: _num(o.get(k), 2 if k == "perplexity" else 4) for k in METRIC_NAMES})
+    first = next(iter(arms.values()))["calibration"]
+    calibration = Table("lm-calibration", "Temperature scaling (one T per model)", CALIBRATION_COLUMNS,
+                        note=f"T is fitted on the calibration half ({first['cal_sequences']:,} sequences); ECE and NLL "
+                             f"before and after T are on the other half ({first['eval_sequences']:,} sequences, "
+                             f"{first['eval_tokens']:,} target tokens). Δ ECE: after − before (below 0 = better "
+                             f"calibrated after T); CI: 2.5%/97.5% quantiles over {boot} of the evaluation-half "
+                             f"sequences (RandomState({settings['seed']}), the same resamples for every model), both "
+                             "ECEs on each resample's tokens.")
+    for name, arm in arms.items():
+        c = arm["calibration"]
+        change = c.get("ece_change") or {}  # absent in an audit.json written before the CI was added
+        calibration.add(name, arm=name, temperature=_num(c["temperature"], 3), ece_before=_num(c["ece_before"]),
+                        ece_after=_num(c["ece_after"]), delta=_num(c["ece_after"] - c["ece_before"], 4, signed=True),
+                        ci_low=_num(change.get("ci_low"), 4, signed=True),
+                        ci_high=_num(change.get("ci_high"), 4, signed=True), verdict=change.get("verdict", "—"),
+                        nll_before=_num(c["nll_before"]), nll_after=_num(c["nll_after"]))
     tiers = Table("lm-tier-metrics", "Per tier", [("arm", "arm"), ("tier", "tier"), ("tokens", "target tokens")]
                   + [(k, METRIC_NAMES[k]) for k in METRIC_NAMES])
     for name, arm in arms.items():
@@ -101,6 +123,16 @@ def build_tables(audit: dict) -> dict[str, Table]:
                   metric=METRIC_NAMES[r["metric"]], delta=_num(r["estimate"], 4, signed=True),
                   ci_low=_num(r["ci_low"], 4, signed=True), ci_high=_num(r["ci_high"], 4, signed=True),
                   verdict=r["verdict"])
+    pairs = Table("lm-pairs", "Pairs of students: NLL per token, arm − against, paired bootstrap over sequences",
+                  PAIR_COLUMNS,
+                  note=f"Every unordered pair of students (the teacher is in none), on the same {boot} as the Δ table, "
+                       "so a pair with the baseline repeats its row there. Below 0 = the arm has the lower NLL. "
+                       "Accuracy differences are in audit.json's 'pairs'.")
+    for r in audit.get("pairs") or []:  # absent in an audit.json written before pairs were added
+        if r["metric"] == "nll":
+            pairs.add(f"{r['arm']}/{r['against']}/{r['tier']}", arm=r["arm"], against=r["against"], tier=r["tier"],
+                      delta=_num(r["estimate"], 4, signed=True), ci_low=_num(r["ci_low"], 4, signed=True),
+                      ci_high=_num(r["ci_high"], 4, signed=True), verdict=r["verdict"])
     keep = Table("lm-retention", "Retention (student ÷ teacher, 1 = the teacher's level)",
                  [("arm", "arm"), ("tier", "scope"), ("metric", "metric"), ("estimate", "retention"),
                   ("ci_low", "95% CI low"), ("ci_high", "95% CI high")])
@@ -117,7 +149,8 @@ def build_tables(audit: dict) -> dict[str, Table]:
         tier_table.add(t, tier=t, ids=Cell(fmt_int(info["vocab_ids"][t]), info["vocab_ids"][t]),
                        mass=Cell(fmt_pct(info["train_mass"][t]), info["train_mass"][t]),
                        eval=Cell(fmt_int(info["eval_tokens"][t]), info["eval_tokens"][t]))
-    return {t.id: t for t in (main, delta, keep, tiers, tier_table) if t.rows or t is not keep}  # no teacher: no retention
+    optional = (keep, pairs)  # no teacher: no retention; one student or an older audit.json: no pairs
+    return {t.id: t for t in (main, calibration, delta, pairs, keep, tiers, tier_table) if t.rows or t not in optional}
 
 
 def _num(x, digits: int = 4, signed: bool = False) -> Cell:
@@ -148,12 +181,50 @@ def summary_fragments(audit: dict, tables: dict[str, Table]) -> list[list]:
                       keep.cite(f"{name}/overall/accuracy", "estimate"), ", perplexity ",
                       keep.cite(f"{name}/overall/perplexity", "estimate"), "."]
         out.append(frags)
+    pairs = tables.get("lm-pairs")
+    if pairs is not None:
+        out += _pair_fragments(audit, pairs, baseline)
+    calibration = tables["lm-calibration"]
+    scaled = [name for name, arm in audit["arms"].items() if (arm["calibration"].get("ece_change") or {}).get("ci_low")
+              is not None]
+    if scaled:
+        frags = ["Temperature scaling, ECE after − before T on the evaluation half: "]
+        for i, name in enumerate(scaled):
+            frags += ["; " if i else "", f"{name} ", calibration.cite(name, "delta"), " [",
+                      calibration.cite(name, "ci_low"), ", ", calibration.cite(name, "ci_high"), "], ",
+                      _wording(calibration.value(name, "verdict"), "lower ECE", "higher ECE")]
+        out.append(frags + ["."])
     return out
 
 
-def _wording(verdict: str) -> str:
+def _pair_fragments(audit: dict, pairs: Table, baseline: str) -> list[list]:
+    """Pairs of students not involving the baseline (those are above): the distinguishable NLL differences."""
+    rows = [r for r in audit.get("pairs") or [] if r["metric"] == "nll" and baseline not in (r["arm"], r["against"])]
+    if not rows:
+        return []
+    found = [r for r in rows if r["excludes_zero"]]
+    if not found:
+        return [["Pairs of students (other than with the baseline): no NLL difference is distinguishable from zero "
+                 "in any scope at this sample size (every CI includes zero; see the pairs table)."]]
+    frags: list = ["Pairs of students (other than with the baseline), the NLL differences (arm − against) whose CI "
+                   "excludes zero: "]
+    for i, r in enumerate(found):
+        key = f"{r['arm']}/{r['against']}/{r['tier']}"
+        frags += ["; " if i else "", f"{r['arm']} − {r['against']}, {r['tier']} ", pairs.cite(key, "delta"), " [",
+                  pairs.cite(key, "ci_low"), ", ", pairs.cite(key, "ci_high"), "], ",
+                  _wording(pairs.value(key, "verdict"), f"lower NLL for {r['arm']}", f"higher NLL for {r['arm']}")]
+    others = len(rows) - len(found)
+    frags.append("; the other pairs' CIs include zero (pairs table)." if others else ".")
+    return [frags]
+
+
+def _wording(verdict: str, better: str | None = None, worse: str | None = None) -> str:
     if verdict.startswith("significant"):
-        return verdict.replace("significant", "a distinguishable")
+        out = verdict.replace("significant", "a distinguishable")
+        said = better if verdict.endswith("improvement") else worse
+        return f"{out} ({said})" if said else out
+    if verdict == "—":
+        return "no CI"
     return "not distinguishable from zero at this sample size (its CI includes zero)"
 
 
