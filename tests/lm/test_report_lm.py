@@ -171,4 +171,5 @@ def test_an_audit_json_without_the_new_keys_still_renders(three_students, tmp_pa
     md = _render(audit, tmp_path, "old")
     assert 'id="lm-pairs"' not in md and "Temperature scaling, ECE" not in md
     assert all(row[5:8] == ["—", "—", "—"] for row in _table_rows(md, "lm-calibration"))
+    assert "'—': this audit.json has no CI" in md
     _prose_numbers_are_cells(md)

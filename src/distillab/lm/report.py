@@ -96,7 +96,9 @@ def build_tables(audit: dict) -> dict[str, Table]:
                              f"{first['eval_tokens']:,} target tokens). Δ ECE: after − before (below 0 = better "
                              f"calibrated after T); CI: 2.5%/97.5% quantiles over {boot} of the evaluation-half "
                              f"sequences (RandomState({settings['seed']}), the same resamples for every model), both "
-                             "ECEs on each resample's tokens.")
+                             "ECEs on each resample's tokens."
+                             + ("" if all(a["calibration"].get("ece_change") for a in arms.values()) else
+                                " '—': this audit.json has no CI (written before the CI was added)."))
     for name, arm in arms.items():
         c = arm["calibration"]
         change = c.get("ece_change") or {}  # absent in an audit.json written before the CI was added
