@@ -86,6 +86,16 @@ def test_ece_from_sums_matches_a_slow_loop_with_empty_bins():
     assert got == pytest.approx(expected, abs=1e-12)
 
 
+def _slow_resampled_tokens(seq, tier, n_seq, seed, resamples):
+    """The reference draws, one resample at a time: {group: token indices of the resampled sequences}."""
+    slow = np.random.RandomState(seed)
+    for _ in range(resamples):
+        picked = slow.choice(np.arange(n_seq), size=n_seq, replace=True)
+        tokens = np.concatenate([np.flatnonzero(seq == s) for s in picked])
+        groups = {g: tokens if g == "overall" else tokens[tier[tokens] == g] for g in GROUPS}
+        yield {g: idx for g, idx in groups.items() if idx.size}
+
+
 def test_bootstrap_matches_a_per_resample_loop_with_the_same_draws():
     rng = np.random.RandomState(5)
     n_seq, seed, resamples, bins = 23, 7, 300, 15
@@ -102,16 +112,10 @@ def test_bootstrap_matches_a_per_resample_loop_with_the_same_draws():
                            "js": rng.rand(seq.size) / 3}
     got = sequence_bootstrap(arms, seq, tier, n_seq, "base", resamples, seed, bins, teacher="teacher")
 
-    slow = np.random.RandomState(seed)
     deltas = {(g, k): [] for g in GROUPS for k in ("nll", "perplexity", "accuracy", "ece", "kl", "js")}
     retention = {g: [] for g in GROUPS}
-    for _ in range(resamples):
-        picked = slow.choice(np.arange(n_seq), size=n_seq, replace=True)
-        tokens = np.concatenate([np.flatnonzero(seq == s) for s in picked])
-        for g in GROUPS:
-            idx = tokens if g == "overall" else tokens[tier[tokens] == g]
-            if idx.size == 0:
-                continue
+    for groups in _slow_resampled_tokens(seq, tier, n_seq, seed, resamples):
+        for g, idx in groups.items():
             m = {a: _slow_metrics(arms[a], idx, bins) for a in arms}
             for k in ("nll", "perplexity", "accuracy", "ece", "kl", "js"):
                 deltas[(g, k)].append(m["kd"][k] - m["base"][k])
@@ -145,15 +149,9 @@ def test_student_pairs_match_a_per_resample_loop_and_the_baseline_comparisons():
     assert student_pairs(list(arms), "base", "teacher") == expected_pairs
     assert [(r["arm"], r["against"]) for r in got["pairs"]] == [p for p in expected_pairs for _ in range(4 * 2)]
 
-    slow = np.random.RandomState(seed)
     deltas = {(a, b, g, k): [] for a, b in expected_pairs for g in GROUPS for k in ("nll", "accuracy")}
-    for _ in range(resamples):
-        picked = slow.choice(np.arange(n_seq), size=n_seq, replace=True)
-        tokens = np.concatenate([np.flatnonzero(seq == s) for s in picked])
-        for g in GROUPS:
-            idx = tokens if g == "overall" else tokens[tier[tokens] == g]
-            if idx.size == 0:
-                continue
+    for groups in _slow_resampled_tokens(seq, tier, n_seq, seed, resamples):
+        for g, idx in groups.items():
             for a, b in expected_pairs:
                 for k, col in (("nll", "nll"), ("accuracy", "correct")):
                     deltas[(a, b, g, k)].append(arms[a][col][idx].mean() - arms[b][col][idx].mean())
