@@ -15,7 +15,7 @@ from distillab.errors import ConfigError
 from distillab.losses import cross_entropy, kd_loss
 from distillab.objectives.base import Bound, Dims, Step
 from distillab.objectives.online_kd import OnlineKD
-from distillab.train.arms import parse_arm
+from distillab.train.arms import arm_from_config, parse_arm
 from distillab.train.trainer import train_arm
 
 from train_helpers import banking, bow_config, interrupted_then_resumed, make_tiny_bert  # noqa: F401 (fixtures)
@@ -117,6 +117,13 @@ def test_bad_settings_are_one_line(spec, message):
     with pytest.raises(ConfigError) as info:
         parse_arm(spec)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("value", [3.0, 2.5, True, "3"])
+def test_teacher_ngrams_from_a_mapping_must_be_an_integer(value):
+    # A YAML float 3.0 once passed the check and failed in training, in the n-gram hasher's range().
+    with pytest.raises(ConfigError, match="teacher_ngrams=.* must be 0 \\(the student's\\), 1, 2 or 3"):
+        arm_from_config({"name": "o", "objectives": [{"online_kd": {"teacher_ngrams": value}}]})
 
 
 BOW = Dims(student_layers=1, student_width=16, student_ngrams=2, student_buckets=4096)

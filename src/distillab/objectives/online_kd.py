@@ -22,7 +22,9 @@ TEACHER_LOSSES = ("ce", "label_smoothing")
 
 
 def _ngrams(value) -> str | None:
-    return None if value in (0, 1, 2, 3) and not isinstance(value, bool) else "must be 0 (the student's), 1, 2 or 3"
+    # An integer (a YAML 3.0 would pass ``in (0, 1, 2, 3)`` and fail later in the hasher's range()).
+    ok = non_negative_int(value) is None and value <= 3
+    return None if ok else "must be 0 (the student's), 1, 2 or 3"
 
 
 def _text(value) -> str | None:
