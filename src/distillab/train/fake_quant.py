@@ -27,6 +27,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from distillab.quantize.backends import _quantizable_bag as quantizable_bag
+
 SCHEMES = ("int8",)
 
 
@@ -64,12 +66,6 @@ class _FakeQuantBag(nn.EmbeddingBag):
                                per_sample_weights=per_sample_weights)
 
 
-def _quantizable_bag(module: nn.Module) -> bool:
-    """The bags the int8 path quantizes (as ``quantize.backends`` decides): sum or mean, no padding or norm."""
-    return (type(module) is nn.EmbeddingBag and module.mode in ("sum", "mean") and module.padding_idx is None
-            and module.max_norm is None and not module.include_last_offset)
-
-
 def add_fake_quant(model: nn.Module, scheme: str) -> None:
     """Fake-quantize ``model``'s weights in its forward pass, in place; its parameters stay the same objects."""
     if scheme not in SCHEMES:
@@ -77,7 +73,8 @@ def add_fake_quant(model: nn.Module, scheme: str) -> None:
     for module in list(model.modules()):
         if isinstance(module, nn.Linear):
             parametrize.register_parametrization(module, "weight", _LinearWeight())
-        elif _quantizable_bag(module):
+        # The bags the int8 path quantizes, decided by that path; a subclass keeps its own forward.
+        elif type(module) is nn.EmbeddingBag and quantizable_bag(module):
             module.__class__ = _FakeQuantBag  # same parameters and state-dict keys, another forward
 
 
