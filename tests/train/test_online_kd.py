@@ -88,6 +88,26 @@ def test_the_online_teacher_is_saved_predicts_and_is_audited_beside_the_arm(bank
     assert (arm_dir / "online" / "model" / "model.safetensors").stat().st_size < 4096 * 32 * 4 / 2
 
 
+def test_arms_with_the_same_online_featurizer_featurise_the_splits_once(banking, tmp_path, monkeypatch):
+    from distillab.train.students import BowStudent
+    from distillab.train.trainer import train_arms
+
+    calls = []
+    original = BowStudent.featurize
+
+    def counting(self, texts):
+        calls.append((self.hasher.ngrams, len(texts)))
+        return original(self, texts)
+
+    monkeypatch.setattr(BowStudent, "featurize", counting)
+    arms = ["online_kd:teacher_ngrams=3,T=2,name=a", "online_kd:teacher_ngrams=3,T=4,name=b"]
+    train_arms(banking, arms, bow_config(max_steps=2), tmp_path)
+    # The training split (serving-cost timing featurises small batches besides): the student's once, the trigram
+    # teacher's once, not once per arm.
+    assert [ngrams for ngrams, rows in calls if rows == len(banking.splits["train"])] == [2, 3]
+    assert (tmp_path / "b" / "online" / "predictions" / "test.npz").exists()
+
+
 def test_a_transformer_students_online_teacher_is_more_layers_of_its_checkpoint(banking, tmp_path):
     from safetensors.torch import load_file
 

@@ -27,7 +27,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +70,8 @@ class Prepared:
     dims: Dims  # the student's, the cached features' and the live teacher's sizes, which objectives resolve against
     live: object = None  # a LiveTeacher when an arm reads token-level teacher outputs
     live_features: list | None = None  # the live teacher's tokens of the training rows
+    # featurizer -> the splits featurised for another student (an online teacher): once for all the arms that read them
+    other_features: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- public API
@@ -625,12 +627,16 @@ def _write_side_student(prepared: Prepared, arm: Arm, arm_dir: Path, accelerator
 
 
 def _features_for(prepared: Prepared, student) -> dict:
-    """The training and evaluation splits featurised for another student (the student's own when it reads the same)."""
+    """The training and evaluation splits featurised for another student (the student's own when it reads the same);
+    each featurizer's once per run, however many arms read it."""
     if student.featurizer == prepared.student.featurizer:
         return prepared.features
-    config, splits = prepared.config, prepared.dataset.splits
-    return {split: student.featurize(splits[split].texts) for split in dict.fromkeys((config.train_split,
-                                                                                        *config.eval_splits))}
+    if student.featurizer not in prepared.other_features:
+        config, splits = prepared.config, prepared.dataset.splits
+        prepared.other_features[student.featurizer] = {
+            split: student.featurize(splits[split].texts) for split in dict.fromkeys((config.train_split,
+                                                                                       *config.eval_splits))}
+    return prepared.other_features[student.featurizer]
 
 
 def _teacher_keys(arm: Arm, prepared: Prepared) -> set[str]:
