@@ -166,7 +166,7 @@ def _check_objectives(arms: list[Arm], dims: Dims) -> None:
 
 def _check_warmups(arms: list[Arm], config: TrainConfig, rows: int) -> None:
     """An objective's warm-up (online_kd's CE-only steps) must end before training does, or it never distils."""
-    total = config.max_steps or math.ceil(config.epochs * math.ceil(rows / config.batch_size))
+    total = _total_steps(config, rows)
     for arm in arms:
         for term in arm.terms:
             warmup = term.objective.values.get("warmup_steps", 0)
@@ -230,7 +230,6 @@ def _resolved_config(prepared: Prepared, arm: Arm, accelerator) -> dict:
     """Everything that determines an arm's result, as written to ``resolved_config.json``."""
     config, dataset, student = prepared.config, prepared.dataset, prepared.student
     n = len(dataset.splits[config.train_split])
-    steps_per_epoch = math.ceil(n / config.batch_size)
     return {
         **arm.training_settings(config),
         "learning_rate": config.resolved_learning_rate(student.kind),
@@ -240,11 +239,16 @@ def _resolved_config(prepared: Prepared, arm: Arm, accelerator) -> dict:
         "dataset": {"name": dataset.name, "content_sha256": prepared.content_sha256,
                     "num_classes": len(dataset.classes), "train_rows": n},
         "teacher_cache": prepared.cache_info if arm.needs_teacher else None,
-        "steps_per_epoch": steps_per_epoch,
-        "total_steps": config.max_steps or math.ceil(config.epochs * steps_per_epoch),
+        "steps_per_epoch": math.ceil(n / config.batch_size),
+        "total_steps": _total_steps(config, n),
         "precision_resolved": accelerator.mixed_precision,
         "tool_version": __version__,
     }
+
+
+def _total_steps(config: TrainConfig, rows: int) -> int:
+    """The optimizer steps an arm trains on ``rows`` training rows: ``max_steps``, else ``epochs`` of batches."""
+    return config.max_steps or math.ceil(config.epochs * math.ceil(rows / config.batch_size))
 
 
 def _check_existing(arm_dir: Path, resolved: dict) -> bool:
