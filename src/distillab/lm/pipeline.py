@@ -11,30 +11,40 @@ mid-arm: a killed run redoes the arm it was in.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from distillab.config import STAGES
 from distillab.errors import InputError
 from distillab.io import check_output_dir, read_json, write_json_atomic
 from distillab.lm.config import LMConfig
-from distillab.lm.models import check_student, context_length, cut_student, load_lm, picked_layers, save_student
+from distillab.lm.models import (
+    check_student,
+    context_length,
+    cut_student,
+    load_lm,
+    picked_layers,
+    save_student,
+)
 from distillab.lm.seqkd import prompts_digest, teacher_generations
 from distillab.lm.sequences import lm_texts, token_counts, tokenize
 from distillab.lm.train import TrainData, train_arm
-
-STAGE_ORDER = ("teacher", "train", "audit", "report")
+from distillab.pipeline import (
+    _digest,
+    _json_digest,
+    _remove_temporary_files,
+    _stamp_state,
+    run_lock,
+)
+from distillab.pipeline import _stamp as _write_stamp
 
 
 def run_lm(config: LMConfig, restart: str | None = None, verify_cache: bool = True) -> Path:
-    """Run (or resume) the LM experiment; returns the report (or, before the audit exists, the arms folder)."""
-    from distillab.pipeline import run_lock
-
-    redo = set(STAGE_ORDER[STAGE_ORDER.index(restart):]) if restart else set()
+    """Run (or resume) the LM experiment; returns the path of ``report.html``."""
+    redo = set(STAGES[STAGES.index(restart):]) if restart else set()
     started = time.perf_counter()
     if config.training["threads"]:
         import torch
@@ -45,6 +55,7 @@ def run_lm(config: LMConfig, restart: str | None = None, verify_cache: bool = Tr
     check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):
+        _remove_temporary_files(out)  # what a killed run's atomic writes left
         result = _stages(config, inputs, out, redo, verify_cache)
     _say("done", f"{time.perf_counter() - started:.0f} s → {result}")
     return result
@@ -218,13 +229,9 @@ def _load_student(folder: Path):
 
 
 def _audit_and_report(config: LMConfig, inputs: dict, out: Path, students: dict, arm_stamps: dict, redo: set) -> Path:
-    try:
-        from distillab.lm.audit import audit_language_models
-        from distillab.lm.report import render_lm_report
-    except ImportError as exc:
-        _say("audit", f"skipped: distillab.lm.audit / distillab.lm.report are not importable ({exc}); "
-                      f"the students are in {out / 'arms'}")
-        return out / "arms"
+    from distillab.lm.audit import audit_language_models
+    from distillab.lm.report import render_lm_report
+
     audit_inputs = {"arms": arm_stamps, "eval": prompts_digest(range(len(inputs["eval_sequences"])),
                                                                inputs["eval_sequences"]),
                     "audit": config.audit, "teacher": inputs["teacher_record"]}
@@ -236,7 +243,7 @@ def _audit_and_report(config: LMConfig, inputs: dict, out: Path, students: dict,
                               baseline=config.audit["baseline"], out_dir=out / "audit",
                               n_resamples=config.audit["n_resamples"], seed=config.audit["seed"], bins=config.audit["bins"])
         _stamp(out, "audit", audit_inputs)
-    report_inputs = {"audit": _digest(read_json(out / "audit" / "audit.json")), "title": config.report["title"]}
+    report_inputs = {"audit": _json_digest(out / "audit" / "audit.json"), "title": config.report["title"]}
     if not _fresh(out, "report", report_inputs) or redo & {"audit", "report"}:
         _stamp(out, "report", report_inputs, complete=False)
         render_lm_report(audit_dir=out / "audit", out_dir=out / "report", title=config.report["title"])
@@ -245,21 +252,12 @@ def _audit_and_report(config: LMConfig, inputs: dict, out: Path, students: dict,
 
 
 # --------------------------------------------------------------------------- stamps
-
-
-def _digest(inputs) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+# The classification pipeline's stamps (same record, same digest incl. the tool version), one file per stage here.
 
 
 def _state(out: Path, stage: str, inputs: dict) -> str | None:
     """"done", "started" (same inputs, unfinished), "changed" or None (never run)."""
-    path = out / "stamps" / f"{stage}.json"
-    if not path.exists():
-        return None
-    record = read_json(path)
-    if record.get("inputs_sha256") != _digest(inputs):
-        return "changed"
-    return "done" if record.get("complete") else "started"
+    return _stamp_state(out / "stamps" / f"{stage}.json", inputs)
 
 
 def _fresh(out: Path, stage: str, inputs: dict) -> bool:
@@ -267,7 +265,7 @@ def _fresh(out: Path, stage: str, inputs: dict) -> bool:
 
 
 def _stamp(out: Path, stage: str, inputs: dict, complete: bool = True) -> None:
-    write_json_atomic(out / "stamps" / f"{stage}.json", {"inputs_sha256": _digest(inputs), "complete": complete})
+    _write_stamp(out / "stamps", inputs, complete, name=f"{stage}.json")
 
 
 def _say(stage: str, message: str) -> None:
