@@ -11,6 +11,7 @@ mid-arm: a killed run redoes the arm it was in.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from pathlib import Path
@@ -216,9 +217,9 @@ def _cache_stage(config: LMConfig, inputs: dict, out: Path, kind: str, redo: boo
 
 
 def _new_student(config: LMConfig, inputs: dict):
-    if config.student["model"]:
-        model, _, _ = load_lm(config.student["model"])
-        return model
+    """A fresh student for one arm: a copy of the one :func:`prepare` loaded and checked (not read again), or a cut."""
+    if inputs["student"] is not None:
+        return copy.deepcopy(inputs["student"])
     return cut_student(inputs["teacher"], config.student["layers"])
 
 
