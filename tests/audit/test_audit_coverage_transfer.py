@@ -100,6 +100,8 @@ def test_grid_ranks_and_filter():
     assert [rows[a]["rank_ece"] for a in "abc"] == [2, 1, 3] and [rows[a]["rank_nll"] for a in "abc"] == [3, 2, 1]
     assert rows["c"]["T"] == 8.0 and rows["c"]["tail_f1"] == 0.1
     assert transfer.grid_table(arms, {"a": meta["a"]}) == []
+    # With the teacher's cache fingerprint known, an arm without a sidecar is still no grid point (not a KeyError).
+    assert transfer.grid_table(arms, {"a": meta["a"], "teacher": {"cache_fingerprint_sha256": "f"}}) == []
 
 
 def test_per_class_delta_and_noise_floor():

@@ -112,8 +112,9 @@ def grid_table(arms: dict[str, dict], meta: dict[str, dict]) -> list[dict]:
     teacher_cache = (meta.get("teacher") or {}).get("cache_fingerprint_sha256")
 
     def grid_point(name: str) -> bool:  # an int8 copy of a KD arm is a deployment candidate, not a grid point
-        recipe = (meta.get(name) or {}).get("recipe", {})
-        taught = teacher_cache is None or meta[name].get("teacher_cache", teacher_cache) == teacher_cache
+        sidecar = meta.get(name) or {}
+        recipe = sidecar.get("recipe", {})
+        taught = teacher_cache is None or sidecar.get("teacher_cache", teacher_cache) == teacher_cache
         return recipe.get("loss") == "kd" and not recipe.get("quantized") and taught
 
     kd = [name for name in arms if grid_point(name)]
