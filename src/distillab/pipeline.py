@@ -378,15 +378,22 @@ def train_stage(dataset, arms: list, train_config, cache, arms_dir: Path, retrai
     stamp = arms_dir / STAMP
     recorded = read_json(stamp).get("arms", {}) if stamp.exists() else {}
     fingerprint = _sha256_json(cache.manifest["fingerprint"]) if cache is not None else None
+    content, done = dataset.content_hash(), []
     for arm in arms:
         digest = _digest({"training": arm.training_settings(train_config), "arm": arm.name, "recipe": arm.recipe(),
-                          "dataset": dataset.content_hash(), "teacher": fingerprint if arm.needs_teacher else None})
+                          "dataset": content, "teacher": fingerprint if arm.needs_teacher else None})
         arm_dir = arms_dir / arm.name
         if arm_dir.exists() and (retrain or recorded.get(arm.name, digest) != digest):
             _say("train", f"{arm.name}: {'--restart train' if retrain else 'its inputs changed'}; training it again")
             shutil.rmtree(arm_dir)
+        elif recorded.get(arm.name) == digest and (arm_dir / "train_log.json").is_file():
+            done.append(arm)  # finished from these very inputs (the record is the trainer's resolved config's source)
         recorded[arm.name] = digest
     write_json_atomic(stamp, {"arms": recorded})
+    if len(done) == len(arms):  # nothing to train: skip the trainer's set-up (featurising every split)
+        for arm in arms:
+            _say("train", f"{arm.name}: already trained in {arms_dir / arm.name} (same inputs); skipped")
+        return
     train_arms(dataset, arms, train_config, arms_dir, cache=cache)
 
 

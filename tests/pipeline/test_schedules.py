@@ -190,3 +190,23 @@ def test_a_quantization_aware_arm_can_be_a_stage(tmp_path, capsys):
                                                         "generations": 2}]}
     assert main(["validate", str(write_config(tmp_path, values))]) == 0
     assert "qban-g1, qban-g2" in capsys.readouterr().out
+
+
+def test_a_rerun_with_nothing_changed_skips_the_trainers_setup(tmp_path, capsys, monkeypatch):
+    """Every arm and stage finished from the same inputs: no featurising per stage (most of a rerun's time)."""
+    import distillab.train.trainer as trainer
+
+    out = tmp_path / "run"
+    values = {**tiny_config(tmp_path), "born_again": [{"name": "ban", "arm": KD, "generations": 2}]}
+    run(tmp_path, values, capsys)
+    first, prepare = trained(out), trainer.prepare
+    calls = []
+    monkeypatch.setattr(trainer, "prepare", lambda *a, **k: calls.append(a[2]) or prepare(*a, **k))
+    err = run(tmp_path, values, capsys)
+    assert calls == [] and trained(out) == first
+    assert "g2: already trained in" in err and "audit.json is up to date" in err
+
+    # An arm without its train_log.json (a killed run) still goes to the trainer, which trains it again.
+    (out / "born-again" / "ban" / "g2" / "train_log.json").unlink()
+    run(tmp_path, values, capsys)
+    assert len(calls) == 1 and (out / "born-again" / "ban" / "g2" / "train_log.json").is_file()
