@@ -31,6 +31,7 @@ import torch
 
 from distillab.errors import InputError
 from distillab.io import load_predictions, read_json, save_predictions, sidecar_path, write_json_atomic
+from distillab.train.students import weight_files
 
 QUANTIZED_DIR = "quantized"
 RECORD_FILE = "quantization.json"
@@ -40,7 +41,6 @@ MAX_RESAMPLES = 100_000  # the audit's bound
 # exactly, and on which the arm's saved float predictions must match the float model's (else all are predicted).
 CHECK_ROWS = 128
 SAVED_TOLERANCE = 1e-4  # rtol and atol: float sums in another batch composition (or on a GPU) differ in low bits
-_WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
 
 
 def quantize_arm(arm_dir, data, split: str = "test", out=None, n_resamples: int = 1000, seed: int = 42,
@@ -444,9 +444,9 @@ def _saved_serving(path: Path) -> dict | None:
 
 def _folder_sizes(folder: Path) -> dict:
     files = [p for p in folder.iterdir() if p.is_file()]
-    weights = [p for p in files if any(p.match(pattern) for pattern in _WEIGHT_PATTERNS)]
+    weights = weight_files(folder)
     return {"weights_bytes": int(sum(p.stat().st_size for p in weights)),
-            "weights_files": sorted(p.name for p in weights),
+            "weights_files": [p.name for p in weights],
             "folder_bytes": int(sum(p.stat().st_size for p in files if p.name != "temperature.json"))}
 
 

@@ -460,10 +460,18 @@ def sized_student(student, seed: int, dim: int | None = None, ngrams: int | None
         return other, other.new_model()
 
 
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """A saved model folder's weight files (and shard indexes), by name."""
+    return sorted(p for p in Path(model_dir).iterdir()
+                  if p.is_file() and any(p.match(pattern) for pattern in WEIGHT_PATTERNS))
+
+
 def weights_bytes(model_dir: Path) -> int:
     """Bytes of a saved student's weight files: its size on disk, the number deployment budgets read."""
-    return sum(p.stat().st_size for p in Path(model_dir).iterdir()
-               if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt"))
+    return sum(p.stat().st_size for p in weight_files(model_dir))
 
 
 def count_parameters(model: nn.Module) -> int:
