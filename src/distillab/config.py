@@ -219,6 +219,22 @@ class ReportConfig:
         return found
 
 
+def audit_names(arms, baselines, quantized=()) -> dict[str, str]:
+    """Every name a run audits besides schedule stages, with what it is (the first meaning wins on a clash):
+    its arms, reference baselines, the arms' side students (``NAME-ema``, ...) and int8 copies (``NAME-int8``)."""
+    taken: dict[str, str] = {}
+    for arm in arms:
+        taken.setdefault(arm.name, "an arm")
+    for name in baselines:
+        taken.setdefault(name, "a reference baseline")
+    for name in quantized:
+        taken.setdefault(f"{name}-int8", f"arm {name!r}'s int8 copy (quantize.arms)")
+    for arm in arms:
+        for side in arm.side_students():
+            taken.setdefault(f"{arm.name}-{side}", f"arm {arm.name!r}'s {side} student")
+    return taken
+
+
 @dataclass
 class ExperimentConfig:
     """One experiment: data → teacher cache → students → calibration → audit → report."""
@@ -326,7 +342,7 @@ class ExperimentConfig:
     def _quantize_problems(self, arms: list) -> list[str]:
         """``quantize.arms`` names trained arms, each once, whose ``NAME-int8`` is a new audit name."""
         names = [arm.name for arm in arms]
-        taken = set(names) | set(self.baselines) | {f"{a.name}-{side}" for a in arms for side in a.side_students()}
+        taken = audit_names(arms, self.baselines)
         found = []
         for name in dict.fromkeys(self.quantize.arms):
             if self.quantize.arms.count(name) > 1:

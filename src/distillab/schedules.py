@@ -257,10 +257,9 @@ def _overrides(values, where: str, base, problems: list[str]) -> dict | None:
 
 def _clashes(schedules: list[Schedule], arms: dict, baselines: list[str], quantized: list[str]) -> list[str]:
     """Every stage's audit name must be new: not an arm, a side student, a baseline, an int8 copy or another stage."""
-    taken = {name: "an arm" for name in arms} | {name: "a reference baseline" for name in baselines}
-    taken.update({f"{name}-int8": f"arm {name!r}'s int8 copy (quantize.arms)" for name in quantized})
-    taken.update({f"{arm.name}-{side}": f"arm {arm.name!r}'s {side} student" for arm in arms.values()
-                  for side in arm.side_students()})
+    from distillab.config import audit_names
+
+    taken = audit_names(arms.values(), baselines, quantized)
     found, named = [], set()
     for schedule in schedules:
         if (schedule.section, schedule.name) in named:
